@@ -1,0 +1,156 @@
+"""Loading and saving weights.
+
+The converted-file format is Flax's msgpack serialization (`flax.serialization.msgpack_serialize`) of
+``{"format": "deepvis_jax", "version": 1, "arch": <name>, "variables": {"params": ..., "batch_stats": ...}}``:
+numpy arrays in a plain msgpack map, readable with no torch installed and no code executed on load.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization, traverse_util
+
+from .models import Architecture, Model, get_architecture, init_model
+
+FORMAT, VERSION = "deepvis_jax", 1
+
+
+class WeightsError(ValueError):
+    """A weights file or state dict that cannot become this model: corrupt, another architecture, bad tensors."""
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights that cannot be had here (offline with no cache, or torch missing to convert them)."""
+
+
+def _target_dtype(dtype) -> np.dtype:
+    """Keep float32; keep float64 only when JAX x64 is on (JAX cannot hold it otherwise)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64 and not jax.config.jax_enable_x64:
+        return np.dtype(np.float32)
+    return dtype
+
+
+def expected_shapes(arch: Architecture) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """Flattened variable path -> shape, for checking files and state dicts."""
+    shapes = jax.eval_shape(lambda: init_model(arch).variables)
+    return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes).items()}
+
+
+def model_from_arrays(arch: Architecture, flat: dict[tuple[str, ...], np.ndarray], source: str) -> Model:
+    """Build a Model from flattened variables, checking every name and shape (errors name the tensor)."""
+    want = expected_shapes(arch)
+    missing = [k for k in want if k not in flat]
+    extra = [k for k in flat if k not in want]
+    if missing:
+        raise WeightsError(f"{source}: missing {'/'.join(missing[0])} (and {len(missing) - 1} more) for {arch.name}"
+                           if len(missing) > 1 else f"{source}: missing {'/'.join(missing[0])} for {arch.name}")
+    if extra:
+        raise WeightsError(f"{source}: unexpected {'/'.join(extra[0])} for {arch.name}")
+    for k, shape in want.items():
+        if tuple(np.shape(flat[k])) != shape:
+            raise WeightsError(
+                f"{source}: {'/'.join(k)} has shape {tuple(np.shape(flat[k]))}, {arch.name} expects {shape}"
+            )
+    dtype = _target_dtype(np.asarray(flat[next(iter(want))]).dtype)
+    variables = traverse_util.unflatten_dict({k: jnp.asarray(np.asarray(v, dtype=dtype)) for k, v in flat.items()})
+    return Model(variables=variables, arch=arch)
+
+
+def save_model(model: Model, path: str | os.PathLike) -> Path:
+    """Write `model` to a converted file (msgpack) that `load_model(arch, weights=path)` reads without torch."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": model.arch.name,
+        "variables": jax.tree_util.tree_map(np.asarray, model.variables),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(serialization.msgpack_serialize(state))
+    os.replace(tmp, path)  # never leave a half-written file under the real name
+    return path
+
+
+def read_converted(path: str | os.PathLike, arch: str | Architecture | None = None) -> Model:
+    """Read a converted msgpack file; `arch`, when given, must match the file's architecture."""
+    path = Path(path)
+    try:
+        state = serialization.msgpack_restore(path.read_bytes())
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # msgpack raises several unrelated types for corrupt data
+        raise WeightsError(f"{path} is not a readable deepvis_jax weights file ({type(e).__name__}); "
+                           "it may be truncated or corrupt: convert it again") from None  # fmt: skip
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "variables" not in state:
+        raise WeightsError(f"{path} is not a deepvis_jax weights file; convert one with `deepvis convert`")
+    file_arch = get_architecture(state["arch"])
+    if arch is not None:
+        want = arch if isinstance(arch, Architecture) else get_architecture(arch)
+        if want.name != file_arch.name:
+            raise WeightsError(f"{path} holds {file_arch.name} weights, not {want.name}; pick --model {file_arch.name}")
+    flat = traverse_util.flatten_dict(state["variables"])
+    return model_from_arrays(file_arch, flat, str(path))
+
+
+def torch_cache_dir() -> Path:
+    """torch.hub's checkpoint folder, found the way torch finds it, without importing torch."""
+    home = os.environ.get("TORCH_HOME")
+    if not home:
+        home = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "torch")
+    return Path(home) / "hub" / "checkpoints"
+
+
+def converted_cache_path(arch: str) -> Path:
+    return torch_cache_dir() / f"deepvis_jax-{arch}.msgpack"
+
+
+def load_imagenet(arch: Architecture, progress: bool = True) -> Model:
+    """torchvision's pretrained weights: the converted cache if present, else torchvision's download/cache + convert."""
+    cached = converted_cache_path(arch.name)
+    if cached.exists():
+        return read_converted(cached, arch)
+    try:
+        from converters import imagenet_state_dict, from_state_dict  # torch lives only there
+    except ImportError:
+        raise WeightsUnavailableError(
+            f"pretrained {arch.name} weights are not cached at {cached} and torch is not installed to fetch them; "
+            f"install the [torch] extra, or run `deepvis convert --model {arch.name} --out {arch.name}.msgpack` "
+            f"on a machine with torch and pass that file as weights"
+        ) from None
+    model = from_state_dict(imagenet_state_dict(arch.name, progress=progress), arch.name)
+    save_model(model, cached)
+    return model
+
+
+def load_model(arch: str, weights: str | os.PathLike | None = None, seed: int = 0) -> Model:
+    """A model by architecture name.
+
+    weights: None (random init from Flax initializers, seeded by `seed`), ``"imagenet"`` (torchvision's pretrained
+    weights via its download cache, converted once and cached beside it), a converted ``.msgpack`` file, or a
+    torchvision state-dict ``.pth``/``.pt`` file (needs torch; loaded with ``weights_only=True``).
+    """
+    a = get_architecture(arch)
+    if weights is None:
+        return init_model(a, seed=seed)
+    if isinstance(weights, str) and weights.lower() == "imagenet":
+        return load_imagenet(a)
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    if path.suffix.lower() in (".pth", ".pt", ".bin", ".ckpt"):
+        try:
+            from converters import load_pth
+        except ImportError:
+            raise WeightsUnavailableError(
+                f"{path} is a PyTorch file and torch is not installed; install the [torch] extra or convert it "
+                "elsewhere with `deepvis convert` and pass the .msgpack file"
+            ) from None
+        return load_pth(path, a.name)
+    return read_converted(path, a)

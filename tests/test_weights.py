@@ -1,0 +1,130 @@
+"""Converted files, .pth loading, the imagenet cache path, and errors for bad weights."""
+
+import pickle
+import sys
+
+import jax
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+import converters
+import deepvis_jax as dv
+from reference import torch_model
+
+
+@pytest.fixture(scope="module")
+def alexnet():
+    tm = torch_model("alexnet", seed=3)
+    return tm, converters.from_torchvision(tm)
+
+
+def _assert_same(a, b):
+    assert a.arch == b.arch
+    la, lb = jax.tree_util.tree_leaves_with_path(a.variables), jax.tree_util.tree_leaves_with_path(b.variables)
+    assert [p for p, _ in la] == [p for p, _ in lb]
+    for (_, x), (_, y) in zip(la, lb):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_round_trip_through_msgpack(alexnet, tmp_path):
+    _, model = alexnet
+    path = converters.save(model, tmp_path / "sub" / "alexnet.msgpack")
+    _assert_same(dv.load_model("alexnet", weights=str(path)), model)
+    x = np.random.default_rng(0).standard_normal((1, 67, 67, 3)).astype(np.float32)
+    np.testing.assert_array_equal(dv.classify(dv.load_model("alexnet", weights=path), x), dv.classify(model, x))
+
+
+def test_pth_state_dict(alexnet, tmp_path):
+    tm, model = alexnet
+    torch.save(tm.state_dict(), tmp_path / "a.pth")
+    _assert_same(dv.load_model("alexnet", weights=tmp_path / "a.pth"), model)
+    _assert_same(converters.load_pth(tmp_path / "a.pth"), model)  # architecture detected from the tensors
+
+
+def test_float64_kept_when_x64_on(tmp_path):
+    with jax.enable_x64(True):
+        m = converters.from_state_dict(torch_model("alexnet").double().state_dict(), "alexnet")
+        assert m.dtype == np.float64
+        converters.save(m, tmp_path / "a64.msgpack")
+        assert dv.load_model("alexnet", weights=tmp_path / "a64.msgpack").dtype == np.float64
+
+
+def test_bad_state_dicts_name_the_tensor(alexnet):
+    tm, _ = alexnet
+    sd = tm.state_dict()
+    missing = {k: v for k, v in sd.items() if k != "features.3.weight"}
+    with pytest.raises(dv.WeightsError, match=r"missing features\.3\.weight"):
+        converters.from_state_dict(missing, "alexnet")
+    with pytest.raises(dv.WeightsError, match=r"unexpected features\.99\.weight"):
+        converters.from_state_dict({**sd, "features.99.weight": torch.zeros(1)}, "alexnet")
+    bad = dict(sd, **{"classifier.4.weight": torch.zeros(10, 4096)})
+    with pytest.raises(dv.WeightsError, match=r"classifier\.4\.weight.*\(10, 4096\)"):
+        converters.from_state_dict(bad, "alexnet")
+    with pytest.raises(dv.WeightsError, match="missing"):
+        converters.from_state_dict(sd, "vgg11")
+
+
+def test_bad_files(alexnet, tmp_path):
+    tm, model = alexnet
+    with pytest.raises(FileNotFoundError, match="nope.msgpack"):
+        dv.load_model("alexnet", weights=tmp_path / "nope.msgpack")
+    path = converters.save(model, tmp_path / "a.msgpack")
+    (tmp_path / "cut.msgpack").write_bytes(path.read_bytes()[:100_000])
+    with pytest.raises(dv.WeightsError, match="truncated or corrupt"):
+        dv.load_model("alexnet", weights=tmp_path / "cut.msgpack")
+    with pytest.raises(dv.WeightsError, match="holds alexnet weights, not vgg11"):
+        dv.load_model("vgg11", weights=path)
+    torch.save(tm.state_dict(), tmp_path / "a.pth")
+    with pytest.raises(dv.WeightsError, match="holds alexnet weights, not vgg11"):
+        dv.load_model("vgg11", weights=tmp_path / "a.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "a.pth").read_bytes()[:5000])
+    with pytest.raises(dv.WeightsError, match="truncated or corrupt"):
+        dv.load_model("alexnet", weights=tmp_path / "cut.pth")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (sys.exit, ("pickled code ran",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    with open(tmp_path / "evil.pth", "wb") as f:
+        pickle.dump({"features.0.weight": _Evil()}, f)
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "module.pth")  # a whole pickled module
+    for name in ("evil.pth", "module.pth"):
+        with pytest.raises(dv.WeightsError, match="pickled objects other than tensors|not a readable"):
+            dv.load_model("alexnet", weights=tmp_path / name)
+
+
+def test_imagenet_uses_torch_cache_then_converted_cache(alexnet, tmp_path, monkeypatch):
+    """The "imagenet" path with a local file in torchvision's cache (no network), then the converted cache alone."""
+    tm, model = alexnet
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.AlexNet_Weights.DEFAULT
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(tm.state_dict(), checkpoints / weights.url.rsplit("/", 1)[1])
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)  # a download attempt would fail
+    _assert_same(dv.load_model("alexnet", weights="imagenet"), model)
+    assert (checkpoints / "deepvis_jax-alexnet.msgpack").is_file()
+    # second load: from the converted cache, with torch made unimportable
+    monkeypatch.setitem(sys.modules, "converters", None)
+    _assert_same(dv.load_model("alexnet", weights="imagenet"), model)
+
+
+def _no_network(*args, **kwargs):
+    import urllib.error
+
+    raise urllib.error.URLError("no network in tests")
+
+
+def test_imagenet_offline_without_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    with pytest.raises(dv.WeightsUnavailableError, match=r"cannot download pretrained vgg11 weights.*offline.*local"):
+        dv.load_model("vgg11", weights="imagenet")
+    monkeypatch.setitem(sys.modules, "converters", None)
+    with pytest.raises(dv.WeightsUnavailableError, match="torch is not installed"):
+        dv.load_model("vgg11", weights="imagenet")
