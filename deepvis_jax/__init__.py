@@ -23,6 +23,7 @@ from deepvis_jax._src.deconv import PoolSwitches as PoolSwitches
 from deepvis_jax._src.deconv import Switches as Switches
 from deepvis_jax._src.deconv import Visualization as Visualization
 from deepvis_jax._src.deconv import forward as forward
+from deepvis_jax._src.deconv import max_pool_with_switches as max_pool_with_switches
 from deepvis_jax._src.deconv import project as project
 from deepvis_jax._src.deconv import project_channels as project_channels
 from deepvis_jax._src.deconv import unpool as unpool

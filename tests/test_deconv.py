@@ -1,6 +1,8 @@
 """DeconvNet: switches and unpooling on hand-computed inputs, parity of `project` with PyTorch autograd where
 ReLU's backward is relu(grad) (Zeiler & Fergus; Captum's NeuronDeconvolution), and `visualize`."""
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import jax.test_util
@@ -102,6 +104,22 @@ def test_random_pooling_equals_max_pool_exactly():
 # ------------------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def torch_models():
+    """The torch references, built once (float32; deep-copy before .double())."""
+    return {"alexnet": torch_model("alexnet"), "vgg11_bn": torch_model("vgg11_bn")}
+
+
+@pytest.fixture(scope="module")
+def alexnet(torch_models):
+    return converters.from_torchvision(torch_models["alexnet"])
+
+
+@pytest.fixture(scope="module")
+def vgg(torch_models):
+    return converters.from_torchvision(torch_models["vgg11_bn"])  # non-trivial BatchNorm statistics
+
+
 class _DeconvReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
@@ -159,22 +177,21 @@ CASES = [("alexnet", (67, 80), dv.conv_layers("alexnet")), ("vgg11_bn", (48, 64)
 
 
 @pytest.mark.parametrize("arch,hw,layers", CASES, ids=[c[0] for c in CASES])
-def test_project_matches_torch_deconv(arch, hw, layers):
-    tm = torch_model(arch)
+def test_project_matches_torch_deconv(arch, hw, layers, torch_models, alexnet, vgg):
+    tm = torch_models[arch]
     x = np.random.default_rng(0).standard_normal((1, *hw, 3))
-    model = converters.from_torchvision(tm)
+    model = {"alexnet": alexnet, "vgg11_bn": vgg}[arch]
     for layer in layers:
         _check_parity(tm, model, x.astype(np.float32), layer, 1e-5)
     with jax.enable_x64(True):
-        tm64 = tm.double()
+        tm64 = copy.deepcopy(tm).double()
         model64 = converters.from_torchvision(tm64)
         for layer in layers:
             _check_parity(tm64, model64, x, layer, 1e-10)
 
 
-def test_visualize_224_alexnet_matches_torch():
-    tm = torch_model("alexnet")
-    model = converters.from_torchvision(tm)
+def test_visualize_224_alexnet_matches_torch(torch_models, alexnet):
+    tm, model = torch_models["alexnet"], alexnet
     image = np.random.default_rng(2).integers(0, 256, (224, 224, 3), dtype=np.uint8)
     x = np.asarray(dv.normalize(image.astype(np.float32) / 255))[None]
     for mode in ("max", "all"):
@@ -199,11 +216,6 @@ def test_visualize_224_alexnet_matches_torch():
 # ------------------------------------------------------------------------------------------------------------
 # visualize
 # ------------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def vgg():
-    return dv.load_model("vgg11_bn", seed=3)
 
 
 @pytest.mark.parametrize("mode,rank", [("max", "max"), ("all", "mean")])
@@ -242,9 +254,9 @@ def test_visualize_does_not_recompile(vgg):
     assert r.channels.shape == (3,)
 
 
-def test_project_is_differentiable_and_jittable():
+def test_project_is_differentiable_and_jittable(torch_models):
     with jax.enable_x64(True):
-        tm = torch_model("alexnet").double()
+        tm = copy.deepcopy(torch_models["alexnet"]).double()
         model = converters.from_torchvision(tm)
         x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 67, 67, 3)))
         act, sw = dv.forward(model, x, "conv2")
@@ -256,7 +268,7 @@ def test_project_is_differentiable_and_jittable():
         assert g.shape == signal.shape and np.isfinite(np.asarray(g)).all()
 
 
-def test_bad_inputs_raise_useful_errors(vgg):
+def test_bad_inputs_raise_useful_errors(vgg, alexnet):
     img = np.zeros((40, 40, 3), np.uint8)
     with pytest.raises(ValueError, match="conv1_1, conv2_1"):
         dv.visualize(vgg, img, "conv9")
@@ -272,7 +284,7 @@ def test_bad_inputs_raise_useful_errors(vgg):
             dv.visualize(vgg, np.zeros(shape, np.float32), 1)
     with pytest.raises(ValueError, match="dtype int64"):
         dv.visualize(vgg, np.zeros((40, 40, 3), np.int64), 1)
-    alex = dv.load_model("alexnet", seed=0)
+    alex = alexnet
     with pytest.raises(ValueError, match="30x30 pixels is too small for layer conv5 of alexnet.*at least 31x31"):
         dv.visualize(alex, np.zeros((30, 30, 3), np.float32), "conv5")
     dv.visualize(alex, np.zeros((30, 30, 3), np.float32), "conv1", top_k=2)  # conv1 is fine at 30 px
@@ -283,3 +295,24 @@ def test_bad_inputs_raise_useful_errors(vgg):
         dv.project(alex, sw, act[..., :10], "conv2")
     with pytest.raises(ValueError, match="1 max-pools, but conv3 of alexnet has 2"):
         dv.project(alex, sw, jnp.zeros((1, 3, 3, 384)), "conv3")
+
+
+def test_public_names():
+    names = ["forward", "project", "project_channels", "unpool", "max_pool_with_switches", "visualize",
+             "Visualization", "Switches", "PoolSwitches", "Visualizer", "activation_grid", "projection_sheet",
+             "contact_sheet", "save_result"]  # fmt: skip
+    assert all(hasattr(dv, n) for n in names), [n for n in names if not hasattr(dv, n)]
+
+
+def test_visualizer_construct_calls_dv_construct(monkeypatch):
+    calls = []
+
+    def fake(model, layer, filters, **kw):
+        calls.append((layer, list(filters), kw))
+        return np.stack([np.full((8, 8, 3), f / 100.0) for f in filters])
+
+    monkeypatch.setattr(dv, "construct", fake, raising=False)
+    v = dv.Visualizer("model")
+    np.testing.assert_array_equal(v.construct(3, 88, steps=5), np.full((8, 8, 3), 0.88))
+    assert v.construct("conv2", [1, 2]).shape == (2, 8, 8, 3) and v.constructed.shape == (2, 8, 8, 3)
+    assert calls == [(3, [88], {"steps": 5}), ("conv2", [1, 2], {})]

@@ -39,7 +39,8 @@ def test_activation_grid_layout_and_labels():
     # every label strip holds text (dark pixels on white); the unused 11th/12th slots hold none
     for c in range(12):
         r, k = divmod(c, cols)
-        box = (PAD + k * (cw + PAD), PAD + r * (ch + LABEL_H + PAD), PAD + k * (cw + PAD) + cw, PAD + r * (ch + LABEL_H + PAD) + LABEL_H)
+        x, y = PAD + k * (cw + PAD), PAD + r * (ch + LABEL_H + PAD)
+        box = (x, y, x + cw, y + LABEL_H)
         assert (_dark_pixels(img, box) > 0) == (c < 10), c
 
 
