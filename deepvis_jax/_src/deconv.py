@@ -244,11 +244,12 @@ def project(model: Model, switches: Switches, signal: Array, layer: Layer) -> Ar
     return _project(model, switches, signal, layer_name(model, layer))
 
 
+@functools.partial(jax.jit, static_argnames=("layer",))
 def project_channels(model: Model, switches: Switches, signal: Array, channels: Array, layer: Layer) -> Array:
     """`project` of a signal that is zero outside `channels`: `signal` (N, h, w, K) holds those K channels.
 
     Equals ``project(model, switches, full, layer)`` where ``full[..., channels] = signal``, but the top conv's
-    transpose uses only those K filters (most of a top layer's cost when K is much smaller than C). Not jitted.
+    transpose uses only those K filters (most of a top layer's cost when K is much smaller than C).
     """
     name = layer_name(model, layer)
     arch = model.arch
