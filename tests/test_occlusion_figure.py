@@ -78,3 +78,10 @@ def test_figure_of_a_real_occlusion_result():
     r = dv.occlusion(model, img, patch=24, stride=20, layer="conv2")
     fig = dv.occlusion_figure(img, r)  # 64 px upscaled x4 to >= 224
     assert fig.size[0] == 4 * (256 + PAD) + PAD and np.asarray(fig).std() > 10
+
+
+def test_public_names():
+    from deepvis_jax._src.occlusion import OcclusionResult, occlusion
+
+    assert dv.occlusion is occlusion and dv.OcclusionResult is OcclusionResult
+    assert dv.occlusion_figure is render.occlusion_figure
