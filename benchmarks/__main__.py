@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["classify"]
+BENCHMARKS = ["classify", "visualize"]
 
 
 def main(argv=None) -> int:

@@ -53,10 +53,7 @@ def time_jax(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
 
 def time_torch(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     """(steady-state median seconds, result) of a torch callable, after one untimed warm-up."""
-    import torch
-
-    with torch.inference_mode(False), torch.no_grad():
-        out = fn()
+    out = fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
