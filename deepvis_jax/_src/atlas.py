@@ -104,10 +104,21 @@ def _select(cand: TopK, k: int) -> TopK:
     return TopK(-neg[:, :k], index[:, :k], position[:, :k])
 
 
-def _batch_topk(model: Model, name: str, k: int, images: Array, index: Array) -> TopK:
+def _activations(model: Model, name: str, images: Array, micro: int) -> Array:
+    """The layer's activations, computed `micro` images at a time: the same shapes (hence the same floating-point
+    results) on every device, whatever the batch size and the device count."""
+    b = images.shape[0]
+
+    def run(chunk):
+        return model.apply(normalize(chunk.astype(model.dtype) / 255.0), upto=name).astype(jnp.float32)
+
+    act = lax.map(run, images.reshape(b // micro, micro, *images.shape[1:]))
+    return act.reshape(b, *act.shape[2:])
+
+
+def _batch_topk(model: Model, name: str, k: int, images: Array, index: Array, micro: int) -> TopK:
     """Per-channel top-k of one (shard of a) batch; `index` (b,) holds image indices, -1 for padding."""
-    x = normalize(images.astype(model.dtype) / 255.0)
-    act = model.apply(x, upto=name).astype(jnp.float32)
+    act = _activations(model, name, images, micro)
     b, h, w, c = act.shape
     v = jnp.transpose(act, (3, 0, 1, 2)).reshape(c, b * h * w)  # flat order (image, row, col): the tie-break
     v = jnp.where(v == 0, jnp.float32(0), v)  # one zero: -0.0 and 0.0 must tie
@@ -122,12 +133,12 @@ def _batch_topk(model: Model, name: str, k: int, images: Array, index: Array) ->
     )
 
 
-@functools.partial(jax.jit, static_argnames=("name", "k", "mesh"))
-def _update(model: Model, state: TopK, images: Array, index: Array, *, name: str, k: int, mesh: Mesh) -> TopK:
+@functools.partial(jax.jit, static_argnames=("name", "k", "mesh", "micro"))
+def _update(model: Model, state: TopK, images: Array, index: Array, *, name: str, k: int, mesh: Mesh, micro: int):
     """Merge one batch (batch axis sharded over `mesh`) into the replicated running top-k."""
 
     def local(model, state, images, index):
-        cand = _batch_topk(model, name, k, images, index)
+        cand = _batch_topk(model, name, k, images, index, micro)
         cand = TopK(*(lax.all_gather(a, AXIS, axis=1, tiled=True) for a in cand))  # (C, devices * k)
         both = TopK(*(jnp.concatenate([s, c], axis=1) for s, c in zip(state, cand)))
         return _select(both, k)
@@ -401,6 +412,7 @@ def atlas(
     *,
     top_k: int = 9,
     batch_size: int = 32,
+    micro_batch: int = 8,
     size: int = 224,
     channels: Sequence[int] | None = None,
     project: bool = True,
@@ -415,18 +427,24 @@ def atlas(
 
     `images`: an iterable of RGB arrays (uint8 HxWx3, or float in [0, 1]), all the same size, numbered in order;
     or a folder, whose image files (sorted by path) are read by a thread pool, resized so the shorter side is
-    `size` and center-cropped to ``size x size``. Batches of `batch_size` (rounded up to a multiple of the device
-    count) are sharded over `devices` (default: all, of all processes). Ties: smaller image index, then smaller
-    position. With `checkpoint` the state is written there every `checkpoint_every` batches and at the end;
-    ``resume=True`` continues from it (an iterable must yield the same images again from the start; those already
-    counted are skipped). ``project=False`` skips the projections and patches; `channels` limits them.
+    `size` and center-cropped to ``size x size``. Batches of `batch_size` (rounded up to a multiple of
+    ``micro_batch`` times the device count) are sharded over `devices` (default: all, of all processes); each
+    device runs the network `micro_batch` images at a time, so the result is bitwise the same for any device count
+    and batch size (on the same platform). Ties: smaller image index, then smaller position. With `checkpoint` the
+    state is written there every `checkpoint_every` batches and at the end; ``resume=True`` continues from it (an
+    iterable must yield the same images again from the start; those already counted are skipped). ``project=False``
+    skips the projections and patches; `channels` limits them. Memory: the state is (C, top_k); a one-shot iterable
+    also keeps the images that are current winners (at most C * top_k) for the projections.
     """
     name = layer_name(model, layer)
     k, n_ch = int(top_k), layer_channels(model, name)
     if k < 1 or batch_size < 1:
         raise ValueError(f"top_k and batch_size must be at least 1, got {top_k} and {batch_size}")
     mesh = make_mesh(devices)
-    batch = -(-batch_size // mesh.size) * mesh.size
+    micro = int(micro_batch)
+    if micro < 1:
+        raise ValueError(f"micro_batch must be at least 1, got {micro_batch}")
+    batch = -(-batch_size // (mesh.size * micro)) * mesh.size * micro
     sharding = NamedSharding(mesh, P(AXIS))
     rows_map = sharding.addressable_devices_indices_map((batch,))
     spans = sorted(idx[0].indices(batch)[:2] for idx in rows_map.values())
@@ -473,7 +491,7 @@ def atlas(
             if n < batch:
                 imgs = np.concatenate([imgs, np.zeros((batch - n, *imgs.shape[1:]), np.uint8)])
             state = _update(model, state, _put(mesh, imgs, P(AXIS)), _put(mesh, index, P(AXIS)),
-                            name=name, k=k, mesh=mesh)  # fmt: skip
+                            name=name, k=k, mesh=mesh, micro=micro)  # fmt: skip
             consumed, done = first + n, done + 1
             bar.update(n)
             if not is_folder and len(source.cache) > cache_limit:
@@ -514,7 +532,8 @@ def _result(model: Model, name: str, state: TopK, consumed: int, hw: tuple, file
 def _layer_hw_cached(arch: Architecture, name: str, hw: tuple) -> tuple[int, int]:
     from .models import feature_shapes
 
-    return feature_shapes(arch, hw)[arch.top_index(name) + 1]
+    below = arch._replace(features=arch.features[: arch.top_index(name) + 1])
+    return feature_shapes(below, hw)[-1]
 
 
 def _layer_hw(model: Model, name: str, hw: Sequence[int]) -> tuple[int, int]:

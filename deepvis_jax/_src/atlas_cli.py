@@ -69,7 +69,7 @@ def run_atlas(args: argparse.Namespace) -> int:
     import deepvis_jax as dv
     from deepvis_jax._src.atlas import list_images
     from deepvis_jax._src.atlas_render import write_index, write_sheets
-    from deepvis_jax._src.models import feature_shapes
+    from deepvis_jax._src.atlas import _layer_hw
 
     for flag, v in (("--top-k", args.top_k), ("--batch-size", args.batch_size), ("--size", args.size),
                     ("--checkpoint-every", args.checkpoint_every)):  # fmt: skip
@@ -83,7 +83,7 @@ def run_atlas(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} is not empty; pass --overwrite to replace the atlas or --resume to continue it")
     model = _model(args.model, args.weights)
     name = dv.layer_name(model, args.layer)
-    feature_shapes(model.arch, (args.size, args.size))  # ValueError when --size is too small for the network
+    _layer_hw(model, name, (args.size, args.size))  # ValueError when --size is too small for the layer
     state = out / STATE_FILE
     if args.overwrite and not args.resume and state.exists():
         state.unlink()

@@ -88,7 +88,8 @@ _SCRIPT = """window.addEventListener("load", function () {
   }
   var s = document.getElementById("status");
   s.setAttribute("data-loaded", ok); s.setAttribute("data-broken", broken.length);
-  s.textContent = ok + " of " + imgs.length + " images loaded" + (broken.length ? "; missing: " + broken.join(", ") : "");
+  s.textContent = ok + " of " + imgs.length + " images loaded" +
+    (broken.length ? "; missing: " + broken.join(", ") : "");
 });"""
 
 
