@@ -64,6 +64,7 @@ def _model(arch: str, weights: str):
 
 def run_atlas(args: argparse.Namespace) -> int:
     """Run ``deepvis atlas``; returns 0. Raises ValueError / OSError subclasses on bad input."""
+    import jax
     from tqdm.auto import tqdm
 
     import deepvis_jax as dv
@@ -91,10 +92,14 @@ def run_atlas(args: argparse.Namespace) -> int:
                       project=False, checkpoint=state, checkpoint_every=args.checkpoint_every, resume=args.resume,
                       progress=not args.quiet)  # fmt: skip
     n_ch = result.values.shape[0]
-    for s in tqdm(range(0, n_ch, CHUNK), desc="projections", unit="chunk", disable=args.quiet):
+    writer = jax.process_index() == 0  # every process projects (the arrays span all hosts); one writes
+    for s in tqdm(range(0, n_ch, CHUNK), desc="projections", unit="chunk", disable=args.quiet or not writer):
         chunk = dv.atlas_project(model, result, args.images, channels=range(s, min(s + CHUNK, n_ch)),
                                  batch_size=args.batch_size, size=args.size)  # fmt: skip
-        write_sheets(chunk, out)
+        if writer:
+            write_sheets(chunk, out)
+    if not writer:
+        return 0
     page = write_index(result, out, title=f"{model.arch.name} {name}: top-{args.top_k} over {result.num_images} images")
     print(f"atlas of {model.arch.name} {name}: {n_ch} channels, {result.num_images} images -> {page}")
     return 0
