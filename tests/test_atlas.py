@@ -46,6 +46,22 @@ def model():
 
 
 @pytest.fixture(scope="module")
+def conv_params(model, tmp_path_factory):
+    """The conv weights in a file, for subprocesses (skips initializing the 58M classifier weights again)."""
+    path = tmp_path_factory.mktemp("params") / "alexnet_conv.npz"
+    layers = dv.conv_layers(model)
+    np.savez(path, **{f"{n}/{p}": np.asarray(model.params[n][p]) for n in layers for p in ("kernel", "bias")})
+    return path
+
+
+def conv_model(path):
+    """An AlexNet holding only its conv weights: enough for everything up to conv5."""
+    with np.load(path) as z:
+        params = {n: {p: jnp.asarray(z[f"{n}/{p}"]) for p in ("kernel", "bias")} for n in dv.conv_layers("alexnet")}
+    return dv.Model(variables={"params": params}, arch=dv.ARCHITECTURES["alexnet"])
+
+
+@pytest.fixture(scope="module")
 def images():
     return _images()
 
@@ -121,34 +137,83 @@ SHARDED = r"""
 import sys, numpy as np, jax
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 import deepvis_jax as dv
-from test_atlas import _images
+from test_atlas import _images, conv_model
 assert jax.device_count() == 4, jax.devices()
-model = dv.load_model("alexnet", weights=None, seed=0)
+model = conv_model(sys.argv[3])
 imgs = _images()
+CONFIGS = {"conv2": ((8, jax.devices()[:1]), (5, None)),  # batch 5 is rounded up to 8 (4 devices x 2)
+           "conv5": ((8, jax.devices()[:1]), (8, None), (12, None))}
 runs = [dv.atlas(model, imgs, layer, top_k=k, batch_size=b, micro_batch=2, devices=d, project=False,
                  progress=False)
-        for layer, k in (("conv2", 5), ("conv5", 9))
-        for b, d in ((8, jax.devices()[:1]), (8, None), (12, None), (5, None))]
+        for layer, k in (("conv2", 5), ("conv5", 9)) for b, d in CONFIGS[layer]]
 np.savez(sys.argv[2], **{f"{i}_{f}": getattr(r, f) for i, r in enumerate(runs)
                          for f in ("values", "image_index", "position")})
 """
 
 
-def test_sharded_equals_single_device(model, images, tmp_path):
+def test_sharded_equals_single_device(model, conv_params, images, tmp_path):
     """4 forced CPU devices (batch sharded, candidates all-gathered) == 1 device, exactly, for any batch size."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     out = tmp_path / "runs.npz"
-    subprocess.run([sys.executable, "-c", SHARDED, str(ROOT), str(out)], check=True, env=env, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", SHARDED, str(ROOT), str(out), str(conv_params)], check=True, env=env,
+                   cwd=ROOT)  # fmt: skip
     with np.load(out) as z:
-        for layer_i, (layer, k) in enumerate((("conv2", 5), ("conv5", 9))):
-            one = 4 * layer_i  # one device, batch 8
-            for run in range(one + 1, one + 4):  # 4 devices, batches 8, 12 and 5 (rounded up to 8, 16, 8)
+        for one, last, layer, k in ((0, 1, "conv2", 5), (2, 4, "conv5", 9)):  # run `one`: 1 device, batch 8
+            for run in range(one + 1, last + 1):  # 4 devices, batch 5 (-> 8); 8 and 12 (-> 16)
                 for f in ("values", "image_index", "position"):
                     np.testing.assert_array_equal(z[f"{run}_{f}"], z[f"{one}_{f}"], err_msg=f"{layer} {run} {f}")
             # and the same top-k as this process (another thread set-up: values to float rounding)
             here = dv.atlas(model, images, layer, top_k=k, batch_size=8, project=False, progress=False)
             assert_close(z[f"{one}_values"], here.values, 1e-5)
             np.testing.assert_array_equal(z[f"{one}_image_index"], here.image_index)
+
+
+MULTI_PROCESS = r"""
+import sys
+sys.path[:0] = [sys.argv[3], sys.argv[3] + "/tests"]
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator_address=f"127.0.0.1:{sys.argv[2]}", num_processes=2,
+                           process_id=int(sys.argv[1]))
+import numpy as np
+import deepvis_jax as dv
+from test_atlas import _images, conv_model
+assert jax.device_count() == 4 and jax.local_device_count() == 2
+model = conv_model(sys.argv[5])
+r = dv.atlas(model, _images(), "conv2", top_k=5, batch_size=8, micro_batch=2, channels=[0, 3], progress=False)
+np.savez(sys.argv[4] + ".npz", values=r.values, image_index=r.image_index, position=r.position,
+         projections=r.projections, patches=r.patches)
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("DEEPVIS_SLOW_TESTS"), reason="slow (about a minute on 2 cores): three "
+                    "JAX processes; set DEEPVIS_SLOW_TESTS=1 to run it")  # fmt: skip
+def test_two_processes_equal_one(conv_params, tmp_path):
+    """jax.distributed over 2 local processes x 2 CPU devices == 1 process x 4 devices, exactly (with projections)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-c", MULTI_PROCESS, str(i), port, str(ROOT), str(tmp_path / f"{i}"),
+                               str(conv_params)],
+                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for i in range(2)]  # fmt: skip
+    logs = [p.communicate(timeout=240)[0].decode(errors="replace") for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    one = SHARDED.split("runs = ")[0] + (
+        "r = dv.atlas(model, imgs, 'conv2', top_k=5, batch_size=8, micro_batch=2, channels=[0, 3], progress=False)\n"
+        "np.savez(sys.argv[2], values=r.values, image_index=r.image_index, position=r.position,"
+        " projections=r.projections, patches=r.patches)\n"
+    )
+    subprocess.run([sys.executable, "-c", one, str(ROOT), str(tmp_path / "one.npz"), str(conv_params)], check=True,
+                   env=env, cwd=ROOT)  # fmt: skip
+    with np.load(tmp_path / "one.npz") as want, np.load(tmp_path / "0.npz") as a, np.load(tmp_path / "1.npz") as b:
+        for f in ("values", "image_index", "position", "projections", "patches"):
+            np.testing.assert_array_equal(a[f], want[f], err_msg=f)
+            np.testing.assert_array_equal(b[f], want[f], err_msg=f)
 
 
 class Interrupted(Exception):
