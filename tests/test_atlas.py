@@ -368,3 +368,17 @@ def test_cli_atlas_page_in_headless_chromium(tmp_path, capsys):
     status = re.search(r'<p id="status" data-loaded="(\d+)" data-broken="(\d+)"', dom)
     assert status is not None, "the page's load script did not run"
     assert status.groups() == ("64", "0")  # every image decoded with a non-zero naturalWidth
+
+
+def test_bad_input_raises_typed_errors(model, images, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        _cli(["atlas", "--images", str(tmp_path / "missing"), "--layer", "1", "--out", str(tmp_path / "o")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        _cli(["atlas", "--images", str(tmp_path / "empty"), "--layer", "1", "--out", str(tmp_path / "o")])
+    with pytest.raises(ValueError, match="unknown layer"):
+        dv.atlas(model, images, "conv9", progress=False)
+    with pytest.raises(ValueError, match="same size"):
+        dv.atlas(model, [images[0], images[1][:60]], "conv1", progress=False)
+    with pytest.raises(ValueError, match="channels must be in 0..63"):
+        dv.atlas(model, images[:2], "conv1", channels=[64], progress=False)

@@ -564,7 +564,10 @@ def atlas_project(
         source = images
     else:
         source = _Indexed(images, size)
-    chans = np.arange(result.values.shape[0]) if channels is None else np.asarray(channels, np.int64).reshape(-1)
+    n_ch = result.values.shape[0]
+    chans = np.arange(n_ch) if channels is None else np.asarray(list(channels), np.int64).reshape(-1)
+    if chans.size and (chans.min() < 0 or chans.max() >= n_ch):
+        raise ValueError(f"channels must be in 0..{n_ch - 1} for {name}, got {channels!r}")
     r = result.receptive_field.size
     mesh = make_mesh(devices)
     batch = -(-batch_size // mesh.size) * mesh.size
