@@ -27,6 +27,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from .deconv import forward, project
 from .models import Architecture, Conv, Layer, MaxPool, Model, layer_channels, layer_name, normalize
 
 Array = jax.Array
@@ -360,8 +361,6 @@ def _crop(a: Array, top: Array, left: Array, size: int) -> Array:
 
 @functools.partial(jax.jit, static_argnames=("name", "size"))
 def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int):
-    from .deconv import forward, project
-
     x = normalize(images.astype(model.dtype) / 255.0)
     act, switches = forward(model, x, name)
     n = act.shape[0]

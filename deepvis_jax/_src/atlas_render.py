@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .atlas import Atlas
+from .render import display_normalize
 
 GAP = 4  # pixels between tiles
 MIN_TILE = 64  # small receptive fields (conv1: 11 px) are enlarged by an integer factor to at least this
@@ -25,11 +26,9 @@ def sheet_name(channel: int) -> str:
 
 
 def projection_to_uint8(p: np.ndarray) -> np.ndarray:
-    """A projection (R, R, 3) as an image: 0 is mid-gray, the largest |value| of the tile is black or white."""
-    p = np.asarray(p, np.float64)
-    m = np.max(np.abs(p))
-    u = 0.5 + 0.5 * p / m if m > 0 else np.full(p.shape, 0.5)
-    return np.clip(np.rint(u * 255.0), 0, 255).astype(np.uint8)
+    """A projection (R, R, 3) as an image, scaled like every other projection (`render.display_normalize`: 0 is
+    gray, the 98th percentile of |value| of the tile is white or black)."""
+    return np.clip(np.rint(display_normalize(p) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _grid(tiles: list[np.ndarray], cols: int, tile: int) -> np.ndarray:
