@@ -19,6 +19,11 @@ from deepvis_jax._src.models import denormalize as denormalize
 from deepvis_jax._src.models import layer_channels as layer_channels
 from deepvis_jax._src.models import layer_name as layer_name
 from deepvis_jax._src.models import normalize as normalize
+from deepvis_jax._src.images import ImageError as ImageError
+from deepvis_jax._src.images import imagenet_labels as imagenet_labels
+from deepvis_jax._src.images import load_image as load_image
+from deepvis_jax._src.images import min_image_size as min_image_size
+from deepvis_jax._src.images import sample_image as sample_image
 from deepvis_jax._src.weights import WeightsError as WeightsError
 from deepvis_jax._src.weights import WeightsUnavailableError as WeightsUnavailableError
 from deepvis_jax._src.weights import load_model as load_model
