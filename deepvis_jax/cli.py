@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("max", "all"), default="max",
                    help="max: project each channel's strongest activation (the paper's figures); all: its whole "
                    "feature map (default: max)")  # fmt: skip
-    p.add_argument("--out", default="deepvis-out", metavar="DIR", help="output folder (default: deepvis-out)")
+    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_visualize, compiles=True)
 
@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the library's, see dv.construct)")  # fmt: skip
     p.add_argument("--size", type=int, default=224, metavar="S", help="image side in pixels (default: 224)")
     p.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the starting noise (default: 0)")
-    p.add_argument("--out", default="deepvis-out", metavar="DIR", help="output folder (default: deepvis-out)")
+    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_construct, compiles=True)
 
