@@ -274,3 +274,89 @@ def test_check_prints_the_compare_table(capsys, alexnet_files):
     assert "80x70 pixels" in out and "OK:" in out
     code, out, _ = run(capsys, "check", "--weights", alexnet_files["pth"], "--image", "in.png", "--rtol", "0")
     assert code == 1 and "MISMATCH" in out  # float32 torch and XLA never agree to the last bit on AlexNet
+
+
+# -------------------------------------------------------------------------------------------------------------- visualize and construct end to end
+
+_LIBRARY = ("visualize", "save_result", "construct", "contact_sheet")
+needs_library = pytest.mark.skipif(not all(hasattr(dv, n) for n in _LIBRARY),
+                                   reason="needs dv.visualize/save_result/construct/contact_sheet")  # fmt: skip
+
+
+def _written(out: str) -> list[Path]:
+    return [Path(p) for p in re.findall(r"^wrote (.+)$", out, re.M)]
+
+
+def _assert_picture(path: Path, min_side: int) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG" and min(im.size) >= min_side, (path, im.size)
+        a = np.asarray(im.convert("RGB")).astype(float)
+    assert a.std() > 2.0, f"{path} is blank"
+    return a
+
+
+@needs_library
+def test_visualize_random_end_to_end_subprocess(tmp_path):
+    """`deepvis visualize --weights random --layer 3` as a user runs it: PNGs written, warning, compilation cache."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), cli.CACHE_ENV: str(tmp_path / "jax-cache")}
+    p = subprocess.run([sys.executable, "-m", "deepvis_jax", "visualize", "--weights", "random", "--layer", "3"],
+                       capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    assert [ln for ln in p.stderr.splitlines() if ln.startswith("deepvis:")] == [
+        "deepvis: warning: --weights random: an untrained network; its pictures are not meaningful "
+        "(use --weights imagenet or a weights file)"]  # fmt: skip
+    assert "layer: conv3 of alexnet, 384 channels" in p.stdout
+    assert len(re.findall(r"^  channel +\d+  score", p.stdout, re.M)) == 9
+    assert "ImageNet classes" not in p.stdout  # random weights: no class names
+    files = _written(p.stdout)
+    assert len(files) >= 2 and all(f.parent == Path("deepvis_out") for f in files)
+    for f in files:
+        _assert_picture(tmp_path / f, 64)
+    assert any((tmp_path / "jax-cache").iterdir())  # the persistent compilation cache was written
+
+
+@needs_library
+def test_visualize_file_weights_prints_top5(capsys, alexnet_files):
+    """Weights from a file count as trained: the top-5 classes are printed with their labels, as dv.classify ranks."""
+    _png("in.png", (72, 64))
+    code, out, err = run(capsys, "visualize", "--weights", alexnet_files["msgpack"], "--layer", "conv2",
+                         "--top-k", "3", "--image", "in.png", "--out", "o")  # fmt: skip
+    assert code == 0 and err == "", err
+    assert "layer: conv2 of alexnet, 192 channels" in out and "image: in.png (72x64 pixels)" in out
+    model = dv.load_model("alexnet", weights=alexnet_files["msgpack"])
+    image = dv.load_image("in.png")
+    r = dv.visualize(model, image, "conv2", top_k=3)
+    shown = [int(c) for c in re.findall(r"^  channel +(\d+)  score", out, re.M)]
+    assert shown == np.asarray(r.channels).tolist()
+    logits = np.asarray(dv.classify(model, dv.normalize(image[None].astype(np.float32) / 255)))[0]
+    labels = dv.imagenet_labels()
+    want = [f"{labels[i]} ({i})" for i in np.argsort(-logits)[:5]]
+    got = re.findall(r"^ +[\d.]+%  (.+)$", out.split("top-5 ImageNet classes:")[1], re.M)[:5]
+    assert got == want
+    files = _written(out)
+    for f in files:
+        _assert_picture(f, 8)
+    code, _, err = run(capsys, "visualize", "--weights", alexnet_files["msgpack"], "--layer", "conv2",
+                       "--top-k", "3", "--image", "in.png", "--out", "o")  # fmt: skip
+    assert_one_line_error(code, err, "exists")  # never clobbered silently
+    assert any(str(f) in err for f in files), err
+    code, _, err = run(capsys, "visualize", "--weights", alexnet_files["msgpack"], "--layer", "conv2",
+                       "--top-k", "3", "--image", "in.png", "--out", "o", "--overwrite")  # fmt: skip
+    assert code == 0
+
+
+@needs_library
+def test_construct_random_end_to_end(capsys):
+    argv = ["construct", "--weights", "random", "--layer", "3", "--filter", "88", "--steps", "8", "--size", "64",
+            "--out", "o"]  # fmt: skip
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    files = _written(out)
+    assert files == [Path("o/alexnet_conv3_filter88.png"), Path("o/alexnet_conv3_filters.png")]
+    png = _assert_picture(files[0], 64)
+    assert png.shape == (64, 64, 3)
+    _assert_picture(files[1], 64)
+    want = np.asarray(dv.construct(dv.load_model("alexnet"), 3, [88], steps=8, image_size=64, seed=0,
+                                   verbose=False))[0] * 255  # fmt: skip
+    np.testing.assert_allclose(png, want, atol=1.0)  # the PNG is the API's image, rounded to 8 bits
