@@ -238,3 +238,8 @@ def test_resize_shorter():
     assert resize_shorter(a, 224).shape == (224, 448, 3)
     assert resize_shorter(a, 400) is a  # never enlarged
     assert resize_shorter(a, 0) is a
+
+
+def test_public_names():
+    for name in ("load_image", "sample_image", "ImageError", "min_image_size", "imagenet_labels"):
+        assert hasattr(dv, name), name
