@@ -216,7 +216,7 @@ def cmd_construct(args: argparse.Namespace) -> int:
     for img, p in zip(imgs, paths):
         print(f"wrote {_save_png(img, p, args.overwrite)}")
     labels = [f"{layer} filter {f}" for f in filters]
-    print(f"wrote {_save_png(dv.contact_sheet(list(imgs), labels), sheet, args.overwrite)}")
+    print(f"wrote {_save_png(dv.contact_sheet(imgs, labels), sheet, args.overwrite)}")
     return 0
 
 
