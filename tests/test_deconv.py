@@ -1,0 +1,318 @@
+"""DeconvNet: switches and unpooling on hand-computed inputs, parity of `project` with PyTorch autograd where
+ReLU's backward is relu(grad) (Zeiler & Fergus; Captum's NeuronDeconvolution), and `visualize`."""
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import jax.test_util
+import numpy as np
+import pytest
+import torch
+
+import converters
+import deepvis_jax as dv
+from deepvis_jax._src.deconv import _visualize, max_pool_with_switches
+from deepvis_jax._src.models import max_pool
+from reference import assert_close, nchw, nhwc, torch_model
+
+# ------------------------------------------------------------------------------------------------------------
+# Switches and unpooling, by hand and against torch's max_pool2d
+# ------------------------------------------------------------------------------------------------------------
+
+X5 = np.array(
+    [[1, 3, 3, 0, 2],
+     [0, 2, 1, 5, 5],
+     [4, 4, 0, 1, 0],
+     [0, 1, 7, 2, 2],
+     [9, 0, 2, 2, 1]], np.float32,
+)  # fmt: skip
+
+
+def _pool(x2d, window=3, stride=2):
+    y, sw = max_pool_with_switches(jnp.asarray(x2d)[None, :, :, None], window, stride)
+    return np.asarray(y)[0, :, :, 0], sw
+
+
+def test_switches_known_answer_with_ties_and_overlaps():
+    y, sw = _pool(X5)
+    np.testing.assert_array_equal(y, [[4, 5], [9, 7]])
+    # window (0,0): 4 at (2,0) and (2,1) -> first; (0,1): 5 at (1,1) and (1,2) -> first; then 9 at (2,0), 7 at (1,0)
+    np.testing.assert_array_equal(np.asarray(sw.index)[0, :, :, 0], [[6, 4], [6, 3]])
+    assert sw.in_hw == (5, 5) and sw.window == 3 and sw.stride == 2
+    assert [leaf.dtype for leaf in jax.tree_util.tree_leaves(sw)] == [np.int32]  # static data is no leaf
+
+
+def test_unpool_overlapping_windows_sharing_a_switch_add():
+    x = np.zeros((5, 5), np.float32)
+    x[2, 2] = 10.0  # the maximum of all four overlapping 3x3 windows
+    _, sw = _pool(x)
+    np.testing.assert_array_equal(np.asarray(sw.index)[0, :, :, 0], [[8, 6], [2, 0]])
+    signal = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    up = np.asarray(dv.unpool(jnp.asarray(signal)[None, :, :, None], sw))[0, :, :, 0]
+    expected = np.zeros((5, 5), np.float32)
+    expected[2, 2] = 10.0
+    np.testing.assert_array_equal(up, expected)
+    # known answer by hand for X5 as well: the signal lands on each window's first maximum
+    _, sw = _pool(X5)
+    up = np.asarray(dv.unpool(jnp.asarray(signal)[None, :, :, None], sw))[0, :, :, 0]
+    expected = np.zeros((5, 5), np.float32)
+    expected[2, 0], expected[1, 3], expected[4, 0], expected[3, 2] = 1.0, 2.0, 3.0, 4.0
+    np.testing.assert_array_equal(up, expected)
+
+
+def _torch_offsets(x_nchw, window, stride):
+    """torch.max_pool2d's flat indices -> row-major offsets inside each window, NHWC."""
+    y, idx = torch.nn.functional.max_pool2d(x_nchw, window, stride, return_indices=True)
+    oh, ow = y.shape[2:]
+    r, c = idx // x_nchw.shape[3], idx % x_nchw.shape[3]
+    di = r - stride * torch.arange(oh).view(1, 1, -1, 1)
+    dj = c - stride * torch.arange(ow).view(1, 1, 1, -1)
+    return nhwc(y), (di * window + dj).numpy().transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("window,stride,hw", [(3, 2, (9, 12)), (2, 2, (8, 11)), (3, 2, (10, 7))])
+def test_switches_and_unpool_match_torch(window, stride, hw):
+    rng = np.random.default_rng(window * 10 + hw[1])
+    x = rng.integers(0, 3, (2, *hw, 4)).astype(np.float32)  # small integers: ties everywhere
+    y, sw = max_pool_with_switches(jnp.asarray(x), window, stride)
+    np.testing.assert_array_equal(y, max_pool(jnp.asarray(x), window, stride))
+    ty, offsets = _torch_offsets(nchw(x), window, stride)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(sw.index, offsets)
+    # unpooling is the transpose of max pooling: torch autograd (adds overlapping windows' shares)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    xt = nchw(x).requires_grad_(True)
+    torch.nn.functional.max_pool2d(xt, window, stride).backward(nchw(g))
+    assert_close(dv.unpool(jnp.asarray(g), sw), nhwc(xt.grad), 1e-6)
+    if window == stride:  # no overlaps: max_unpool2d agrees too
+        _, idx = torch.nn.functional.max_pool2d(nchw(x), window, stride, return_indices=True)
+        ref = torch.nn.functional.max_unpool2d(nchw(g), idx, window, stride, output_size=hw)
+        np.testing.assert_array_equal(dv.unpool(jnp.asarray(g), sw), nhwc(ref))
+
+
+def test_random_pooling_equals_max_pool_exactly():
+    x = jax.random.normal(jax.random.key(0), (2, 15, 14, 5))
+    pool = jax.jit(max_pool_with_switches, static_argnums=(1, 2))
+    for window, stride in [(3, 2), (2, 2)]:
+        y, _ = pool(x, window, stride)
+        np.testing.assert_array_equal(y, max_pool(x, window, stride))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# PyTorch reference: autograd with ReLU's backward replaced by relu(grad)
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def torch_models():
+    """The torch references, built once (float32; deep-copy before .double())."""
+    return {"alexnet": torch_model("alexnet"), "vgg11_bn": torch_model("vgg11_bn")}
+
+
+@pytest.fixture(scope="module")
+def alexnet(torch_models):
+    return converters.from_torchvision(torch_models["alexnet"])
+
+
+@pytest.fixture(scope="module")
+def vgg(torch_models):
+    return converters.from_torchvision(torch_models["vgg11_bn"])  # non-trivial BatchNorm statistics
+
+
+class _DeconvReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp(min=0)
+
+
+class _DeconvReLUModule(torch.nn.Module):
+    def forward(self, x):
+        return _DeconvReLU.apply(x)
+
+
+def torch_deconv(tm, arch, x_nhwc, layer, signals_nhwc):
+    """DeconvNet projections by torch autograd: one backward per signal through the layer's post-ReLU output."""
+    ops = [_DeconvReLUModule() if isinstance(m, torch.nn.ReLU) else m for m in tm.features]
+    feats = torch.nn.Sequential(*ops[: arch.top_index(layer) + 1])
+    xt = nchw(x_nhwc).to(next(tm.parameters()).dtype).requires_grad_(True)
+    out = feats(xt)
+    grads = []
+    for s in signals_nhwc:
+        (g,) = torch.autograd.grad(out, xt, nchw(s).to(out.dtype), retain_graph=True)
+        grads.append(nhwc(g))
+    return nhwc(out), (np.stack(grads) if grads else None)
+
+
+def _signals(act, rng):
+    """Three signals for the strongest channel's view: "max" mode, "all" mode, and a random signed one."""
+    a = np.asarray(act)
+    c = int(np.argmax(a.max(axis=(0, 1, 2))))
+    one = np.zeros_like(a)
+    i, j = np.unravel_index(np.argmax(a[0, :, :, c]), a.shape[1:3])
+    one[0, i, j, c] = a[0, i, j, c]
+    whole = np.zeros_like(a)
+    whole[..., c] = a[..., c]
+    return np.stack([one, whole, rng.standard_normal(a.shape).astype(a.dtype)])
+
+
+def _check_parity(tm, model, x, layer, rtol):
+    act, sw = dv.forward(model, x, layer)
+    signals = _signals(act, np.random.default_rng(1))
+    ref_act, ref = torch_deconv(tm, model.arch, x, layer, signals)
+    assert_close(act, ref_act, rtol, err_msg=f"{layer} activation")
+    assert_close(act, model.apply(x, upto=layer), rtol, err_msg=f"{layer} forward vs apply")
+    proj = jax.vmap(dv.project, in_axes=(None, None, 0, None))(model, sw, jnp.asarray(signals), layer)
+    assert proj.shape == (3, *x.shape)
+    for k, what in enumerate(["max", "all", "random"]):
+        assert np.abs(ref[k]).max() > 0
+        assert_close(proj[k], ref[k], rtol, err_msg=f"{layer} {what}")
+
+
+CASES = [("alexnet", (67, 80), dv.conv_layers("alexnet")), ("vgg11_bn", (48, 64), ["conv1_1", "conv3_1", "conv5_2"])]
+
+
+@pytest.mark.parametrize("arch,hw,layers", CASES, ids=[c[0] for c in CASES])
+def test_project_matches_torch_deconv(arch, hw, layers, torch_models, alexnet, vgg):
+    tm = torch_models[arch]
+    x = np.random.default_rng(0).standard_normal((1, *hw, 3))
+    model = {"alexnet": alexnet, "vgg11_bn": vgg}[arch]
+    for layer in layers:
+        _check_parity(tm, model, x.astype(np.float32), layer, 1e-5)
+    with jax.enable_x64(True):
+        tm64 = copy.deepcopy(tm).double()
+        model64 = converters.from_torchvision(tm64)
+        for layer in layers:
+            _check_parity(tm64, model64, x, layer, 1e-10)
+
+
+def test_visualize_224_alexnet_matches_torch(torch_models, alexnet):
+    tm, model = torch_models["alexnet"], alexnet
+    image = np.random.default_rng(2).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    x = np.asarray(dv.normalize(image.astype(np.float32) / 255))[None]
+    for mode in ("max", "all"):
+        r = dv.visualize(model, image, "conv5", top_k=3, mode=mode)
+        assert r.projections.shape == (3, 224, 224, 3) and r.activations.shape == (13, 13, 256)
+        ch = np.asarray(r.channels)
+        out = torch_deconv(tm, model.arch, x, "conv5", [])[0][0]
+        assert_close(r.activations, out, 1e-5)
+        np.testing.assert_array_equal(ch, np.argsort(-out.max(axis=(0, 1)), kind="stable")[:3])
+        assert_close(r.scores, out.max(axis=(0, 1))[ch], 1e-5)
+        signals = np.zeros((3, 1, 13, 13, 256), np.float32)
+        for k, c in enumerate(ch):
+            if mode == "max":
+                i, j = np.unravel_index(np.argmax(out[:, :, c]), (13, 13))
+                signals[k, 0, i, j, c] = out[i, j, c]
+            else:
+                signals[k, 0, :, :, c] = out[:, :, c]
+        _, ref = torch_deconv(tm, model.arch, x, "conv5", signals)
+        assert_close(r.projections, ref[:, 0], 1e-5, err_msg=mode)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# visualize
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode,rank", [("max", "max"), ("all", "mean")])
+def test_visualize_equals_project_one_channel_at_a_time(vgg, mode, rank):
+    image = np.random.default_rng(0).random((40, 56, 3)).astype(np.float32)
+    r = dv.visualize(vgg, image, "conv3_2", top_k=4, mode=mode, rank=rank)
+    act, sw = dv.forward(vgg, dv.normalize(image)[None], "conv3_2")
+    a = np.asarray(act[0])
+    np.testing.assert_array_equal(r.activations, a)
+    score = a.max(axis=(0, 1)) if rank == "max" else a.mean(axis=(0, 1))
+    np.testing.assert_array_equal(r.channels, np.argsort(-score, kind="stable")[:4])
+    assert_close(r.scores, score[np.asarray(r.channels)], 1e-6)  # mean: summation order may differ
+    assert r.layer == "conv3_2" and r.mode == mode and r.rank == rank
+    for k, c in enumerate(np.asarray(r.channels)):
+        signal = np.zeros_like(a)
+        if mode == "max":
+            i, j = np.unravel_index(np.argmax(a[:, :, c]), a.shape[:2])
+            signal[i, j, c] = a[i, j, c]
+        else:
+            signal[:, :, c] = a[:, :, c]
+        one = dv.project(vgg, sw, jnp.asarray(signal)[None], "conv3_2")[0]
+        assert np.abs(np.asarray(one)).max() > 0
+        assert_close(r.projections[k], one, 1e-6, err_msg=f"channel {c}")
+
+
+def test_visualize_does_not_recompile(vgg):
+    rng = np.random.default_rng(0)
+    dv.visualize(vgg, rng.random((40, 40, 3)).astype(np.float32), 2, top_k=3)
+    size = _visualize._cache_size()
+    r = dv.visualize(vgg, rng.random((40, 40, 3)).astype(np.float32), 2, top_k=3)
+    assert _visualize._cache_size() == size
+    dv.visualize(vgg, rng.random((40, 40, 3)).astype(np.float32), "conv2_1", top_k=3)  # same layer by name
+    assert _visualize._cache_size() == size
+    dv.visualize(vgg, rng.random((40, 40, 3)).astype(np.float32), 2, top_k=4)  # new static value: compiles
+    assert _visualize._cache_size() == size + 1
+    assert r.channels.shape == (3,)
+
+
+def test_project_is_differentiable_and_jittable(torch_models):
+    with jax.enable_x64(True):
+        tm = copy.deepcopy(torch_models["alexnet"]).double()
+        model = converters.from_torchvision(tm)
+        x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 67, 67, 3)))
+        act, sw = dv.forward(model, x, "conv2")
+        signal = jnp.asarray(np.random.default_rng(1).standard_normal(act.shape))
+        jax.test_util.check_grads(lambda s: dv.project(model, sw, s, "conv2"), (signal,), order=1, modes=("rev",))
+        # and through a user's own jit with the switches and model as ordinary arguments
+        f = jax.jit(lambda m, s, sig: jnp.sum(dv.project(m, s, sig, 2) ** 2))
+        g = jax.grad(f, argnums=2)(model, sw, signal)
+        assert g.shape == signal.shape and np.isfinite(np.asarray(g)).all()
+
+
+def test_bad_inputs_raise_useful_errors(vgg, alexnet):
+    img = np.zeros((40, 40, 3), np.uint8)
+    with pytest.raises(ValueError, match="conv1_1, conv2_1"):
+        dv.visualize(vgg, img, "conv9")
+    with pytest.raises(ValueError, match="mode 'best'.*max, all"):
+        dv.visualize(vgg, img, 1, mode="best")
+    with pytest.raises(ValueError, match="rank 'sum'.*max, mean"):
+        dv.visualize(vgg, img, 1, rank="sum")
+    for k in (0, 65, True, 2.0):
+        with pytest.raises(ValueError, match=r"top_k must be an int in 1\.\.64"):
+            dv.visualize(vgg, img, 1, top_k=k)
+    for shape in [(40, 40), (1, 40, 40, 3), (40, 40, 4)]:
+        with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+            dv.visualize(vgg, np.zeros(shape, np.float32), 1)
+    with pytest.raises(ValueError, match="dtype int64"):
+        dv.visualize(vgg, np.zeros((40, 40, 3), np.int64), 1)
+    alex = alexnet
+    with pytest.raises(ValueError, match="30x30 pixels is too small for layer conv5 of alexnet.*at least 31x31"):
+        dv.visualize(alex, np.zeros((30, 30, 3), np.float32), "conv5")
+    dv.visualize(alex, np.zeros((30, 30, 3), np.float32), "conv1", top_k=2)  # conv1 is fine at 30 px
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        dv.forward(alex, jnp.zeros((67, 67, 3)), 1)
+    act, sw = dv.forward(alex, jnp.zeros((1, 67, 67, 3)), "conv2")
+    with pytest.raises(ValueError, match=r"shaped like conv2's activation \(1, 7, 7, 192\)"):
+        dv.project(alex, sw, act[..., :10], "conv2")
+    with pytest.raises(ValueError, match="1 max-pools, but conv3 of alexnet has 2"):
+        dv.project(alex, sw, jnp.zeros((1, 3, 3, 384)), "conv3")
+
+
+def test_public_names():
+    names = ["forward", "project", "project_channels", "unpool", "max_pool_with_switches", "visualize",
+             "Visualization", "Switches", "PoolSwitches", "Visualizer", "activation_grid", "projection_sheet",
+             "contact_sheet", "save_result"]  # fmt: skip
+    assert all(hasattr(dv, n) for n in names), [n for n in names if not hasattr(dv, n)]
+
+
+def test_visualizer_construct_calls_dv_construct(monkeypatch):
+    calls = []
+
+    def fake(model, layer, filters, **kw):
+        calls.append((layer, list(filters), kw))
+        return np.stack([np.full((8, 8, 3), f / 100.0) for f in filters])
+
+    monkeypatch.setattr(dv, "construct", fake, raising=False)
+    v = dv.Visualizer("model")
+    np.testing.assert_array_equal(v.construct(3, 88, steps=5), np.full((8, 8, 3), 0.88))
+    assert v.construct("conv2", [1, 2]).shape == (2, 8, 8, 3) and v.constructed.shape == (2, 8, 8, 3)
+    assert calls == [(3, [88], {"steps": 5}), ("conv2", [1, 2], {})]
