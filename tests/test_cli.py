@@ -20,6 +20,7 @@ import deepvis_jax as dv
 from deepvis_jax import cli
 
 REPO = Path(__file__).resolve().parents[1]
+needs_construct = pytest.mark.skipif(not hasattr(dv, "construct"), reason="needs dv.construct (issue 4)")
 
 
 @pytest.fixture(autouse=True)
@@ -237,6 +238,21 @@ def test_api_raises_the_same_typed_errors(alexnet_files, tmp_path):
         (tmp_path / "t.jpg").write_text("text")
         dv.load_image(tmp_path / "t.jpg")
     assert issubclass(dv.WeightsError, ValueError) and issubclass(dv.ImageError, ValueError)
+    model = dv.load_model("alexnet")
+    with pytest.raises(ValueError, match=r"at least 31x31 pixels"):
+        dv.visualize(model, np.zeros((30, 40, 3), np.uint8), 3)
+    with pytest.raises(ValueError, match=r"1\.\.5"):
+        dv.visualize(model, np.zeros((64, 64, 3), np.uint8), 6)
+    with pytest.raises(FileExistsError, match="exists"):
+        (tmp_path / "conv1_activations.png").write_bytes(b"x")
+        dv.save_result(dv.visualize(model, np.zeros((64, 64, 3), np.uint8), 1, top_k=1), tmp_path)
+    assert (tmp_path / "conv1_activations.png").read_bytes() == b"x"
+
+
+@needs_construct
+def test_api_construct_filter_out_of_range():
+    with pytest.raises(ValueError, match=r"0\.\.383"):
+        dv.construct(dv.load_model("alexnet"), 3, [88, 384], steps=1, image_size=64, verbose=False)
 
 
 # -------------------------------------------------------------------------------------------------------------- layers, convert, check end to end
@@ -275,7 +291,6 @@ def test_check_prints_the_compare_table(capsys, alexnet_files):
 
 # -------------------------------------------------------------------------------------------------------------- visualize and construct end to end
 
-needs_construct = pytest.mark.skipif(not hasattr(dv, "construct"), reason="needs dv.construct (issue 4)")
 
 
 def _written(out: str) -> list[Path]:
