@@ -1,5 +1,22 @@
 """deepvis_jax: Zeiler & Fergus's DeconvNet and activation maximization for AlexNet/VGG in JAX/Flax."""
 
+from deepvis_jax._src.ascent import Objective as Objective
+from deepvis_jax._src.ascent import Parameterization as Parameterization
+from deepvis_jax._src.ascent import apply_transforms as apply_transforms
+from deepvis_jax._src.ascent import channel as channel
+from deepvis_jax._src.ascent import class_logit as class_logit
+from deepvis_jax._src.ascent import combine as combine
+from deepvis_jax._src.ascent import construct as construct
+from deepvis_jax._src.ascent import fft as fft
+from deepvis_jax._src.ascent import filter_key as filter_key
+from deepvis_jax._src.ascent import jitter as jitter
+from deepvis_jax._src.ascent import neuron as neuron
+from deepvis_jax._src.ascent import pad as pad
+from deepvis_jax._src.ascent import pixel as pixel
+from deepvis_jax._src.ascent import random_rotate as random_rotate
+from deepvis_jax._src.ascent import random_scale as random_scale
+from deepvis_jax._src.ascent import standard_transforms as standard_transforms
+from deepvis_jax._src.ascent import total_variation as total_variation
 from deepvis_jax._src.models import AlexNet as AlexNet
 from deepvis_jax._src.models import Architecture as Architecture
 from deepvis_jax._src.models import ConvNet as ConvNet
