@@ -50,6 +50,11 @@ from deepvis_jax._src.render import contact_sheet as contact_sheet
 from deepvis_jax._src.render import projection_sheet as projection_sheet
 from deepvis_jax._src.render import save_result as save_result
 from deepvis_jax._src.visualizer import Visualizer as Visualizer
+from deepvis_jax._src.images import ImageError as ImageError
+from deepvis_jax._src.images import imagenet_labels as imagenet_labels
+from deepvis_jax._src.images import load_image as load_image
+from deepvis_jax._src.images import min_image_size as min_image_size
+from deepvis_jax._src.images import sample_image as sample_image
 from deepvis_jax._src.weights import WeightsError as WeightsError
 from deepvis_jax._src.weights import WeightsUnavailableError as WeightsUnavailableError
 from deepvis_jax._src.weights import load_model as load_model
