@@ -3,7 +3,6 @@ and the rendered page in a real headless browser."""
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import re
@@ -20,7 +19,7 @@ import pytest
 
 import deepvis_jax as dv
 from deepvis_jax._src import atlas as atlas_mod
-from deepvis_jax._src.atlas_cli import STATE_FILE, add_atlas_parser
+from deepvis_jax._src.atlas_cli import STATE_FILE
 
 from reference import assert_close
 
@@ -331,10 +330,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _cli(argv):
-    parser = argparse.ArgumentParser(prog="deepvis")
-    add_atlas_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    from deepvis_jax.cli import main
+
+    return main(argv)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -350,11 +348,12 @@ def test_cli_atlas_page_in_headless_chromium(tmp_path, capsys):
     out = tmp_path / "atlas out"  # a space in the path: links must still resolve
     argv = ["atlas", "--images", str(tmp_path / "images"), "--layer", "1", "--out", str(out), "--weights", "random",
             "--size", "48", "--batch-size", "16", "--quiet"]  # fmt: skip
-    assert _cli(argv) == 0
+    assert _cli(argv + ["--cache-dir", "off"]) == 0
     assert "64 channels, 30 images" in capsys.readouterr().out
     assert (out / STATE_FILE).exists()
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        _cli(argv)
+    assert _cli(argv + ["--cache-dir", "off"]) == 2  # the real CLI: one line, no clobbering
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("deepvis: error:") and "--overwrite" in err[0]
 
     dom = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -371,12 +370,21 @@ def test_cli_atlas_page_in_headless_chromium(tmp_path, capsys):
     assert status.groups() == ("64", "0")  # every image decoded with a non-zero naturalWidth
 
 
-def test_bad_input_raises_typed_errors(model, images, tmp_path):
-    with pytest.raises(FileNotFoundError):
-        _cli(["atlas", "--images", str(tmp_path / "missing"), "--layer", "1", "--out", str(tmp_path / "o")])
+def test_bad_input_raises_typed_errors(model, images, tmp_path, capsys):
+    from deepvis_jax._src.atlas_cli import run_atlas
+    from deepvis_jax.cli import build_parser
+
+    def both(argv, error, match):  # the library raises the typed error; the CLI prints it as one line, exit 2
+        with pytest.raises(error, match=match):
+            run_atlas(build_parser().parse_args(argv))
+        assert _cli(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("deepvis: error:") and "Traceback" not in err[0]
+
+    common = ["--layer", "1", "--out", str(tmp_path / "o"), "--weights", "random", "--cache-dir", "off"]
+    both(["atlas", "--images", str(tmp_path / "missing"), *common], FileNotFoundError, "no such folder")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no images"):
-        _cli(["atlas", "--images", str(tmp_path / "empty"), "--layer", "1", "--out", str(tmp_path / "o")])
+    both(["atlas", "--images", str(tmp_path / "empty"), *common], ValueError, "no images")
     with pytest.raises(ValueError, match="unknown layer"):
         dv.atlas(model, images, "conv9", progress=False)
     with pytest.raises(ValueError, match="same size"):
