@@ -1,5 +1,11 @@
 """deepvis_jax: Zeiler & Fergus's DeconvNet and activation maximization for AlexNet/VGG in JAX/Flax."""
 
+from deepvis_jax._src.atlas import Atlas as Atlas
+from deepvis_jax._src.atlas import ReceptiveField as ReceptiveField
+from deepvis_jax._src.atlas import atlas as atlas
+from deepvis_jax._src.atlas import atlas_project as atlas_project
+from deepvis_jax._src.atlas import receptive_field as receptive_field
+from deepvis_jax._src.atlas_render import render_atlas as render_atlas
 from deepvis_jax._src.ascent import Objective as Objective
 from deepvis_jax._src.ascent import Parameterization as Parameterization
 from deepvis_jax._src.ascent import apply_transforms as apply_transforms

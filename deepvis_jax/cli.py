@@ -4,6 +4,7 @@
     deepvis construct --weights random --layer 3 --filter 88
     deepvis convert --model alexnet --from imagenet --out alexnet.msgpack   (needs torch)
     deepvis layers --model vgg16
+    deepvis atlas --images DIR --layer conv5 --out DIR     # top-9 of every channel over a folder, index.html
     deepvis check --model vgg16 --weights random          (needs torch)
 
 Bad input never shows a traceback: the library raises typed exceptions (ValueError and its subclasses
@@ -24,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 import deepvis_jax as dv
+from deepvis_jax._src.atlas_cli import add_atlas_parser
 from deepvis_jax._src.images import check_image_size, imagenet_labels, resize_shorter
 from deepvis_jax._src.models import get_architecture
 
@@ -391,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=float, default=1e-3, help="largest relative difference accepted (default: 1e-3)")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_check, compiles=True)
+
+    add_atlas_parser(sub, parents=[common])
     return parser
 
 
