@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["classify", "visualize"]
+BENCHMARKS = ["classify", "visualize", "construct", "atlas", "coldstart"]
 
 
 def main(argv=None) -> int:

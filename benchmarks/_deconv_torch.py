@@ -29,7 +29,7 @@ def deconv_features(module: torch.nn.Module, upto: int) -> torch.nn.Sequential:
 
 def top_k_projections(features: torch.nn.Sequential, x: torch.Tensor, top_k: int):
     """(channels, projections (top_k, 3, H, W)): the strongest channels by max activation, each channel's single
-    strongest unit projected to the input by its own forward + backward pass."""
+    strongest unit projected to the input by its own forward + backward pass (no weight gradients)."""
     with torch.no_grad():
         act = features(x)[0]
     channels = torch.topk(act.amax(dim=(1, 2)), top_k).indices
@@ -41,6 +41,6 @@ def top_k_projections(features: torch.nn.Sequential, x: torch.Tensor, top_k: int
         flat = a[0, c].detach().reshape(-1)
         j = int(torch.argmax(flat))
         grad[0, c].view(-1)[j] = flat[j]
-        a.backward(grad)
-        projections.append(xg.grad[0])
+        (g,) = torch.autograd.grad(a, xg, grad)  # the input's gradient only, as Captum computes it
+        projections.append(g[0])
     return channels, torch.stack(projections)
