@@ -1,5 +1,11 @@
 """deepvis_jax: Zeiler & Fergus's DeconvNet and activation maximization for AlexNet/VGG in JAX/Flax."""
 
+from deepvis_jax._src.atlas import Atlas as Atlas
+from deepvis_jax._src.atlas import ReceptiveField as ReceptiveField
+from deepvis_jax._src.atlas import atlas as atlas
+from deepvis_jax._src.atlas import atlas_project as atlas_project
+from deepvis_jax._src.atlas import receptive_field as receptive_field
+from deepvis_jax._src.atlas_render import render_atlas as render_atlas
 from deepvis_jax._src.ascent import Objective as Objective
 from deepvis_jax._src.ascent import Parameterization as Parameterization
 from deepvis_jax._src.ascent import apply_transforms as apply_transforms
@@ -53,6 +59,11 @@ from deepvis_jax._src.render import contact_sheet as contact_sheet
 from deepvis_jax._src.render import projection_sheet as projection_sheet
 from deepvis_jax._src.render import save_result as save_result
 from deepvis_jax._src.visualizer import Visualizer as Visualizer
+from deepvis_jax._src.images import ImageError as ImageError
+from deepvis_jax._src.images import imagenet_labels as imagenet_labels
+from deepvis_jax._src.images import load_image as load_image
+from deepvis_jax._src.images import min_image_size as min_image_size
+from deepvis_jax._src.images import sample_image as sample_image
 from deepvis_jax._src.weights import WeightsError as WeightsError
 from deepvis_jax._src.weights import WeightsUnavailableError as WeightsUnavailableError
 from deepvis_jax._src.weights import load_model as load_model

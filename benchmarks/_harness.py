@@ -1,0 +1,86 @@
+"""Timing and reporting shared by the benchmarks.
+
+Every benchmark copies the same weights into both frameworks, checks that both give the same answer (so a fast
+wrong answer cannot win), warms up untimed, blocks until results are ready, reports the compile time (first call
+minus steady state) separately and the median of the repeats, and the ratio torch / jax (> 1: JAX is faster).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+
+@dataclass
+class Row:
+    name: str
+    jax_s: float  # median steady-state seconds per call
+    torch_s: float
+    compile_s: float  # first JAX call minus the steady-state median
+    check: str  # what was compared and the largest difference seen
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.torch_s / self.jax_s
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ratio": self.ratio}
+
+
+def _block(out):
+    return jax.tree_util.tree_map(lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, out)
+
+
+def time_jax(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
+    """(first-call seconds, steady-state median seconds, result) of a JAX callable."""
+    t0 = time.perf_counter()
+    out = _block(fn())
+    first = time.perf_counter() - t0
+    _block(fn())  # untimed warm-up beyond compilation
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _block(fn())
+        times.append(time.perf_counter() - t0)
+    return first, statistics.median(times), out
+
+
+def time_torch(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """(steady-state median seconds, result) of a torch callable, after one untimed warm-up."""
+    out = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def max_rel(a, b) -> float:
+    """max |a - b| / max |b|: the difference relative to the reference's scale."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def checked(name: str, err: float, tol: float) -> str:
+    if not err <= tol:
+        raise AssertionError(f"{name}: JAX and PyTorch disagree (max rel {err:.2e} > {tol:.0e}); timing is void")
+    return f"{name} rel {err:.1e}"
+
+
+def table(rows: list[Row]) -> str:
+    head = f"{'benchmark':44} {'jax ms':>10} {'torch ms':>10} {'torch/jax':>10} {'compile s':>10}  check"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.name:44} {r.jax_s * 1e3:10.1f} {r.torch_s * 1e3:10.1f} {r.ratio:9.2f}x {r.compile_s:10.2f}  {r.check}"
+        )
+        for k, v in r.extra.items():
+            lines.append(f"{'':46}{k}: {v}")
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""construct: 8 filters x 64 Adam steps on AlexNet conv3 at 224 px against batched torch eager Adam.
+
+Both sides optimize the same parameterization (decorrelated pixels through a sigmoid, no random transforms, so the
+result is deterministic and checkable) for the mean pre-ReLU activation of each image's own filter. The check runs
+both in float64 for a few steps (untimed), where the updates must agree to ~1e-9; in float32 Adam's division by
+sqrt(v) amplifies rounding in near-zero gradients, so long float32 runs drift apart in either framework.
+
+Throughput: the FLOPs of the convolutions deepvis_jax actually executes (forward through conv1, conv2 and only the
+target channel of conv3, and the input-gradient of each; no weight gradients), over the steady-state time, as a
+fraction of this machine's measured fp32 matmul peak.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+import converters
+import deepvis_jax as dv
+from deepvis_jax._src.models import Conv, feature_shapes
+
+from ._harness import Row, checked, max_rel, time_jax, time_torch
+from ._models import torch_model
+
+FILTERS = [0, 5, 88, 200, 17, 42, 123, 300]
+LR = 0.05
+
+
+def _conv_flops(arch, layer: str, size: int, n_filters: int, steps: int) -> float:
+    """2 * MACs of every conv up to `layer` (its last conv for one output channel), forward + input gradient."""
+    shapes = feature_shapes(arch._replace(features=arch.features[: arch.top_index(layer) + 1]), (size, size))
+    flops, cin = 0.0, 3
+    for i, op in enumerate(arch.features[: arch.top_index(layer) + 1]):
+        if isinstance(op, Conv):
+            h, w = shapes[i + 1]
+            cout = 1 if op.name == layer else op.features
+            flops += 2.0 * h * w * cin * op.kernel**2 * cout
+            cin = op.features
+    return 2 * flops * n_filters * steps  # forward + gradient w.r.t. the input of each conv
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """The best fp32 matmul GFLOP/s of JAX (XLA) and torch on this machine: the roofline's compute roof."""
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+    mm = jax.jit(jnp.dot)
+    _, jax_s, _ = time_jax(lambda: mm(a, a), repeats)
+    ta = torch.from_numpy(np.array(a))
+    torch_s, _ = time_torch(lambda: ta @ ta, repeats)
+    return 2 * n**3 / min(jax_s, torch_s) / 1e9
+
+
+def _torch_construct(features, inits: np.ndarray, filters, steps: int, cm: np.ndarray) -> np.ndarray:
+    """Batched eager Adam: one parameter tensor for all filters, each image scored on its own filter."""
+    dtype = features[0].weight.dtype
+    mean = torch.tensor([0.485, 0.456, 0.406], dtype=dtype).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], dtype=dtype).view(1, 3, 1, 1)
+    cmt = torch.from_numpy(cm).to(dtype)
+    idx = torch.tensor(filters)
+    p = torch.from_numpy(inits.copy()).requires_grad_(True)
+    opt = torch.optim.Adam([p], lr=LR)
+    for _ in range(steps):
+        opt.zero_grad()
+        x = (torch.sigmoid(p @ cmt).permute(0, 3, 1, 2) - mean) / std
+        act = features(x)  # (F, C, h, w), pre-ReLU
+        loss = -act[torch.arange(len(filters)), idx].mean(dim=(1, 2)).sum()
+        (grad,) = torch.autograd.grad(loss, p)  # input gradient only, as JAX computes
+        p.grad = grad
+        opt.step()
+    with torch.no_grad():
+        return torch.sigmoid(p @ cmt).numpy()
+
+
+def _jax_construct(model, steps, size):
+    return dv.construct(model, "conv3", FILTERS, steps=steps, lr=LR, image_size=size, seed=0, param="pixel",
+                        decorrelate=True, transforms="none", verbose=False)  # fmt: skip
+
+
+def _inits(model, size) -> np.ndarray:
+    """The starting parameters construct uses (its documented key derivation), for the torch side."""
+    param = dv.pixel(decorrelate=True)
+    keys = [jax.random.split(dv.filter_key(0, f))[0] for f in FILTERS]
+    return np.stack([np.asarray(param.init(k, size, model.dtype)) for k in keys])
+
+
+def _color_matrix(dtype) -> np.ndarray:
+    from deepvis_jax._src.ascent import COLOR_CORRELATION
+
+    return np.asarray(COLOR_CORRELATION, dtype).T
+
+
+def _float64_check(tm, size: int, steps: int) -> float:
+    tm64 = copy.deepcopy(tm).double()
+    with jax.enable_x64(True):
+        model = converters.from_torchvision(tm64)
+        out = _jax_construct(model, steps, size)
+        inits = _inits(model, size)
+    ref = _torch_construct(tm64.features[:7], inits, FILTERS, steps, _color_matrix(np.float64))
+    return max_rel(out, ref)
+
+
+def run(quick: bool) -> list[Row]:
+    size, steps = (96, 16) if quick else (224, 64)
+    tm = torch_model("alexnet")
+    model = converters.from_torchvision(tm)
+    first, jax_s, out = time_jax(lambda: _jax_construct(model, steps, size), 1 if quick else 2)
+    inits = _inits(model, size)
+    torch_s, ref = time_torch(
+        lambda: _torch_construct(tm.features[:7], inits, FILTERS, steps, _color_matrix(np.float32)), 1 if quick else 2
+    )
+    check = checked("f64 images", _float64_check(tm, 67 if quick else size, 4 if quick else 8), 1e-8)
+    check += f"; f32 after {steps} steps {max_rel(out, ref):.0e}"
+    gflops = _conv_flops(model.arch, "conv3", size, len(FILTERS), steps) / jax_s / 1e9
+    peak = matmul_peak_gflops()
+    extra = {"conv GFLOP/s": f"{gflops:.1f} = {gflops / peak:.0%} of the measured fp32 matmul peak {peak:.0f}"}
+    name = f"construct alexnet conv3 {len(FILTERS)}x{steps} steps {size}px"
+    return [Row(name, jax_s, torch_s, first - jax_s, check, extra)]

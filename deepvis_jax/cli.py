@@ -1,0 +1,433 @@
+"""The `deepvis` command, thin over the library.
+
+    deepvis visualize --weights random --layer 3          # activation grid + DeconvNet projections as PNGs
+    deepvis construct --weights random --layer 3 --filter 88
+    deepvis convert --model alexnet --from imagenet --out alexnet.msgpack   (needs torch)
+    deepvis layers --model vgg16
+    deepvis atlas --images DIR --layer conv5 --out DIR     # top-9 of every channel over a folder, index.html
+    deepvis check --model vgg16 --weights random          (needs torch)
+
+Bad input never shows a traceback: the library raises typed exceptions (ValueError and its subclasses
+WeightsError / ImageError, FileNotFoundError and other OSErrors, WeightsUnavailableError) and this module prints
+their message as one line ``deepvis: error: ...`` on stderr and exits with status 2 (argparse usage errors too).
+An interrupt (Ctrl-C) prints ``deepvis: interrupted`` and exits with 130; `check` exits with 1 when the two
+frameworks disagree beyond its tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+import deepvis_jax as dv
+from deepvis_jax._src.atlas_cli import add_atlas_parser
+from deepvis_jax._src.images import check_image_size, imagenet_labels, resize_shorter
+from deepvis_jax._src.models import get_architecture
+
+PROG = "deepvis"
+EXIT_ERROR = 2
+EXIT_MISMATCH = 1
+EXIT_INTERRUPTED = 130
+CACHE_ENV = "DEEPVIS_JAX_CACHE"
+MODELS = ", ".join(dv.ARCHITECTURES)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------------
+
+
+class TorchMissingError(ImportError):
+    """A subcommand that converts or compares needs torch and torchvision, and they are not installed."""
+
+
+def _warn(msg: str) -> None:
+    print(f"{PROG}: warning: {msg}", file=sys.stderr)
+
+
+def _import_converters(command: str):
+    try:
+        import converters
+        import torch
+        import torchvision
+    except ImportError as e:
+        raise TorchMissingError(
+            f"`{PROG} {command}` needs torch and torchvision ({e}); install them with "
+            "pip install 'deepvis_jax[torch]'"
+        ) from None
+    return converters, torch, torchvision
+
+
+def default_cache_dir() -> Path:
+    """$DEEPVIS_JAX_CACHE, else $XDG_CACHE_HOME/deepvis_jax/jax, else ~/.cache/deepvis_jax/jax."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "deepvis_jax" / "jax"
+
+
+def setup_compilation_cache(cache_dir: str | None = None) -> Path | None:
+    """Turn on JAX's persistent compilation cache so repeat runs do not recompile; returns the folder or None.
+
+    ``cache_dir`` (the --cache-dir flag) wins over $DEEPVIS_JAX_CACHE, which wins over a folder already set with
+    $JAX_COMPILATION_CACHE_DIR, which wins over the user cache folder. "off" (or "none", "0") disables it.
+    """
+    import jax
+
+    chosen = cache_dir or os.environ.get(CACHE_ENV)
+    if chosen is not None and chosen.strip().lower() in ("off", "none", "0", ""):
+        return None
+    if chosen is None and jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
+    path = Path(chosen).expanduser() if chosen else default_cache_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        _warn(f"cannot create the compilation cache folder {path}; compiling without a cache")
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # CPU compiles are short: cache them too
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def _resolve_weights(arch: str, weights: str) -> tuple[dv.Model, bool]:
+    """(model, pretrained?) for --weights imagenet | random | PATH."""
+    if weights.strip().lower() == "random":
+        _warn("--weights random: an untrained network; its pictures are not meaningful "
+              "(use --weights imagenet or a weights file)")  # fmt: skip
+        return dv.load_model(arch, weights=None, seed=0), False
+    return dv.load_model(arch, weights=weights), True
+
+
+def _planned(paths: Sequence[Path], overwrite: bool) -> None:
+    """Refuse, before any work, to replace files that exist (unless --overwrite)."""
+    if overwrite:
+        return
+    for p in paths:
+        if p.exists():
+            raise FileExistsError(f"{p} already exists; pass --overwrite to replace it")
+
+
+def _load_input(path: str | None, size: int) -> tuple[np.ndarray, str]:
+    """The image (file or packaged sample), shrunk to --size, and a description of it for printing."""
+    image = dv.load_image(path) if path else dv.sample_image()
+    h, w = image.shape[:2]
+    image = resize_shorter(image, size)
+    what = f"{path} ({image.shape[1]}x{image.shape[0]} pixels" if path else (
+        f"the packaged sample photo of a NASA astronaut ({image.shape[1]}x{image.shape[0]} pixels")
+    what += f", resized from {w}x{h})" if image.shape[:2] != (h, w) else ")"
+    return image, what
+
+
+def _layer_and_channels(arch_name: str, layer: str) -> tuple[str, int]:
+    arch = get_architecture(arch_name)
+    name = dv.layer_name(arch, layer)
+    return name, dv.layer_channels(arch, name)
+
+
+def _to_uint8(img) -> np.ndarray:
+    a = np.asarray(img)
+    if a.dtype == np.uint8:
+        return a
+    return np.clip(np.rint(a.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _save_png(image, path: Path, overwrite: bool) -> Path:
+    from PIL import Image
+
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (image if isinstance(image, Image.Image) else Image.fromarray(_to_uint8(image))).save(path)
+    return path
+
+
+def _top_classes(model: dv.Model, image: np.ndarray, k: int = 5) -> list[tuple[int, float]]:
+    x = dv.normalize(image.astype(np.float32)[None] / 255.0)
+    logits = np.asarray(dv.classify(model, x.astype(model.dtype)), dtype=np.float64)[0]
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    top = np.argsort(-p)[:k]
+    return [(int(i), float(p[i])) for i in top]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Subcommands
+# --------------------------------------------------------------------------------------------------------------
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    arch = get_architecture(args.model)
+    layer, channels = _layer_and_channels(arch.name, args.layer)
+    if not 1 <= args.top_k <= channels:
+        raise ValueError(f"--top-k {args.top_k} is out of range for {layer} of {arch.name}: use 1..{channels}")
+    image, what = _load_input(args.image, args.size)
+    check_image_size(arch, image.shape[:2], layer)
+    out = Path(args.out)
+    model, pretrained = _resolve_weights(arch.name, args.weights)
+
+    r = dv.visualize(model, image, layer, top_k=args.top_k, mode=args.mode)
+    h, w = image.shape[:2]
+    print(f"image: {what}")
+    print(f"layer: {layer} of {arch.name}, {channels} channels, feature map {r.activations.shape[1]}x"
+          f"{r.activations.shape[0]}")  # fmt: skip
+    print(f"top {len(r.channels)} channels by {'strongest activation' if args.mode == 'max' else 'total activation'}:")
+    for c, s in zip(np.asarray(r.channels).tolist(), np.asarray(r.scores).tolist()):
+        print(f"  channel {c:4d}  score {s:10.4f}")
+    if pretrained:
+        if min(h, w) >= dv.min_image_size(arch):
+            labels = imagenet_labels()
+            print("top-5 ImageNet classes:")
+            for i, p in _top_classes(model, image):
+                print(f"  {p:6.1%}  {labels[i]} ({i})")
+        else:
+            print(f"(image smaller than {dv.min_image_size(arch)} px: too small to classify)")
+    for p in dv.save_result(r, out, image=image, overwrite=args.overwrite):
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_construct(args: argparse.Namespace) -> int:
+    arch = get_architecture(args.model)
+    layer, channels = _layer_and_channels(arch.name, args.layer)
+    filters = list(dict.fromkeys(args.filter))  # drop repeats, keep order
+    for f in filters:
+        if not 0 <= f < channels:
+            raise ValueError(f"filter {f} is out of range for {layer} of {arch.name}: use 0..{channels - 1}")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    if args.size < dv.min_image_size(arch, layer):
+        raise ValueError(f"--size {args.size} is too small for {layer} of {arch.name}: it needs at least "
+                         f"{dv.min_image_size(arch, layer)} pixels")  # fmt: skip
+    out = Path(args.out)
+    paths = [out / f"{arch.name}_{layer}_filter{f}.png" for f in filters]
+    sheet = out / f"{arch.name}_{layer}_filters.png"
+    _planned([*paths, sheet], args.overwrite)
+    model, _ = _resolve_weights(arch.name, args.weights)
+
+    kwargs = {} if args.steps is None else {"steps": args.steps}
+    imgs = np.asarray(dv.construct(model, layer, filters, image_size=args.size, seed=args.seed, verbose=True,
+                                   **kwargs))  # fmt: skip
+    print(f"layer: {layer} of {arch.name}, {channels} channels; filters {', '.join(map(str, filters))}")
+    for img, p in zip(imgs, paths):
+        print(f"wrote {_save_png(img, p, args.overwrite)}")
+    labels = [f"{layer} filter {f}" for f in filters]
+    print(f"wrote {_save_png(dv.contact_sheet(imgs, labels), sheet, args.overwrite)}")
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    arch = get_architecture(args.model)
+    names = dv.conv_layers(arch)
+    print(f"{arch.name}: {len(names)} conv layers (--layer takes the index or the name)")
+    print(f"{'index':>5}  {'name':<8} {'channels':>8}  {'min image':>9}")
+    for i, name in enumerate(names, 1):
+        n = dv.min_image_size(arch, name)
+        print(f"{i:>5}  {name:<8} {dv.layer_channels(arch, name):>8}  {f'{n}x{n}':>9}")
+    n = dv.min_image_size(arch)
+    print(f"classifier: {arch.num_classes} classes, needs at least {n}x{n} pixels")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    converters, torch, torchvision = _import_converters("convert")
+    arch = get_architecture(args.model)
+    out = Path(args.out)
+    _planned([out], args.overwrite)
+    source = args.source
+    if source.strip().lower() == "imagenet":
+        model = converters.from_state_dict(converters.imagenet_state_dict(arch.name), arch.name)
+    elif source.strip().lower() == "random":
+        _warn("--from random: an untrained network; its pictures are not meaningful")
+        torch.manual_seed(args.seed)
+        model = converters.from_torchvision(torchvision.models.get_model(arch.name, weights=None))
+    else:
+        model = converters.load_pth(source, arch.name)
+    converters.save(model, out)
+    print(f"wrote {out} ({model!r} from {source})")
+    return 0
+
+
+def _torch_pair(args: argparse.Namespace, arch: str, converters, torch, torchvision):
+    """(torchvision module, deepvis_jax model) holding the same weights."""
+    w = args.weights.strip()
+    if w.lower() == "random":
+        _warn("--weights random: comparing an untrained network (enough to check the conversion)")
+        torch.manual_seed(args.seed)
+        module = torchvision.models.get_model(arch, weights=None)
+        return module.eval(), converters.from_torchvision(module)
+    module = torchvision.models.get_model(arch, weights=None)
+    if w.lower() == "imagenet":
+        sd = converters.imagenet_state_dict(arch)
+        model = converters.from_state_dict(sd, arch)
+    else:
+        if Path(w).suffix.lower() not in (".pth", ".pt", ".bin", ".ckpt"):
+            raise ValueError(f"`{PROG} check` compares with torchvision and needs torch weights (.pth), not {w}")
+        model = converters.load_pth(w, arch)  # validates the file: weights_only, names, shapes, architecture
+        sd = torch.load(w, map_location="cpu", weights_only=True)
+        if "state_dict" in sd and isinstance(sd["state_dict"], dict):
+            sd = sd["state_dict"]
+        sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    module.load_state_dict(sd, strict=False)  # names already checked; BN's num_batches_tracked may be absent
+    return module.eval(), model
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    converters, torch, torchvision = _import_converters("check")
+    arch = get_architecture(args.model)
+    image, what = _load_input(args.image, args.size)
+    check_image_size(arch, image.shape[:2])
+    module, model = _torch_pair(args, arch.name, converters, torch, torchvision)
+    x = np.asarray(dv.normalize(image.astype(np.float32)[None] / 255.0))
+    diffs = converters.compare(module, model, x)
+    print(f"{arch.name}: torchvision vs deepvis_jax on {what}, {model.dtype}")
+    print(f"{'layer':<8} {'max abs diff':>13} {'max rel diff':>13}")
+    for name, d in diffs.items():
+        print(f"{name:<8} {d.max_abs:>13.3e} {d.max_rel:>13.3e}")
+    worst = max(d.max_rel for d in diffs.values())
+    if worst > args.rtol:
+        print(f"MISMATCH: largest relative difference {worst:.3e} exceeds --rtol {args.rtol:g}")
+        return EXIT_MISMATCH
+    print(f"OK: every relative difference is within --rtol {args.rtol:g}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Parser and entry point
+# --------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Deep visualization (Zeiler & Fergus DeconvNet, activation maximization) of AlexNet and VGG "
+        "in JAX.",
+        epilog=f"Errors print one line '{PROG}: error: ...' and exit with status 2; Ctrl-C exits with 130.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {dv.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache-dir", metavar="DIR", default=None,
+                        help=f"JAX compilation cache folder (default: ${CACHE_ENV}, else "
+                        "$XDG_CACHE_HOME/deepvis_jax/jax); 'off' disables it")  # fmt: skip
+
+    def model_arg(p: argparse.ArgumentParser, default: str | None = "alexnet") -> None:
+        p.add_argument("--model", default=default, required=default is None,
+                       help=f"architecture: {MODELS}" + (f" (default: {default})" if default else ""))  # fmt: skip
+
+    def weights_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
+                       help="imagenet: torchvision's pretrained weights (downloaded once, cached; the default); "
+                       "random: untrained, works offline, pictures not meaningful; PATH: a converted .msgpack "
+                       "or a torchvision .pth file")  # fmt: skip
+
+    def image_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--image", metavar="PATH", default=None,
+                       help="an image file (any format Pillow reads; default: the packaged astronaut photo)")
+        p.add_argument("--size", type=int, default=224, metavar="S",
+                       help="shrink the image so its shorter side is S pixels; smaller images are kept as they "
+                       "are (default: 224; 0 keeps every image as it is)")  # fmt: skip
+
+    p = sub.add_parser("visualize", parents=[common], help="activations of a layer and DeconvNet projections",
+                       description="Run an image through the network, write the layer's activation grid and the "
+                       "DeconvNet projections of its most active channels as PNGs, and print the layer, its "
+                       "channel count, the top channels and (pretrained weights) the top-5 ImageNet classes.")
+    model_arg(p)
+    weights_arg(p)
+    image_arg(p)
+    p.add_argument("--layer", required=True, help="conv layer: 1-based index or name (see `deepvis layers`)")
+    p.add_argument("--top-k", type=int, default=9, metavar="K", help="channels to project (default: 9)")
+    p.add_argument("--mode", choices=("max", "all"), default="max",
+                   help="max: project each channel's strongest activation (the paper's figures); all: its whole "
+                   "feature map (default: max)")  # fmt: skip
+    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_visualize, compiles=True)
+
+    p = sub.add_parser("construct", parents=[common], help="images grown to excite chosen filters",
+                       description="Grow an image from noise by gradient ascent for each filter; write one PNG "
+                       "per filter and a contact sheet.")
+    model_arg(p)
+    weights_arg(p)
+    p.add_argument("--layer", required=True, help="conv layer: 1-based index or name (see `deepvis layers`)")
+    p.add_argument("--filter", type=int, nargs="+", required=True, metavar="F",
+                   help="filter (channel) indices, 0-based")
+    p.add_argument("--steps", type=int, default=None, metavar="N", help="gradient-ascent steps "
+                   "(default: the library's, see dv.construct)")  # fmt: skip
+    p.add_argument("--size", type=int, default=224, metavar="S", help="image side in pixels (default: 224)")
+    p.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the starting noise (default: 0)")
+    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_construct, compiles=True)
+
+    p = sub.add_parser("convert", parents=[common], help="torchvision weights -> a .msgpack file (needs torch)",
+                       description="Convert torchvision weights to a deepvis_jax .msgpack file that loads "
+                       "without torch (--weights FILE).")
+    model_arg(p)
+    p.add_argument("--from", dest="source", default="imagenet", metavar="imagenet|random|PATH.pth",
+                   help="imagenet: torchvision's pretrained weights (download/cache); random: seeded "
+                   "untrained weights; PATH.pth: a torchvision state dict (default: imagenet)")  # fmt: skip
+    p.add_argument("--out", required=True, metavar="FILE", help="the .msgpack file to write")
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_convert, compiles=False)
+
+    p = sub.add_parser("layers", parents=[common], help="list the conv layers and their channel counts",
+                       description="List the conv layers of a model: index, name, channels, smallest image.")
+    model_arg(p)
+    p.set_defaults(func=cmd_layers, compiles=False)
+
+    p = sub.add_parser("check", parents=[common], help="compare with torchvision layer by layer (needs torch)",
+                       description="Convert weights, run torchvision and deepvis_jax on the same image and print "
+                       "the per-layer differences (exit status 1 when one exceeds --rtol).")
+    model_arg(p)
+    weights_arg(p)
+    image_arg(p)
+    p.add_argument("--rtol", type=float, default=1e-3, help="largest relative difference accepted (default: 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_check, compiles=True)
+
+    add_atlas_parser(sub, parents=[common])
+    return parser
+
+
+def _message(e: BaseException) -> str:
+    """One line for an exception: OS errors as 'reason: file', everything else as its message."""
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        msg = f"{e.strerror}: {e.filename}"
+    else:
+        msg = str(e) or type(e).__name__
+    return " ".join(msg.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `deepvis` command; returns the exit status (0 ok, 1 check mismatch, 2 error, 130 interrupted)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) and usage errors (2)
+        return int(e.code or 0)
+    try:
+        if args.compiles:
+            setup_compilation_cache(args.cache_dir)
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except dv.WeightsUnavailableError as e:
+        print(f"{PROG}: error: {_message(e)}; try --weights random or --weights PATH", file=sys.stderr)
+        return EXIT_ERROR
+    except (ValueError, OSError, TorchMissingError) as e:  # WeightsError and ImageError are ValueErrors
+        print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

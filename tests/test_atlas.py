@@ -1,0 +1,393 @@
+"""dv.atlas: brute-force top-k, bounded state, sharded == single device, resume, receptive fields, projections,
+and the rendered page in a real headless browser."""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import shutil
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import deepvis_jax as dv
+from deepvis_jax._src import atlas as atlas_mod
+from deepvis_jax._src.atlas_cli import STATE_FILE
+
+from reference import assert_close
+
+ROOT = Path(__file__).resolve().parents[1]
+N_IMAGES, HW = 22, 67
+
+
+def _images(n=N_IMAGES, hw=HW, seed=0):
+    """Smooth random images, with exact duplicates (ties broken by image index) and a black one."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (n, hw // 4 + 1, hw // 4 + 1, 3)).astype(np.uint8)
+    imgs = [np.kron(s, np.ones((4, 4, 1), np.uint8))[:hw, :hw] for s in small]
+    if n > 13:
+        imgs[5] = imgs[2].copy()
+        imgs[13] = imgs[2].copy()
+        imgs[7] = np.zeros_like(imgs[7])
+    return imgs
+
+
+@pytest.fixture(scope="module")
+def model():
+    return dv.load_model("alexnet", weights=None, seed=0)
+
+
+@pytest.fixture(scope="module")
+def conv_params(model, tmp_path_factory):
+    """The conv weights in a file, for subprocesses (skips initializing the 58M classifier weights again)."""
+    path = tmp_path_factory.mktemp("params") / "alexnet_conv.npz"
+    layers = dv.conv_layers(model)
+    np.savez(path, **{f"{n}/{p}": np.asarray(model.params[n][p]) for n in layers for p in ("kernel", "bias")})
+    return path
+
+
+def conv_model(path):
+    """An AlexNet holding only its conv weights: enough for everything up to conv5."""
+    with np.load(path) as z:
+        params = {n: {p: jnp.asarray(z[f"{n}/{p}"]) for p in ("kernel", "bias")} for n in dv.conv_layers("alexnet")}
+    return dv.Model(variables={"params": params}, arch=dv.ARCHITECTURES["alexnet"])
+
+
+@pytest.fixture(scope="module")
+def images():
+    return _images()
+
+
+def brute_force(model, images, layer, k):
+    """Top-k over every activation of every image, in the order (-value, image index, row-major position)."""
+    x = dv.normalize(np.stack(images).astype(np.float32) / 255.0)
+    act = np.asarray(model.apply(x, upto=layer))
+    n, h, w, c = act.shape
+    img = np.repeat(np.arange(n), h * w)
+    pos = np.tile(np.arange(h * w), n)
+    values, index, position = [], [], []
+    for ch in range(c):
+        v = act[..., ch].reshape(-1)
+        order = np.lexsort((pos, img, -v))[:k]
+        values.append(v[order])
+        index.append(img[order])
+        position.append(np.stack([pos[order] // w, pos[order] % w], -1))
+    return np.array(values), np.array(index), np.array(position)
+
+
+@pytest.mark.parametrize("layer,k,batch", [("conv2", 5, 8), ("conv5", 9, 6)])
+def test_topk_equals_brute_force(model, images, layer, k, batch):
+    r = dv.atlas(model, images, layer, top_k=k, batch_size=batch, project=False, progress=False)
+    values, index, position = brute_force(model, images, layer, k)
+    assert r.num_images == N_IMAGES and r.values.shape == (dv.layer_channels(model, layer), k)
+    assert_close(r.values, values, 1e-5)
+    np.testing.assert_array_equal(r.image_index, index)
+    np.testing.assert_array_equal(r.position, position)
+    # the duplicates tie: wherever one of them wins, the smallest index comes first
+    dup = np.isin(r.image_index, [2, 5, 13])
+    assert dup.any()
+    # dead channels (all zero) tie everywhere: image 0, positions in row-major order
+    dead = np.all(values == 0, axis=1)
+    if dead.any():
+        assert np.all(r.image_index[dead] == 0)
+
+
+def test_fewer_candidates_than_k(model):
+    imgs = _images(n=1, hw=67)
+    r = dv.atlas(model, imgs, "conv5", top_k=12, batch_size=4, project=False, progress=False)  # 3x3 map: 9 units
+    assert np.all(r.image_index[:, :9] == 0) and np.all(r.image_index[:, 9:] == -1)
+    assert np.all(np.isneginf(r.values[:, 9:])) and np.all(r.position[:, 9:] == -1)
+
+
+def test_state_bounded(model, tmp_path):
+    """The state is (C, k) whatever the stream's length, and a one-shot stream keeps only possible winners."""
+    alive = []
+    peak = [0]
+
+    def stream(n):
+        rng = np.random.default_rng(1)
+        for _ in range(n):
+            a = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+            alive.append(weakref.ref(a))
+            peak[0] = max(peak[0], sum(r() is not None for r in alive[-400:]))
+            yield a
+
+    sizes = {}
+    for n in (10, 300):
+        ck = tmp_path / f"s{n}.npz"
+        r = dv.atlas(model, stream(n), "conv1", top_k=1, batch_size=8, checkpoint=ck, progress=False)
+        gc.collect()
+        with np.load(ck) as z:
+            sizes[n] = {k: z[k].shape for k in ("values", "index", "position")}
+            assert int(z["consumed"]) == n
+        assert r.projections.shape == (64, 1, 11, 11, 3)
+    assert sizes[10] == sizes[300] == {k: (64, 1) for k in ("values", "index", "position")}
+    assert peak[0] <= 64 * 1 + 5 * 8 + 2, peak[0]  # C*k winners + the pruning slack, not 300
+
+
+SHARDED = r"""
+import sys, numpy as np, jax
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+import deepvis_jax as dv
+from test_atlas import _images, conv_model
+assert jax.device_count() == 4, jax.devices()
+model = conv_model(sys.argv[3])
+imgs = _images()
+CONFIGS = {"conv2": ((8, jax.devices()[:1]), (5, None)),  # batch 5 is rounded up to 8 (4 devices x 2)
+           "conv5": ((8, jax.devices()[:1]), (8, None), (12, None))}
+runs = [dv.atlas(model, imgs, layer, top_k=k, batch_size=b, micro_batch=2, devices=d, project=False,
+                 progress=False)
+        for layer, k in (("conv2", 5), ("conv5", 9)) for b, d in CONFIGS[layer]]
+np.savez(sys.argv[2], **{f"{i}_{f}": getattr(r, f) for i, r in enumerate(runs)
+                         for f in ("values", "image_index", "position")})
+"""
+
+
+def test_sharded_equals_single_device(model, conv_params, images, tmp_path):
+    """4 forced CPU devices (batch sharded, candidates all-gathered) == 1 device, exactly, for any batch size."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    out = tmp_path / "runs.npz"
+    subprocess.run([sys.executable, "-c", SHARDED, str(ROOT), str(out), str(conv_params)], check=True, env=env,
+                   cwd=ROOT)  # fmt: skip
+    with np.load(out) as z:
+        for one, last, layer, k in ((0, 1, "conv2", 5), (2, 4, "conv5", 9)):  # run `one`: 1 device, batch 8
+            for run in range(one + 1, last + 1):  # 4 devices, batch 5 (-> 8); 8 and 12 (-> 16)
+                for f in ("values", "image_index", "position"):
+                    np.testing.assert_array_equal(z[f"{run}_{f}"], z[f"{one}_{f}"], err_msg=f"{layer} {run} {f}")
+            # and the same top-k as this process (another thread set-up: values to float rounding)
+            here = dv.atlas(model, images, layer, top_k=k, batch_size=8, project=False, progress=False)
+            assert_close(z[f"{one}_values"], here.values, 1e-5)
+            np.testing.assert_array_equal(z[f"{one}_image_index"], here.image_index)
+
+
+MULTI_PROCESS = r"""
+import sys
+sys.path[:0] = [sys.argv[3], sys.argv[3] + "/tests"]
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator_address=f"127.0.0.1:{sys.argv[2]}", num_processes=2,
+                           process_id=int(sys.argv[1]))
+import numpy as np
+import deepvis_jax as dv
+from test_atlas import _images, conv_model
+assert jax.device_count() == 4 and jax.local_device_count() == 2
+model = conv_model(sys.argv[5])
+r = dv.atlas(model, _images(), "conv2", top_k=5, batch_size=8, micro_batch=2, channels=[0, 3], progress=False)
+np.savez(sys.argv[4] + ".npz", values=r.values, image_index=r.image_index, position=r.position,
+         projections=r.projections, patches=r.patches)
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("DEEPVIS_SLOW_TESTS"), reason="slow (about a minute on 2 cores): three "
+                    "JAX processes; set DEEPVIS_SLOW_TESTS=1 to run it")  # fmt: skip
+def test_two_processes_equal_one(conv_params, tmp_path):
+    """jax.distributed over 2 local processes x 2 CPU devices == 1 process x 4 devices, exactly (with projections)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-c", MULTI_PROCESS, str(i), port, str(ROOT), str(tmp_path / f"{i}"),
+                               str(conv_params)],
+                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for i in range(2)]  # fmt: skip
+    logs = [p.communicate(timeout=240)[0].decode(errors="replace") for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    one = SHARDED.split("runs = ")[0] + (
+        "r = dv.atlas(model, imgs, 'conv2', top_k=5, batch_size=8, micro_batch=2, channels=[0, 3], progress=False)\n"
+        "np.savez(sys.argv[2], values=r.values, image_index=r.image_index, position=r.position,"
+        " projections=r.projections, patches=r.patches)\n"
+    )
+    subprocess.run([sys.executable, "-c", one, str(ROOT), str(tmp_path / "one.npz"), str(conv_params)], check=True,
+                   env=env, cwd=ROOT)  # fmt: skip
+    with np.load(tmp_path / "one.npz") as want, np.load(tmp_path / "0.npz") as a, np.load(tmp_path / "1.npz") as b:
+        for f in ("values", "image_index", "position", "projections", "patches"):
+            np.testing.assert_array_equal(a[f], want[f], err_msg=f)
+            np.testing.assert_array_equal(b[f], want[f], err_msg=f)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(model, images, tmp_path):
+    ck = tmp_path / "state.npz"
+    full = dv.atlas(model, images, "conv2", top_k=4, batch_size=4, micro_batch=2, progress=False)
+
+    def failing():
+        for i, a in enumerate(images):
+            if i == 11:  # in the middle of the third batch
+                raise Interrupted
+            yield a
+
+    with pytest.raises(Interrupted):
+        dv.atlas(model, failing(), "conv2", top_k=4, batch_size=4, micro_batch=2, checkpoint=ck, checkpoint_every=1,
+                 progress=False)  # fmt: skip
+    with np.load(ck) as z:
+        assert int(z["consumed"]) == 8  # two whole batches were counted, the broken one was not
+    # a one-shot generator replaying the stream: the first 8 images are skipped but their winners are kept
+    resumed = dv.atlas(model, iter(images), "conv2", top_k=4, batch_size=4, micro_batch=2, checkpoint=ck,
+                       resume=True, progress=False)  # fmt: skip
+    assert resumed.num_images == N_IMAGES
+    for f in ("values", "image_index", "position", "boxes", "channels", "projections", "patches"):
+        np.testing.assert_array_equal(getattr(resumed, f), getattr(full, f), err_msg=f)
+    # resuming a finished run adds nothing
+    again = dv.atlas(model, images, "conv2", top_k=4, batch_size=4, micro_batch=2, checkpoint=ck, resume=True,
+                     project=False, progress=False)  # fmt: skip
+    np.testing.assert_array_equal(again.image_index, full.image_index)
+    assert again.num_images == N_IMAGES
+    # a checkpoint of another run is refused
+    with pytest.raises(ValueError, match="another atlas run"):
+        dv.atlas(model, images, "conv3", top_k=4, checkpoint=ck, resume=True, progress=False)
+
+
+def test_receptive_field_known_answers(model):
+    rf = dv.receptive_field(model, "conv1")
+    assert rf == (11, 4, -2)
+    assert rf.box(0, 0, (67, 67)) == (0, 9, 0, 9)  # rows -2..8, clipped to 0..8
+    assert rf.box(15, 15, (67, 67)) == (58, 67, 58, 67)  # rows 58..68, clipped to 58..66
+    # conv2: 5x5 pad 2 over a 3/2 pool over conv1 -> 11 + 2*4 + 4*8 = 51 pixels, offset -2 - 2*8 = -18
+    assert dv.receptive_field(model, "conv2") == (51, 8, -18)
+    assert dv.receptive_field(model, "conv5") == (163, 16, -66)
+    assert dv.receptive_field("vgg16", "conv5_3") == (196, 16, -90)
+    assert dv.receptive_field("vgg16", "conv1_1") == (3, 1, -1)
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv2", "conv3"])
+def test_receptive_field_contains_gradient_support(model, layer):
+    """Input pixels a unit depends on (nonzero gradient of its pre-ReLU value) lie inside its box; conv1: exactly."""
+    rf = dv.receptive_field(model, layer)
+    x = dv.normalize(jnp.asarray(_images(n=1, hw=HW)[0][None], jnp.float32) / 255.0)
+    h, w = atlas_mod._layer_hw(model, layer, (HW, HW))
+    grad = jax.jit(jax.grad(lambda x, row, col: model.apply(x, upto=layer, pre_relu=True)[0, row, col].sum()))
+    for row, col in ((0, 0), (h // 2, w // 2), (h - 1, w - 1)):
+        g = grad(x, row, col)
+        ys, xs = np.nonzero(np.abs(np.asarray(g[0])).sum(-1))
+        t, b, l, r = rf.box(row, col, (HW, HW))
+        assert t <= ys.min() and ys.max() < b and l <= xs.min() and xs.max() < r
+        if layer == "conv1":
+            assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (t, b, l, r)
+
+
+def test_projections_equal_deconv_of_one_hot(model, images):
+    layer, k = "conv2", 3
+    r = dv.atlas(model, images, layer, top_k=k, batch_size=8, channels=[0, 5, 77], progress=False)
+    rf = r.receptive_field
+    assert r.projections.shape == (3, k, rf.size, rf.size, 3) and r.patches.dtype == np.uint8
+    for i, c in enumerate(r.channels):
+        for j in range(k):
+            n, (row, col) = r.image_index[c, j], r.position[c, j]
+            x = dv.normalize(images[n][None].astype(np.float32) / 255.0)
+            act, switches = dv.forward(model, x, layer)
+            assert_close(np.asarray(act)[0, row, col, c], r.values[c, j], 1e-5)
+            signal = np.zeros(act.shape, np.float32)
+            signal[0, row, col, c] = r.values[c, j]
+            recon = np.asarray(dv.project(model, switches, signal, layer))[0]
+            t, b, l, rr = r.boxes[c, j]
+            top, left = rf.offset + rf.stride * row, rf.offset + rf.stride * col
+            want = np.zeros((rf.size, rf.size, 3), np.float32)
+            want[t - top : b - top, l - left : rr - left] = recon[t:b, l:rr]
+            assert np.count_nonzero(recon) == np.count_nonzero(recon[t:b, l:rr])  # nothing outside the field
+            assert_close(r.projections[i, j], want, 1e-5)
+            patch = np.zeros((rf.size, rf.size, 3), np.uint8)
+            patch[t - top : b - top, l - left : rr - left] = images[n][t:b, l:rr]
+            np.testing.assert_array_equal(r.patches[i, j], patch)
+
+
+def test_folder_source_matches_arrays(model, tmp_path):
+    """A folder (read, resized, center-cropped by the loader) numbers files in sorted order."""
+    from PIL import Image
+
+    imgs = _images(n=6, hw=HW, seed=3)
+    for i, a in enumerate(imgs):
+        Image.fromarray(a).save(tmp_path / f"img_{i:02d}.png")
+    a = dv.atlas(model, str(tmp_path), "conv3", top_k=3, batch_size=4, size=HW, project=False, progress=False)
+    b = dv.atlas(model, imgs, "conv3", top_k=3, batch_size=4, project=False, progress=False)
+    np.testing.assert_array_equal(a.image_index, b.image_index)
+    np.testing.assert_array_equal(a.values, b.values)
+    assert a.files == tuple(str(tmp_path / f"img_{i:02d}.png") for i in range(6))
+    big = atlas_mod.read_image(_save(tmp_path / "wide.png", np.zeros((40, 100, 3), np.uint8)), 20)
+    assert big.shape == (20, 20, 3)
+
+
+def _save(path, a):
+    from PIL import Image
+
+    Image.fromarray(a).save(path)
+    return path
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _cli(argv):
+    from deepvis_jax.cli import main
+
+    return main(argv)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_cli_atlas_page_in_headless_chromium(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    src = tmp_path / "images" / "sub"
+    src.mkdir(parents=True)
+    for i in range(30):  # different sizes and aspect ratios: the loader resizes and center-crops
+        h, w = 60 + 3 * i, 90 - i
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(src / f"{i:03d}.png")
+    out = tmp_path / "atlas out"  # a space in the path: links must still resolve
+    argv = ["atlas", "--images", str(tmp_path / "images"), "--layer", "1", "--out", str(out), "--weights", "random",
+            "--size", "48", "--batch-size", "16", "--quiet"]  # fmt: skip
+    assert _cli(argv + ["--cache-dir", "off"]) == 0
+    assert "64 channels, 30 images" in capsys.readouterr().out
+    assert (out / STATE_FILE).exists()
+    assert _cli(argv + ["--cache-dir", "off"]) == 2  # the real CLI: one line, no clobbering
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("deepvis: error:") and "--overwrite" in err[0]
+
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (out / "index.html").as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    channels = re.findall(r'<figure id="channel-(\d+)"', dom)
+    assert channels == [str(c) for c in range(64)]
+    srcs = re.findall(r'<img src="([^"]+)"', dom)
+    assert len(srcs) == 64 and all((out / s).is_file() for s in srcs)
+    status = re.search(r'<p id="status" data-loaded="(\d+)" data-broken="(\d+)"', dom)
+    assert status is not None, "the page's load script did not run"
+    assert status.groups() == ("64", "0")  # every image decoded with a non-zero naturalWidth
+
+
+def test_bad_input_raises_typed_errors(model, images, tmp_path, capsys):
+    from deepvis_jax._src.atlas_cli import run_atlas
+    from deepvis_jax.cli import build_parser
+
+    def both(argv, error, match):  # the library raises the typed error; the CLI prints it as one line, exit 2
+        with pytest.raises(error, match=match):
+            run_atlas(build_parser().parse_args(argv))
+        assert _cli(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("deepvis: error:") and "Traceback" not in err[0]
+
+    common = ["--layer", "1", "--out", str(tmp_path / "o"), "--weights", "random", "--cache-dir", "off"]
+    both(["atlas", "--images", str(tmp_path / "missing"), *common], FileNotFoundError, "no such folder")
+    (tmp_path / "empty").mkdir()
+    both(["atlas", "--images", str(tmp_path / "empty"), *common], ValueError, "no images")
+    with pytest.raises(ValueError, match="unknown layer"):
+        dv.atlas(model, images, "conv9", progress=False)
+    with pytest.raises(ValueError, match="same size"):
+        dv.atlas(model, [images[0], images[1][:60]], "conv1", progress=False)
+    with pytest.raises(ValueError, match="channels must be in 0..63"):
+        dv.atlas(model, images[:2], "conv1", channels=[64], progress=False)
