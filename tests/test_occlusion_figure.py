@@ -69,7 +69,8 @@ def test_occlusion_figure_with_alpha_blends_and_checks_sizes():
 
 def test_class_labels_fall_back_to_indices():
     labels = render.class_labels(10)
-    assert len(labels) == 10 and labels[3].startswith("3")
+    assert labels == [str(i) for i in range(10)]  # the packaged file has 1000 names
+    assert render.class_labels(1000)[281] == "281 tabby"
 
 
 def test_figure_of_a_real_occlusion_result():
