@@ -51,7 +51,10 @@ from deepvis_jax._src.deconv import project as project
 from deepvis_jax._src.deconv import project_channels as project_channels
 from deepvis_jax._src.deconv import unpool as unpool
 from deepvis_jax._src.deconv import visualize as visualize
+from deepvis_jax._src.occlusion import OcclusionResult as OcclusionResult
+from deepvis_jax._src.occlusion import occlusion as occlusion
 from deepvis_jax._src.render import activation_grid as activation_grid
+from deepvis_jax._src.render import occlusion_figure as occlusion_figure
 from deepvis_jax._src.render import contact_sheet as contact_sheet
 from deepvis_jax._src.render import projection_sheet as projection_sheet
 from deepvis_jax._src.render import save_result as save_result

@@ -4,6 +4,7 @@
     deepvis construct --weights random --layer 3 --filter 88
     deepvis convert --model alexnet --from imagenet --out alexnet.msgpack   (needs torch)
     deepvis layers --model vgg16
+    deepvis occlusion --weights random --layer conv5     # occlusion sensitivity maps (the paper's Fig. 7)
     deepvis atlas --images DIR --layer conv5 --out DIR     # top-9 of every channel over a folder, index.html
     deepvis check --model vgg16 --weights random          (needs torch)
 
@@ -172,7 +173,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     out = Path(args.out)
     model, pretrained = _resolve_weights(arch.name, args.weights)
 
-    r = dv.visualize(model, image, layer, top_k=args.top_k, mode=args.mode)
+    r = dv.visualize(model, image, layer, top_k=args.top_k, mode=args.mode, method=args.method)
     h, w = image.shape[:2]
     print(f"image: {what}")
     print(f"layer: {layer} of {arch.name}, {channels} channels, feature map {r.activations.shape[1]}x"
@@ -219,6 +220,37 @@ def cmd_construct(args: argparse.Namespace) -> int:
         print(f"wrote {_save_png(img, p, args.overwrite)}")
     labels = [f"{layer} filter {f}" for f in filters]
     print(f"wrote {_save_png(dv.contact_sheet(imgs, labels), sheet, args.overwrite)}")
+    return 0
+
+
+def cmd_occlusion(args: argparse.Namespace) -> int:
+    arch = get_architecture(args.model)
+    layer, channels = _layer_and_channels(arch.name, args.layer if args.layer is not None else arch.conv_layers[-1])
+    if args.channel is not None and not 0 <= args.channel < channels:
+        raise ValueError(f"--channel {args.channel} is out of range for {layer} of {arch.name}: use 0..{channels - 1}")
+    if args.target is not None and not 0 <= args.target < arch.num_classes:
+        raise ValueError(f"--class {args.target} is out of range: use 0..{arch.num_classes - 1}")
+    image, what = _load_input(args.image, args.size)
+    check_image_size(arch, image.shape[:2])  # the class maps need the whole network
+    out = Path(args.out) / f"{arch.name}_{layer}_occlusion.png"
+    _planned([out], args.overwrite)
+    model, _ = _resolve_weights(arch.name, args.weights)
+
+    r = dv.occlusion(model, image, patch=args.patch, stride=args.stride, layer=layer, channel=args.channel,
+                     target=args.target, chunk=args.chunk)  # fmt: skip
+    labels = imagenet_labels() if arch.num_classes == 1000 else [str(i) for i in range(arch.num_classes)]
+    print(f"image: {what}")
+    print(f"occluder: {args.patch}x{args.patch} px grey square, stride {args.stride}: "
+          f"{len(r.rows)}x{len(r.cols)} positions")  # fmt: skip
+    print(f"(a) {layer} feature map {r.channel}: total activation {r.baseline_feature:.4g} unoccluded, "
+          f"{r.feature.min():.4g}..{r.feature.max():.4g} occluded")  # fmt: skip
+    print(f"(b) class {labels[r.target]} ({r.target}): probability {r.baseline_probability:.3g} unoccluded, "
+          f"{r.probability.min():.3g}..{r.probability.max():.3g} occluded")  # fmt: skip
+    classes, counts = np.unique(r.top_class, return_counts=True)
+    common = sorted(zip(classes.tolist(), counts.tolist()), key=lambda t: -t[1])[:5]
+    print("(c) most probable classes (positions): " + ", ".join(f"{labels[c]} ({c}): {n}" for c, n in common))
+    legend = [f"{i} {name}" for i, name in enumerate(labels)]
+    print(f"wrote {_save_png(dv.occlusion_figure(image, r, labels=legend), out, args.overwrite)}")
     return 0
 
 
@@ -347,9 +379,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("max", "all"), default="max",
                    help="max: project each channel's strongest activation (the paper's figures); all: its whole "
                    "feature map (default: max)")  # fmt: skip
+    p.add_argument("--method", choices=("deconv", "guided", "gradient"), default="deconv",
+                   help="deconv: Zeiler & Fergus's DeconvNet; guided: guided backpropagation; gradient: the plain "
+                   "gradient (default: deconv)")  # fmt: skip
     p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_visualize, compiles=True)
+
+    p = sub.add_parser("occlusion", parents=[common], help="occlusion sensitivity maps (the paper's Fig. 7)",
+                       description="Slide a grey square over the image and map (a) the total activation of a "
+                       "feature map of the layer, (b) the probability of a class, (c) the most probable class at "
+                       "each position; write the three maps as heat maps over the image (one PNG) and print a "
+                       "summary.")  # fmt: skip
+    model_arg(p)
+    weights_arg(p)
+    image_arg(p)
+    p.add_argument("--layer", default=None, help="conv layer of map (a): 1-based index or name (default: the top one)")
+    p.add_argument("--patch", type=int, default=48, metavar="P", help="side of the grey square, pixels (default: 48)")
+    p.add_argument("--stride", type=int, default=8, metavar="S", help="step of the square, pixels (default: 8)")
+    p.add_argument("--channel", type=int, default=None, metavar="C",
+                   help="feature map of (a), 0-based (default: the strongest on the unoccluded image)")  # fmt: skip
+    p.add_argument("--class", dest="target", type=int, default=None, metavar="K",
+                   help="ImageNet class of map (b), 0-based (default: the class predicted for the unoccluded "
+                   "image)")  # fmt: skip
+    p.add_argument("--chunk", type=int, default=32, metavar="N",
+                   help="occluded images evaluated at once; bounds memory (default: 32)")  # fmt: skip
+    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_occlusion, compiles=True)
 
     p = sub.add_parser("construct", parents=[common], help="images grown to excite chosen filters",
                        description="Grow an image from noise by gradient ascent for each filter; write one PNG "

@@ -36,3 +36,83 @@ def assert_close(actual, expected, rtol: float, err_msg: str = "") -> None:
     scale = float(np.max(np.abs(expected))) or 1.0
     np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=rtol * scale,
                                err_msg=err_msg)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backward methods by torch autograd: DeconvNet, guided backprop, gradient
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _DeconvReLU(torch.autograd.Function):
+    """ReLU whose backward is relu(grad): Zeiler & Fergus's DeconvNet (Captum's Deconvolution)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp(min=0)
+
+
+class _GuidedReLU(torch.autograd.Function):
+    """ReLU whose backward is relu(grad) * (input > 0): guided backprop (Captum's GuidedBackprop)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (x > 0).to(grad.dtype)
+
+
+class _FunctionModule(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn.apply(x)
+
+
+def _relu_for(method: str) -> torch.nn.Module:
+    if method == "deconv":
+        return _FunctionModule(_DeconvReLU)
+    if method == "guided":
+        return _FunctionModule(_GuidedReLU)
+    assert method == "gradient"
+    return torch.nn.ReLU()  # plain autograd (not in place)
+
+
+def torch_backward(tm, arch, x_nhwc, layer, signals_nhwc, method: str = "deconv"):
+    """Projections by torch autograd of `tm.features` up to `layer` (after its ReLU), one backward per signal,
+    with every ReLU's backward as `method` says. Returns (activation NHWC, stacked input grads NHWC or None)."""
+    ops = [_relu_for(method) if isinstance(m, torch.nn.ReLU) else m for m in tm.features]
+    feats = torch.nn.Sequential(*ops[: arch.top_index(layer) + 1])
+    xt = nchw(x_nhwc).to(next(tm.parameters()).dtype).requires_grad_(True)
+    out = feats(xt)
+    grads = []
+    for s in signals_nhwc:
+        (g,) = torch.autograd.grad(out, xt, nchw(s).to(out.dtype), retain_graph=True)
+        grads.append(nhwc(g))
+    return nhwc(out), (np.stack(grads) if grads else None)
+
+
+def torch_deconv(tm, arch, x_nhwc, layer, signals_nhwc):
+    """DeconvNet projections by torch autograd with ReLU's backward replaced by relu(grad)."""
+    return torch_backward(tm, arch, x_nhwc, layer, signals_nhwc, "deconv")
+
+
+def probe_signals(act, rng):
+    """Three signals for the strongest channel's view: "max" mode, "all" mode, and a random signed one."""
+    a = np.asarray(act)
+    c = int(np.argmax(a.max(axis=(0, 1, 2))))
+    one = np.zeros_like(a)
+    i, j = np.unravel_index(np.argmax(a[0, :, :, c]), a.shape[1:3])
+    one[0, i, j, c] = a[0, i, j, c]
+    whole = np.zeros_like(a)
+    whole[..., c] = a[..., c]
+    return np.stack([one, whole, rng.standard_normal(a.shape).astype(a.dtype)])

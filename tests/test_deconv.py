@@ -14,7 +14,7 @@ import converters
 import deepvis_jax as dv
 from deepvis_jax._src.deconv import _visualize, max_pool_with_switches
 from deepvis_jax._src.models import max_pool
-from reference import assert_close, nchw, nhwc, torch_model
+from reference import assert_close, nchw, nhwc, probe_signals, torch_deconv, torch_model
 
 # ------------------------------------------------------------------------------------------------------------
 # Switches and unpooling, by hand and against torch's max_pool2d
@@ -120,49 +120,9 @@ def vgg(torch_models):
     return converters.from_torchvision(torch_models["vgg11_bn"])  # non-trivial BatchNorm statistics
 
 
-class _DeconvReLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.clamp(min=0)
-
-
-class _DeconvReLUModule(torch.nn.Module):
-    def forward(self, x):
-        return _DeconvReLU.apply(x)
-
-
-def torch_deconv(tm, arch, x_nhwc, layer, signals_nhwc):
-    """DeconvNet projections by torch autograd: one backward per signal through the layer's post-ReLU output."""
-    ops = [_DeconvReLUModule() if isinstance(m, torch.nn.ReLU) else m for m in tm.features]
-    feats = torch.nn.Sequential(*ops[: arch.top_index(layer) + 1])
-    xt = nchw(x_nhwc).to(next(tm.parameters()).dtype).requires_grad_(True)
-    out = feats(xt)
-    grads = []
-    for s in signals_nhwc:
-        (g,) = torch.autograd.grad(out, xt, nchw(s).to(out.dtype), retain_graph=True)
-        grads.append(nhwc(g))
-    return nhwc(out), (np.stack(grads) if grads else None)
-
-
-def _signals(act, rng):
-    """Three signals for the strongest channel's view: "max" mode, "all" mode, and a random signed one."""
-    a = np.asarray(act)
-    c = int(np.argmax(a.max(axis=(0, 1, 2))))
-    one = np.zeros_like(a)
-    i, j = np.unravel_index(np.argmax(a[0, :, :, c]), a.shape[1:3])
-    one[0, i, j, c] = a[0, i, j, c]
-    whole = np.zeros_like(a)
-    whole[..., c] = a[..., c]
-    return np.stack([one, whole, rng.standard_normal(a.shape).astype(a.dtype)])
-
-
 def _check_parity(tm, model, x, layer, rtol):
     act, sw = dv.forward(model, x, layer)
-    signals = _signals(act, np.random.default_rng(1))
+    signals = probe_signals(act, np.random.default_rng(1))
     ref_act, ref = torch_deconv(tm, model.arch, x, layer, signals)
     assert_close(act, ref_act, rtol, err_msg=f"{layer} activation")
     assert_close(act, model.apply(x, upto=layer), rtol, err_msg=f"{layer} forward vs apply")

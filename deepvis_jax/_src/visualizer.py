@@ -24,9 +24,11 @@ class Visualizer:
         self.image: Any = None
         self.constructed: Any = None
 
-    def visualize(self, image: Any, layer: Layer, top_k: int = 9, mode: str = "max", rank: str = "max"):
+    def visualize(
+        self, image: Any, layer: Layer, top_k: int = 9, mode: str = "max", rank: str = "max", method: str = "deconv"
+    ):
         """`dv.visualize` on one RGB image; the result is returned and kept."""
-        self.result = visualize(self.model, image, layer, top_k=top_k, mode=mode, rank=rank)
+        self.result = visualize(self.model, image, layer, top_k=top_k, mode=mode, rank=rank, method=method)
         self.image = image
         return self.result
 
