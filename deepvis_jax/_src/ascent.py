@@ -428,9 +428,14 @@ def _run_chunk(spec: _Spec, model: Model, state: _State, filters: Array, step0: 
     def one(f, s: _State) -> _State:
         def body(s, i):
             t = step0 + i
-            return lax.cond(t < steps, functools.partial(step, f, t), lambda s: s, s), None
+            new = step(f, t, s)
+            return jax.tree_util.tree_map(lambda a, b: jnp.where(t < steps, a, b), new, s), None
 
-        return lax.scan(body, s, jnp.arange(spec.chunk))[0]
+        # Fully unrolled, and the skip is a select rather than a lax.cond: on XLA:CPU a convolution inside a while
+        # or conditional body runs about 1.6x slower than in straight-line code (measured: 64 steps of 8 filters on
+        # AlexNet conv3 at 224 px, 17.4 s rolled or under cond, 10.9 s unrolled with a select). The price is that
+        # skipped steps (numbered >= `steps`, only in the last chunk) are computed and discarded.
+        return lax.scan(body, s, jnp.arange(spec.chunk), unroll=True)[0]
 
     return jax.vmap(one)(filters, state)
 
@@ -557,7 +562,7 @@ def construct(
     preset: str | None = None,
     blur_size: int = 5,
     verbose: bool = True,
-    chunk: int = 64,
+    chunk: int = 8,
 ) -> np.ndarray:
     """Synthesize, for each of `filters`, an image that maximizes it: ``(len(filters), S, S, 3)`` in [0, 1].
 
@@ -576,9 +581,10 @@ def construct(
     (bicubic) and box-blurred (`blur_size`), stage after stage up to `image_size`; one compiled program per size.
 
     Filter ``f`` takes its randomness from ``jax.random.fold_in(jax.random.key(seed), f)``, so an image does not
-    depend on which other filters are computed with it. The steps run in one compiled program (``lax.scan``,
-    vmapped over filters), in calls of `chunk` steps so a progress bar can advance (`verbose`); filters, seed
-    and step count are traced, so changing them does not recompile.
+    depend on which other filters are computed with it. The steps run in one compiled program (an unrolled
+    ``lax.scan`` of `chunk` steps, vmapped over filters), called once per chunk so a progress bar can advance
+    (`verbose`); filters, seed and step count are traced, so changing them does not recompile. A step count that
+    is not a multiple of `chunk` computes and discards the rest of the last chunk.
     """
     if not isinstance(model, Model):
         raise ValueError(f"model must be a deepvis_jax Model, got {type(model).__name__}")
