@@ -6,27 +6,6 @@ from __future__ import annotations
 import torch
 
 
-class _DeconvReLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.clamp(min=0)
-
-
-class DeconvReLU(torch.nn.Module):
-    def forward(self, x):
-        return _DeconvReLU.apply(x)
-
-
-def deconv_features(module: torch.nn.Module, upto: int) -> torch.nn.Sequential:
-    """module.features[: upto + 1] with every ReLU rectifying the gradient instead of masking it."""
-    ops = [DeconvReLU() if isinstance(m, torch.nn.ReLU) else m for m in module.features[: upto + 1]]
-    return torch.nn.Sequential(*ops).eval()
-
-
 def top_k_projections(features: torch.nn.Sequential, x: torch.Tensor, top_k: int):
     """(channels, projections (top_k, 3, H, W)): the strongest channels by max activation, each channel's single
     strongest unit projected to the input by its own forward + backward pass (no weight gradients)."""

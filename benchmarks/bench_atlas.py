@@ -51,7 +51,7 @@ def _same_winners(values: np.ndarray, a: tuple, b: tuple) -> str:
     tol = 1e-4 * max(float(np.max(np.abs(values))), 1e-30)
     d = np.abs(np.diff(values, axis=1))
     inf = np.full((len(values), 1), np.inf)
-    gap = np.minimum(np.concatenate([inf, d], 1), np.concatenate([d, 0 * inf], 1))  # to the nearer neighbour
+    gap = np.minimum(np.concatenate([inf, d], 1), np.concatenate([d, np.zeros_like(inf)], 1))  # to the nearer neighbour
     clear = gap > tol
     for name, x, y in (("image index", *a), ("position", *b)):
         if not np.array_equal(x[clear], y[clear]):

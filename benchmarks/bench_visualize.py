@@ -16,7 +16,9 @@ import torch
 import converters
 import deepvis_jax as dv
 
-from ._deconv_torch import deconv_features, top_k_projections
+from converters import backward_features
+
+from ._deconv_torch import top_k_projections
 from ._harness import Row, checked, max_rel, time_jax, time_torch
 from ._models import torch_model
 
@@ -34,7 +36,7 @@ def _float64_check(tm, image, layer) -> float:
         model = converters.from_torchvision(tm64)
         r = dv.visualize(model, image, layer, top_k=9, mode="max")
         x = np.asarray(dv.normalize(image[None].astype(np.float64) / 255))
-        channels, projections = top_k_projections(deconv_features(tm64, model.arch.top_index(layer)), _nchw(x), 9)
+        channels, projections = top_k_projections(backward_features(tm64, layer), _nchw(x), 9)
         if not np.array_equal(np.asarray(r.channels), channels.numpy()):
             raise AssertionError(f"{layer}: JAX and PyTorch chose different channels; timing is void")
         return max_rel(r.projections, projections.numpy().transpose(0, 2, 3, 1))
@@ -48,7 +50,7 @@ def run(quick: bool) -> list[Row]:
     for arch, layer in CASES[:1] if quick else CASES:
         tm = torch_model(arch)
         model = converters.from_torchvision(tm)
-        feats = deconv_features(tm, model.arch.top_index(layer))
+        feats = backward_features(tm, layer)
         first, jax_s, r = time_jax(lambda: dv.visualize(model, image, layer, top_k=9, mode="max"), repeats)
         torch_s, (channels, projections) = time_torch(lambda: top_k_projections(feats, xt, 9), repeats)
         err32 = max_rel(r.projections, projections.numpy().transpose(0, 2, 3, 1))

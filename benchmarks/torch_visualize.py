@@ -14,7 +14,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from benchmarks._deconv_torch import deconv_features, top_k_projections
+from benchmarks._deconv_torch import top_k_projections
+from converters import backward_features
 
 
 def main(out: str) -> None:
@@ -24,7 +25,7 @@ def main(out: str) -> None:
     img = np.asarray(Image.open(src).convert("RGB").resize((224, 224)), np.float32) / 255
     mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
     x = torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy())
-    feats = deconv_features(model, 7)  # conv3's ReLU
+    feats = backward_features(model, "conv3")
     with torch.no_grad():
         act = feats(x)[0]
     channels, projections = top_k_projections(feats, x, 9)

@@ -4,8 +4,10 @@
     model = converters.from_torchvision(torchvision.models.vgg16())
     converters.save(model, "vgg16.msgpack")        # loads later with dv.load_model("vgg16", weights=...)
     converters.compare(torch_module, model, x)      # per-layer max abs / rel differences
+    converters.backward_features(torch_module, "conv3", "deconv")   # torch reference of dv.project
 """
 
+from converters._reference import backward_features as backward_features
 from converters._torchvision import Difference as Difference
 from converters._torchvision import compare as compare
 from converters._torchvision import detect_architecture as detect_architecture
@@ -19,6 +21,7 @@ from deepvis_jax._src.weights import save_model as save
 
 __all__ = [
     "Difference",
+    "backward_features",
     "compare",
     "detect_architecture",
     "detect_state_dict",

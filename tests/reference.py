@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torchvision
 
+import converters
+
 
 def torch_model(arch: str, seed: int = 0, dtype=torch.float32) -> torch.nn.Module:
     """A torchvision model with seeded random weights and non-trivial BatchNorm statistics, in eval mode."""
@@ -43,55 +45,10 @@ def assert_close(actual, expected, rtol: float, err_msg: str = "") -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class _DeconvReLU(torch.autograd.Function):
-    """ReLU whose backward is relu(grad): Zeiler & Fergus's DeconvNet (Captum's Deconvolution)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.clamp(min=0)
-
-
-class _GuidedReLU(torch.autograd.Function):
-    """ReLU whose backward is relu(grad) * (input > 0): guided backprop (Captum's GuidedBackprop)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (x > 0).to(grad.dtype)
-
-
-class _FunctionModule(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn.apply(x)
-
-
-def _relu_for(method: str) -> torch.nn.Module:
-    if method == "deconv":
-        return _FunctionModule(_DeconvReLU)
-    if method == "guided":
-        return _FunctionModule(_GuidedReLU)
-    assert method == "gradient"
-    return torch.nn.ReLU()  # plain autograd (not in place)
-
-
 def torch_backward(tm, arch, x_nhwc, layer, signals_nhwc, method: str = "deconv"):
     """Projections by torch autograd of `tm.features` up to `layer` (after its ReLU), one backward per signal,
     with every ReLU's backward as `method` says. Returns (activation NHWC, stacked input grads NHWC or None)."""
-    ops = [_relu_for(method) if isinstance(m, torch.nn.ReLU) else m for m in tm.features]
-    feats = torch.nn.Sequential(*ops[: arch.top_index(layer) + 1])
+    feats = converters.backward_features(tm, layer, method)
     xt = nchw(x_nhwc).to(next(tm.parameters()).dtype).requires_grad_(True)
     out = feats(xt)
     grads = []
