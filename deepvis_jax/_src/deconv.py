@@ -29,6 +29,7 @@ import numpy as np
 from flax import struct
 from jax import lax
 
+from deepvis_jax._src.images import min_image_size
 from deepvis_jax._src.models import (
     Architecture,
     BatchNorm,
@@ -134,26 +135,13 @@ def _bn_scale(model: Model, name: str) -> tuple[Array, Array]:
     return bn_scale_shift(model.params[name], model.variables["batch_stats"][name])
 
 
-@functools.lru_cache(maxsize=None)
-def min_input_size(arch: Architecture, name: str) -> int:
-    """Smallest input side for which conv `name`'s feature map (and every one below it) is non-empty."""
-    sub = arch._replace(features=arch.features[: arch.top_index(name) + 1])
-    for s in range(1, 4096):
-        try:
-            feature_shapes(sub, (s, s))
-            return s
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def layer_shapes(arch: Architecture, name: str, hw: Sequence[int]) -> list[tuple[int, int]]:
     """Input size of each op up to conv `name`'s ReLU, then the layer's output size; ValueError if too small."""
     sub = arch._replace(features=arch.features[: arch.top_index(name) + 1])
     try:
         return feature_shapes(sub, tuple(int(d) for d in hw))
     except ValueError:
-        s = min_input_size(arch, name)
+        s = min_image_size(arch, name)
         raise ValueError(
             f"an input of {hw[0]}x{hw[1]} pixels is too small for layer {name} of {arch.name}: "
             f"its feature map vanishes; use at least {s}x{s} pixels"
