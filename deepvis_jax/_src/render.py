@@ -14,6 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .images import imagenet_labels
+
 LABEL_H = 16  # height of the label strip above each cell, pixels
 PAD = 2  # gap between cells, pixels
 BACKGROUND = (255, 255, 255)
@@ -148,16 +150,10 @@ _PALETTE = np.array(
      [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]], np.uint8,
 )  # fmt: skip
 _OTHER = np.array([60, 60, 60], np.uint8)
-CLASSES_FILE = Path(__file__).resolve().parent.parent / "data" / "imagenet_classes.txt"
-
-
 def class_labels(num_classes: int = 1000) -> list[str]:
-    """``"<index> <name>"`` per class from ``deepvis_jax/data/imagenet_classes.txt`` when that file is there and
-    has `num_classes` lines; otherwise the bare indices."""
-    if CLASSES_FILE.is_file():
-        names = [s.strip() for s in CLASSES_FILE.read_text(encoding="utf-8").splitlines() if s.strip()]
-        if len(names) == num_classes:
-            return [f"{i} {n}" for i, n in enumerate(names)]
+    """``"<index> <name>"`` per ImageNet class (the packaged labels); bare indices for another class count."""
+    if num_classes == 1000:
+        return [f"{i} {n}" for i, n in enumerate(imagenet_labels())]
     return [str(i) for i in range(num_classes)]
 
 
