@@ -39,6 +39,7 @@ from deepvis_jax._src.models import (
     Model,
     ReLU,
     bn_scale_shift,
+    check_input,
     conv2d,
     feature_shapes,
     layer_name,
@@ -148,14 +149,6 @@ def layer_shapes(arch: Architecture, name: str, hw: Sequence[int]) -> list[tuple
         ) from None
 
 
-def _check_batch(x: Any) -> None:
-    if getattr(x, "ndim", None) != 4 or x.shape[-1] != 3:
-        raise ValueError(
-            f"expected normalized images shaped (N, H, W, 3), got shape {getattr(x, 'shape', None)}; "
-            "add a batch axis with x[None] and put channels last"
-        )
-
-
 def _forward(model: Model, x: Array, name: str) -> tuple[Array, Switches]:
     arch = model.arch
     input_hw = (int(x.shape[1]), int(x.shape[2]))
@@ -184,7 +177,7 @@ def forward(model: Model, x: Array, layer: Layer) -> tuple[Array, Switches]:
     Returns ``(activation (N, h, w, C), switches)``: the layer's output, equal to ``model.apply(x, upto=layer)``,
     and a `Switches` pytree with every max-pool below the layer and every ReLU's forward mask up to it.
     """
-    _check_batch(x)
+    check_input(x)
     return _forward(model, x, layer_name(model, layer))
 
 

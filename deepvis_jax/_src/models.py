@@ -405,12 +405,12 @@ def all_activations(model: Model, x: Array) -> tuple[Array, dict[str, Array]]:
     return model.apply(x, collect=True)
 
 
-def check_input(model: Model, x: Array) -> None:
+def check_input(x: Array) -> None:
     """Raise ValueError for an input that is not (N, H, W, 3)."""
     if getattr(x, "ndim", None) != 4 or x.shape[-1] != 3:
         raise ValueError(
             f"expected normalized images shaped (N, H, W, 3), got shape {getattr(x, 'shape', None)}; "
-            "add a batch axis with x[None] and channels last"
+            "add a batch axis with x[None] and put channels last"
         )
 
 
