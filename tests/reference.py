@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 import torchvision
 
 import converters
+import deepvis_jax as dv
 
 
 def torch_model(arch: str, seed: int = 0, dtype=torch.float32) -> torch.nn.Module:
@@ -73,3 +76,170 @@ def probe_signals(act, rng):
     whole = np.zeros_like(a)
     whole[..., c] = a[..., c]
     return np.stack([one, whole, rng.standard_normal(a.shape).astype(a.dtype)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Float32 checks that hold on any CPU
+#
+# In float32, XLA's and oneDNN's convolutions round differently on different instruction sets (AVX, AVX2,
+# AVX-512). A forward ReLU mask or a max-pool switch that sits on a near-tie can then flip, and a projection or a
+# gradient that passes through it changes locally: an elementwise float32 comparison of two frameworks (or of two
+# JAX programs) through such a decision fails on some CPUs and passes on others. The checks below keep
+# elementwise exactness where it is meaningful:
+#
+# - continuous quantities (activations, max-pooled values, top-k *values*, logits) are compared elementwise;
+# - projections are compared elementwise in float32 with the DECISIONS (switches, ReLU masks, signals) taken from
+#   the float64 run, whose decisions are unambiguous; the float32 run's own decisions are then checked against
+#   float64's wherever float64 puts them clear of a tie (`DECISION_MARGIN` of the tensor's scale);
+# - discrete choices (channels, classes, winners) must equal the reference's, or be a near-tie in its scores.
+# ----------------------------------------------------------------------------------------------------------------
+
+DECISION_MARGIN = 1e-4  # relative to the tensor's scale; float32 rounding differences are ~1e-6 of it
+
+
+def _windows(x: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """(window * window, N, h, w, C) of an NHWC array: the pool's window entries in row-major order."""
+    n, H, W, c = x.shape
+    h, w = (H - window) // stride + 1, (W - window) // stride + 1
+    return np.stack([x[:, di : di + stride * (h - 1) + 1 : stride, dj : dj + stride * (w - 1) + 1 : stride]
+                     for di in range(window) for dj in range(window)])  # fmt: skip
+
+
+def decision_margins(tm64: torch.nn.Module, x64, layer, margin: float = DECISION_MARGIN):
+    """Where the float64 torch forward pass puts its decisions clear of a tie, up to `layer`.
+
+    Returns ``(pools, relus)``, bottom to top, shaped like `dv.Switches`' leaves: for each max-pool a bool array
+    (N, h, w, C), True where the window's largest value beats the runner-up by more than `margin` of the pool
+    input's scale; for each ReLU a bool array, True where |input| exceeds `margin` of its scale."""
+    feats = converters.backward_features(tm64, layer, "gradient")
+    pools, relus, last_relu_input = [], [], [None]
+
+    def hook(module, inputs, output):
+        x = nhwc(inputs[0])
+        scale = float(np.abs(x).max()) or 1.0
+        if isinstance(module, torch.nn.MaxPool2d):
+            win = _windows(x, module.kernel_size, module.stride)
+            top2 = -np.partition(-win, 1, axis=0)[:2]
+            ok = top2[0] - top2[1] > margin * scale
+            pre = last_relu_input[0]
+            if pre is not None and pre.shape == x.shape:  # the pool right after a ReLU: an all-zero window is an
+                # exact tie that both break alike (first entry) when every entry's ReLU input is clearly negative
+                pre_win = _windows(pre, module.kernel_size, module.stride)
+                ok |= (top2[0] == 0) & np.all(pre_win < -margin * (float(np.abs(pre).max()) or 1.0), axis=0)
+            pools.append(ok)
+        else:
+            relus.append(np.abs(x) > margin * scale)
+            last_relu_input[0] = x
+
+    handles = [m.register_forward_hook(hook) for m in feats if isinstance(m, (torch.nn.MaxPool2d, torch.nn.ReLU))]
+    try:
+        with torch.no_grad():
+            feats(nchw(x64).double())
+    finally:
+        for h in handles:
+            h.remove()
+    return pools, relus
+
+
+def assert_decisions_agree(switches, switches64, margins, err_msg: str = "") -> None:
+    """The float32 run's switches and ReLU masks equal float64's wherever float64 has a clear margin (and that is
+    nearly everywhere, so the check is not vacuous)."""
+    pools, relus = margins
+    assert len(switches.pools) == len(switches64.pools) == len(pools), err_msg
+    for i, (a, b, ok) in enumerate(zip(switches.pools, switches64.pools, pools)):
+        assert ok.mean() > 0.9, f"{err_msg} pool {i}: only {ok.mean():.0%} of the windows are clear of a tie"
+        np.testing.assert_array_equal(np.asarray(a.index)[ok], np.asarray(b.index)[ok], err_msg=f"{err_msg} pool {i}")
+    for i, (a, b, ok) in enumerate(zip(switches.relus, switches64.relus, relus)):
+        assert ok.mean() > 0.9, f"{err_msg} relu {i}: only {ok.mean():.0%} of the inputs are clear of zero"
+        np.testing.assert_array_equal(np.asarray(a)[ok], np.asarray(b)[ok], err_msg=f"{err_msg} relu {i}")
+
+
+def assert_choice(chosen, expected, scores, rtol: float = DECISION_MARGIN, err_msg: str = "") -> None:
+    """Discrete choices (argmax, top-k indices along the last axis of `scores`) equal the reference's, except
+    where the reference's scores of the two choices are within `rtol` of the scores' scale (a near-tie)."""
+    chosen, expected = np.asarray(chosen), np.asarray(expected)
+    scores = np.asarray(scores, np.float64)
+    assert chosen.shape == expected.shape, err_msg
+    s = scores.reshape(-1, scores.shape[-1])
+    c, e = chosen.reshape(len(s), -1), expected.reshape(len(s), -1)
+    scale = float(np.abs(scores).max()) or 1.0
+    picked = np.take_along_axis(s, c, axis=1)
+    wanted = np.take_along_axis(s, e, axis=1)
+    bad = (c != e) & (np.abs(picked - wanted) > rtol * scale)
+    assert not bad.any(), (f"{err_msg}: {int(bad.sum())} choices differ from the reference by more than a "
+                           f"near-tie: chosen {c[bad][:5]}, expected {e[bad][:5]}")  # fmt: skip
+
+
+def assert_close_up_to_near_ties(actual, expected, bound: float = 5e-2, err_msg: str = "") -> None:
+    """For float32 results whose own decisions (switches, ReLU masks) may flip on near-ties: each item (leading
+    axis) within `bound` relative L2 error of the reference. Measured: ~3e-7 without a flip, up to 8e-3 with one
+    (AlexNet conv5 at 224 px, AVX-512 and AVX2); a broken rule (guided or gradient for deconv, every switch
+    moved) gives 0.85 to 1.4 (tests/test_portability.py)."""
+    a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert a.shape == e.shape, err_msg
+    err = np.linalg.norm((a - e).reshape(len(e), -1), axis=1) / np.maximum(
+        np.linalg.norm(e.reshape(len(e), -1), axis=1), 1e-300)
+    assert np.all(err <= bound), f"{err_msg}: relative L2 errors {np.round(err, 4).tolist()} exceed {bound}"
+
+
+def check_float32_projections(tm, model, tm64, model64, x64, layer, method: str = "deconv", rtol: float = 1e-5):
+    """`dv.forward` and `dv.project` in float32 against torch, portably (see above).
+
+    The activation (continuous) is compared elementwise with torch's float32 one; the float32 switches and ReLU
+    masks with float64's where float64 has a margin; the projections are computed in float32 from float64's
+    switches, masks and signals (the decisions) and compared elementwise with torch's float64 projections."""
+    x32 = np.asarray(x64, np.float32)
+    with jax.enable_x64(True):
+        act64, sw64 = dv.forward(model64, jnp.asarray(x64), layer)
+        signals = probe_signals(act64, np.random.default_rng(1))
+    _, ref = torch_backward(tm64, None, x64, layer, signals, method)
+    act, sw = dv.forward(model, jnp.asarray(x32), layer)
+    assert act.dtype == jnp.float32
+    assert_close(act, torch_backward(tm, None, x32, layer, [], method)[0], rtol, err_msg=f"{layer} activation")
+    assert_close(act, model.apply(jnp.asarray(x32), upto=layer), rtol, err_msg=f"{layer} forward vs apply")
+    assert_decisions_agree(sw, sw64, decision_margins(tm64, x64, layer), err_msg=f"{layer} float32 decisions")
+    proj = jax.vmap(dv.project, in_axes=(None, None, 0, None, None))(
+        model, sw64, jnp.asarray(signals, jnp.float32), layer, method)
+    assert proj.dtype == jnp.float32 and proj.shape == (len(signals), *x32.shape)
+    for k, what in enumerate(["max", "all", "random"]):
+        assert np.abs(ref[k]).max() > 0
+        assert_close(proj[k], ref[k], rtol, err_msg=f"float32 {method} {layer} {what}")
+
+
+def as_float64(model):
+    """The same weights in float64 (call inside ``jax.enable_x64(True)``): for comparing two JAX programs whose
+    float32 decisions could flip on rounding-level near-ties."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), model)
+
+
+def with_xla_flags(env: dict, *flags: str) -> dict:
+    """`env` with `flags` added to XLA_FLAGS (keeping the caller's, e.g. an instruction-set cap)."""
+    return {**env, "XLA_FLAGS": " ".join([env.get("XLA_FLAGS", ""), *flags]).strip()}
+
+
+def assert_topk_winners(act, values, index, position, ref_values, ref_index, ref_position, rtol: float = 1e-5,
+                        err_msg: str = "") -> None:  # fmt: skip
+    """A per-channel top-k (values, image index, (row, col) position; each (C, k)) against a brute-force one over
+    the reference activations `act` (N, h, w, C), robustly to float32 near-ties:
+
+    - each winner's reference activation equals the reference's k-th value at its slot (order statistics are
+      continuous, so this holds on any CPU, and a wrong winner fails it unless it is a near-tie);
+    - the values equal the reference values; a channel's winners are distinct;
+    - where a reference value is clear of its neighbours (`DECISION_MARGIN`), image index and position are equal.
+    """
+    act, values = np.asarray(act), np.asarray(values)
+    index, position = np.asarray(index), np.asarray(position)
+    c = np.arange(act.shape[-1])[:, None]
+    picked = act[index, position[..., 0], position[..., 1], c]
+    assert_close(picked, ref_values, rtol, err_msg=f"{err_msg} activations at the winners")
+    assert_close(values, ref_values, rtol, err_msg=f"{err_msg} values")
+    flat = index.astype(np.int64) * act.shape[1] * act.shape[2] + position[..., 0] * act.shape[2] + position[..., 1]
+    assert all(len(set(row)) == len(row) for row in flat.tolist()), f"{err_msg}: a winner appears twice"
+    tol = DECISION_MARGIN * (float(np.abs(ref_values).max()) or 1.0)
+    d = np.abs(np.diff(ref_values, axis=1))
+    inf = np.full((len(ref_values), 1), np.inf)
+    gap = np.minimum(np.concatenate([inf, d], 1), np.concatenate([d, inf], 1))
+    clear = gap > tol
+    assert clear.mean() > 0.5, f"{err_msg}: only {clear.mean():.0%} of the slots are clear of a tie"
+    np.testing.assert_array_equal(index[clear], np.asarray(ref_index)[clear], err_msg=f"{err_msg} image index")
+    np.testing.assert_array_equal(position[clear], np.asarray(ref_position)[clear], err_msg=f"{err_msg} position")

@@ -9,7 +9,7 @@ import torch
 import converters
 import deepvis_jax as dv
 from deepvis_jax._src import ascent
-from reference import assert_close, torch_model
+from reference import as_float64, assert_close, torch_model
 
 C = ascent.COLOR_CORRELATION
 
@@ -136,8 +136,9 @@ def test_objectives_against_full_forward(alexnet):
 # ------------------------------------------------------------------------------------------ construct
 
 
-def _torch_adam_images(tm, inits, filters, steps, lr, dtype):
-    """torch.optim.Adam on the decorrelated pixel parameterization: image = sigmoid(p @ C.T), conv3 pre-ReLU mean."""
+def _torch_adam_images(tm, inits, filters, steps, lr, dtype, top):
+    """torch.optim.Adam on the decorrelated pixel parameterization: image = sigmoid(p @ C.T), the pre-ReLU mean of
+    `tm.features[top]` (a conv)."""
     mean = torch.tensor([0.485, 0.456, 0.406], dtype=dtype).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225], dtype=dtype).view(1, 3, 1, 1)
     cm = torch.tensor(C.T, dtype=dtype)
@@ -148,7 +149,7 @@ def _torch_adam_images(tm, inits, filters, steps, lr, dtype):
         for _ in range(steps):
             opt.zero_grad()
             x = (torch.sigmoid(p @ cm).permute(2, 0, 1)[None] - mean) / std
-            loss = -tm.features[:7](x)[0, f].mean()  # features[6] is conv3: its output before the ReLU
+            loss = -tm.features[: top + 1](x)[0, f].mean()
             loss.backward()
             opt.step()
         with torch.no_grad():
@@ -156,19 +157,21 @@ def _torch_adam_images(tm, inits, filters, steps, lr, dtype):
     return np.stack(out)
 
 
-@pytest.mark.parametrize("dtype, steps, rtol", [(torch.float64, 24, 1e-9), (torch.float32, 2, 1e-5)])
-def test_matches_torch_adam_reference(dtype, steps, rtol):
+@pytest.mark.parity
+@pytest.mark.parametrize("dtype, layer, steps, rtol", [(torch.float64, 3, 24, 1e-9), (torch.float32, 1, 8, 1e-5)])
+def test_matches_torch_adam_reference(dtype, layer, steps, rtol):
     """Pixel parameterization (decorrelated), no transforms, no blur: `steps` Adam updates equal torch.optim.Adam's.
 
-    Elementwise tolerance `rtol` of the image scale. float64 checks the update exactly over many steps; float32 over
-    two, because after a few float32 steps Adam's division by sqrt(v) amplifies rounding differences in
-    near-zero gradients (pixels whose paths are all ReLU-dead) into visible differences, in either framework.
+    Elementwise tolerance `rtol` of the image scale. float64 through conv3 (two max-pools and three ReLUs below
+    it: their switches and masks are unambiguous in float64). float32 through conv1 before its ReLU, a path with
+    no switch or mask: a float32 gradient through a max-pool or ReLU near a tie differs between CPUs (and Adam's
+    normalized step turns that into a visible difference), so those paths are checked in float64.
     """
-    filters, size, lr, seed = [3, 77], 67, 0.05, 4
+    filters, size, lr, seed = [3, 37], 67, 0.05, 4
     with jax.enable_x64(dtype == torch.float64):
         tm = torch_model("alexnet", seed=0, dtype=dtype)
         model = converters.from_torchvision(tm)
-        out = dv.construct(model, 3, filters, steps=steps, lr=lr, image_size=size, seed=seed, param="pixel",
+        out = dv.construct(model, layer, filters, steps=steps, lr=lr, image_size=size, seed=seed, param="pixel",
                            decorrelate=True, transforms="none", verbose=False)  # fmt: skip
         param = dv.pixel(decorrelate=True)
         # the documented key derivation: the init key of filter f is split(fold_in(key(seed), f))[0]
@@ -176,7 +179,8 @@ def test_matches_torch_adam_reference(dtype, steps, rtol):
                  for f in filters]  # fmt: skip
         start = np.stack([np.asarray(param.to_image(jnp.asarray(p))) for p in inits])
     assert out.dtype == np.dtype(str(dtype).split(".")[1])
-    expected = _torch_adam_images(tm, inits, filters, steps, lr, dtype)
+    top = model.arch.conv_op_index(dv.layer_name(model, layer))
+    expected = _torch_adam_images(tm, inits, filters, steps, lr, dtype, top)
     assert_close(out, expected, rtol=rtol)
     assert np.abs(out - start).max() > 0.01  # the images really moved
 
@@ -225,10 +229,15 @@ def test_progress_bar_only_for_long_verbose_runs(alexnet, capsys):
 
 
 def test_steps_beyond_a_chunk_equal_one_long_chunk(alexnet):
-    """Chunking (for the progress bar) does not change the result: 7 steps in chunks of 3 == one chunk of 7."""
+    """Chunking (for the progress bar) does not change the result: 7 steps in chunks of 3 == one chunk of 7.
+
+    Two compiled programs, each with its own ReLU masks and pool switches: float64, so that none of those sits on
+    a rounding-level near-tie on any CPU."""
     kw = dict(steps=7, image_size=64, verbose=False, seed=2, blur_every=2, keep_best=True)
-    np.testing.assert_allclose(dv.construct(alexnet, 2, [4], chunk=3, **kw), dv.construct(alexnet, 2, [4], **kw),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    with jax.enable_x64(True):
+        model = as_float64(alexnet)
+        np.testing.assert_allclose(dv.construct(model, 2, [4], chunk=3, **kw), dv.construct(model, 2, [4], **kw),
+                                   rtol=1e-10, atol=1e-12)  # fmt: skip
 
 
 def test_optimized_images_win_their_channel(alexnet):

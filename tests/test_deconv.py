@@ -14,7 +14,18 @@ import converters
 import deepvis_jax as dv
 from deepvis_jax._src.deconv import _visualize, max_pool_with_switches
 from deepvis_jax._src.models import max_pool
-from reference import assert_close, nchw, nhwc, probe_signals, torch_deconv, torch_model
+from reference import (
+    as_float64,
+    assert_choice,
+    assert_close,
+    assert_close_up_to_near_ties,
+    check_float32_projections,
+    nchw,
+    nhwc,
+    probe_signals,
+    torch_deconv,
+    torch_model,
+)
 
 # ------------------------------------------------------------------------------------------------------------
 # Switches and unpooling, by hand and against torch's max_pool2d
@@ -136,41 +147,64 @@ def _check_parity(tm, model, x, layer, rtol):
 CASES = [("alexnet", (67, 80), dv.conv_layers("alexnet")), ("vgg11_bn", (48, 64), ["conv1_1", "conv3_1", "conv5_2"])]
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("arch,hw,layers", CASES, ids=[c[0] for c in CASES])
 def test_project_matches_torch_deconv(arch, hw, layers, torch_models, alexnet, vgg):
+    """float64: every decision of both frameworks is unambiguous, so everything is compared elementwise at 1e-10.
+    float32: see `reference.check_float32_projections` (elementwise 1e-5, with float64's decisions)."""
     tm = torch_models[arch]
     x = np.random.default_rng(0).standard_normal((1, *hw, 3))
     model = {"alexnet": alexnet, "vgg11_bn": vgg}[arch]
-    for layer in layers:
-        _check_parity(tm, model, x.astype(np.float32), layer, 1e-5)
+    tm64 = copy.deepcopy(tm).double()
     with jax.enable_x64(True):
-        tm64 = copy.deepcopy(tm).double()
         model64 = converters.from_torchvision(tm64)
         for layer in layers:
             _check_parity(tm64, model64, x, layer, 1e-10)
+    for layer in layers:
+        check_float32_projections(tm, model, tm64, model64, x, layer, "deconv")
 
 
+def _torch_visualize(tm, x, mode, top_k):
+    """torch's activation of conv5, its top-k channels by max, and their DeconvNet projections (mode max/all)."""
+    out = torch_deconv(tm, None, x, "conv5", [])[0][0]
+    channels = np.argsort(-out.max(axis=(0, 1)), kind="stable")[:top_k]
+    signals = np.zeros((top_k, 1, *out.shape), out.dtype)
+    for k, c in enumerate(channels):
+        if mode == "max":
+            i, j = np.unravel_index(np.argmax(out[:, :, c]), out.shape[:2])
+            signals[k, 0, i, j, c] = out[i, j, c]
+        else:
+            signals[k, 0, :, :, c] = out[:, :, c]
+    return out, channels, torch_deconv(tm, None, x, "conv5", signals)[1][:, 0]
+
+
+@pytest.mark.parity
 def test_visualize_224_alexnet_matches_torch(torch_models, alexnet):
+    """float64: `visualize` (channel choice, signals, vmapped projections) equals torch elementwise. float32: its
+    activations and scores (continuous) elementwise; its channels up to near-ties; its projections, which pass
+    through its own float32 switches, within `assert_close_up_to_near_ties` of float64's."""
     tm, model = torch_models["alexnet"], alexnet
     image = np.random.default_rng(2).integers(0, 256, (224, 224, 3), dtype=np.uint8)
-    x = np.asarray(dv.normalize(image.astype(np.float32) / 255))[None]
+    tm64 = copy.deepcopy(tm).double()
+    with jax.enable_x64(True):
+        x = np.asarray(dv.normalize(image.astype(np.float64) / 255))[None]
     for mode in ("max", "all"):
+        with jax.enable_x64(True):
+            r64 = dv.visualize(converters.from_torchvision(tm64), image, "conv5", top_k=3, mode=mode)
+            out, ch, ref = _torch_visualize(tm64, x, mode, 3)
+            assert r64.projections.shape == (3, 224, 224, 3) and r64.activations.shape == (13, 13, 256)
+            assert_close(r64.activations, out, 1e-10)
+            np.testing.assert_array_equal(r64.channels, ch)
+            assert_close(r64.scores, out.max(axis=(0, 1))[ch], 1e-10)
+            assert_close(r64.projections, ref, 1e-10, err_msg=mode)
         r = dv.visualize(model, image, "conv5", top_k=3, mode=mode)
-        assert r.projections.shape == (3, 224, 224, 3) and r.activations.shape == (13, 13, 256)
-        ch = np.asarray(r.channels)
-        out = torch_deconv(tm, model.arch, x, "conv5", [])[0][0]
-        assert_close(r.activations, out, 1e-5)
-        np.testing.assert_array_equal(ch, np.argsort(-out.max(axis=(0, 1)), kind="stable")[:3])
-        assert_close(r.scores, out.max(axis=(0, 1))[ch], 1e-5)
-        signals = np.zeros((3, 1, 13, 13, 256), np.float32)
-        for k, c in enumerate(ch):
-            if mode == "max":
-                i, j = np.unravel_index(np.argmax(out[:, :, c]), (13, 13))
-                signals[k, 0, i, j, c] = out[i, j, c]
-            else:
-                signals[k, 0, :, :, c] = out[:, :, c]
-        _, ref = torch_deconv(tm, model.arch, x, "conv5", signals)
-        assert_close(r.projections, ref[:, 0], 1e-5, err_msg=mode)
+        out32 = torch_deconv(tm, None, x.astype(np.float32), "conv5", [])[0][0]
+        assert r.projections.dtype == jnp.float32
+        assert_close(r.activations, out32, 1e-5)
+        assert_close(r.scores, np.sort(out32.max(axis=(0, 1)))[::-1][:3], 1e-5)  # top-k values are continuous
+        assert_choice(r.channels, ch, out.max(axis=(0, 1)), err_msg=mode)
+        same = np.asarray(r.channels) == ch  # a channel chosen on a near-tie has another projection
+        assert_close_up_to_near_ties(np.asarray(r.projections)[same], np.asarray(r64.projections)[same], err_msg=mode)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -180,25 +214,30 @@ def test_visualize_224_alexnet_matches_torch(torch_models, alexnet):
 
 @pytest.mark.parametrize("mode,rank", [("max", "max"), ("all", "mean")])
 def test_visualize_equals_project_one_channel_at_a_time(vgg, mode, rank):
-    image = np.random.default_rng(0).random((40, 56, 3)).astype(np.float32)
-    r = dv.visualize(vgg, image, "conv3_2", top_k=4, mode=mode, rank=rank)
-    act, sw = dv.forward(vgg, dv.normalize(image)[None], "conv3_2")
-    a = np.asarray(act[0])
-    np.testing.assert_array_equal(r.activations, a)
-    score = a.max(axis=(0, 1)) if rank == "max" else a.mean(axis=(0, 1))
-    np.testing.assert_array_equal(r.channels, np.argsort(-score, kind="stable")[:4])
-    assert_close(r.scores, score[np.asarray(r.channels)], 1e-6)  # mean: summation order may differ
-    assert r.layer == "conv3_2" and r.mode == mode and r.rank == rank
-    for k, c in enumerate(np.asarray(r.channels)):
-        signal = np.zeros_like(a)
-        if mode == "max":
-            i, j = np.unravel_index(np.argmax(a[:, :, c]), a.shape[:2])
-            signal[i, j, c] = a[i, j, c]
-        else:
-            signal[:, :, c] = a[:, :, c]
-        one = dv.project(vgg, sw, jnp.asarray(signal)[None], "conv3_2")[0]
-        assert np.abs(np.asarray(one)).max() > 0
-        assert_close(r.projections[k], one, 1e-6, err_msg=f"channel {c}")
+    """Two JAX programs (visualize's and forward + project's) with their own switches: float64, so that no switch
+    sits on a rounding-level near-tie whatever the CPU."""
+    with jax.enable_x64(True):
+        vgg64 = as_float64(vgg)
+        image = np.random.default_rng(0).random((40, 56, 3))
+        r = dv.visualize(vgg64, image, "conv3_2", top_k=4, mode=mode, rank=rank)
+        act, sw = dv.forward(vgg64, dv.normalize(image)[None], "conv3_2")
+        a = np.asarray(act[0])
+        assert r.projections.dtype == jnp.float64
+        np.testing.assert_array_equal(r.activations, a)
+        score = a.max(axis=(0, 1)) if rank == "max" else a.mean(axis=(0, 1))
+        np.testing.assert_array_equal(r.channels, np.argsort(-score, kind="stable")[:4])
+        assert_close(r.scores, score[np.asarray(r.channels)], 1e-12)  # mean: summation order may differ
+        assert r.layer == "conv3_2" and r.mode == mode and r.rank == rank
+        for k, c in enumerate(np.asarray(r.channels)):
+            signal = np.zeros_like(a)
+            if mode == "max":
+                i, j = np.unravel_index(np.argmax(a[:, :, c]), a.shape[:2])
+                signal[i, j, c] = a[i, j, c]
+            else:
+                signal[:, :, c] = a[:, :, c]
+            one = dv.project(vgg64, sw, jnp.asarray(signal)[None], "conv3_2")[0]
+            assert np.abs(np.asarray(one)).max() > 0
+            assert_close(r.projections[k], one, 1e-10, err_msg=f"channel {c}")
 
 
 def test_visualize_does_not_recompile(vgg):

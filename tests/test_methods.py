@@ -12,7 +12,7 @@ import converters
 import deepvis_jax as dv
 from deepvis_jax._src.deconv import _visualize
 from deepvis_jax._src.models import conv2d
-from reference import assert_close, probe_signals, torch_backward, torch_model
+from reference import as_float64, assert_close, check_float32_projections, probe_signals, torch_backward, torch_model
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +40,15 @@ def _check(tm, model, x, layer, method, rtol):
 CASES = [("alexnet", (67, 67), ["conv2", "conv5"]), ("vgg11_bn", (40, 48), ["conv2_1", "conv4_2"])]
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("arch,hw,layers", CASES, ids=[c[0] for c in CASES])
 def test_guided_and_gradient_match_torch(arch, hw, layers, torch_models, models):
+    """float64 elementwise at 1e-10 with each framework's own decisions; float32 elementwise at 1e-5 with float64's
+    decisions (`reference.check_float32_projections`), which is what holds on every CPU."""
     tm, model = torch_models[arch], models[arch]
     x = np.random.default_rng(0).standard_normal((1, *hw, 3))
-    for layer in layers:
-        for method in ("guided", "gradient"):
-            _check(tm, model, x.astype(np.float32), layer, method, 1e-5)
+    tm64 = copy.deepcopy(tm).double()
     with jax.enable_x64(True):
-        tm64 = copy.deepcopy(tm).double()
         model64 = converters.from_torchvision(tm64)
         for layer in layers:
             g, _ = _check(tm64, model64, x, layer, "guided", 1e-10)
@@ -59,18 +59,24 @@ def test_guided_and_gradient_match_torch(arch, hw, layers, torch_models, models)
             # the three methods really differ here (more than one ReLU below the layer)
             assert np.abs(np.asarray(g - d)).max() > 1e-3 * np.abs(np.asarray(d)).max()
             assert np.abs(np.asarray(g - c)).max() > 1e-3 * np.abs(np.asarray(c)).max()
+    for layer in layers:
+        for method in ("guided", "gradient"):
+            check_float32_projections(tm, model, tm64, model64, x, layer, method)
 
 
 @pytest.mark.parametrize("layer", ["conv2", "conv5"])
 def test_gradient_is_jax_vjp_of_the_forward(models, layer):
-    model = models["alexnet"]
-    x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 67, 75, 3)), jnp.float32)
-    act, sw = dv.forward(model, x, layer)
-    out, vjp = jax.vjp(lambda v: model.apply(v, upto=layer), x)
-    np.testing.assert_array_equal(act, out)
-    signal = jnp.asarray(np.random.default_rng(4).standard_normal(act.shape), jnp.float32)
-    (ref,) = vjp(signal)
-    assert_close(dv.project(model, sw, signal, layer, method="gradient"), ref, 1e-5)
+    """Against JAX's own autodiff of `model.apply` (another program with its own max-pool gradient): in float64, so
+    that the two programs' switches cannot differ on a rounding-level near-tie."""
+    with jax.enable_x64(True):
+        model = as_float64(models["alexnet"])
+        x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 67, 75, 3)))
+        act, sw = dv.forward(model, x, layer)
+        out, vjp = jax.vjp(lambda v: model.apply(v, upto=layer), x)
+        np.testing.assert_array_equal(act, out)
+        signal = jnp.asarray(np.random.default_rng(4).standard_normal(act.shape))
+        (ref,) = vjp(signal)
+        assert_close(dv.project(model, sw, signal, layer, method="gradient"), ref, 1e-10)
 
 
 def test_guided_is_rectified_and_masked_by_hand(models):
@@ -91,20 +97,21 @@ def test_guided_is_rectified_and_masked_by_hand(models):
 
 @pytest.mark.parametrize("method", ["guided", "gradient"])
 def test_visualize_and_project_channels_with_methods(models, method):
-    vgg = models["vgg11_bn"]
-    image = np.random.default_rng(0).random((40, 48, 3)).astype(np.float32)
-    r = dv.visualize(vgg, image, "conv3_2", top_k=3, mode="all", method=method)
-    assert r.method == method
-    act, sw = dv.forward(vgg, dv.normalize(image)[None], "conv3_2")
-    a = np.asarray(act[0])
-    for k, c in enumerate(np.asarray(r.channels)):
-        signal = np.zeros_like(a)
-        signal[:, :, c] = a[:, :, c]
-        one = dv.project(vgg, sw, jnp.asarray(signal)[None], "conv3_2", method)[0]
-        assert np.abs(np.asarray(one)).max() > 0
-        assert_close(r.projections[k], one, 1e-6, err_msg=f"channel {c}")
-    # the default is still the DeconvNet
-    assert dv.visualize(vgg, image, "conv3_2", top_k=3, mode="all").method == "deconv"
+    with jax.enable_x64(True):  # two JAX programs, each with its own switches and masks: see test_deconv
+        vgg = as_float64(models["vgg11_bn"])
+        image = np.random.default_rng(0).random((40, 48, 3))
+        r = dv.visualize(vgg, image, "conv3_2", top_k=3, mode="all", method=method)
+        assert r.method == method
+        act, sw = dv.forward(vgg, dv.normalize(image)[None], "conv3_2")
+        a = np.asarray(act[0])
+        for k, c in enumerate(np.asarray(r.channels)):
+            signal = np.zeros_like(a)
+            signal[:, :, c] = a[:, :, c]
+            one = dv.project(vgg, sw, jnp.asarray(signal)[None], "conv3_2", method)[0]
+            assert np.abs(np.asarray(one)).max() > 0
+            assert_close(r.projections[k], one, 1e-10, err_msg=f"channel {c}")
+        # the default is still the DeconvNet
+        assert dv.visualize(vgg, image, "conv3_2", top_k=3, mode="all").method == "deconv"
 
 
 def test_switch_pytree_and_errors(models):

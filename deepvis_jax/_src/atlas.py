@@ -357,7 +357,8 @@ def load_state(path: str | os.PathLike, meta: dict) -> tuple[TopK, int]:
 def _crop(a: Array, top: Array, left: Array, size: int) -> Array:
     """The ``size x size`` window at (top, left) of an (H, W, 3) image; outside the image reads as zero."""
     padded = jnp.pad(a, ((size, size), (size, size), (0, 0)))
-    return lax.dynamic_slice(padded, (top + size, left + size, 0), (size, size, a.shape[-1]))
+    zero = jnp.zeros((), jnp.asarray(top).dtype)  # one index dtype for all three (int64 literals under x64)
+    return lax.dynamic_slice(padded, (top + size, left + size, zero), (size, size, a.shape[-1]))
 
 
 @functools.partial(jax.jit, static_argnames=("name", "size"))
