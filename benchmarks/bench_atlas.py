@@ -15,7 +15,7 @@ import torch
 import converters
 import deepvis_jax as dv
 from deepvis_jax._src.atlas import _layer_hw
-from deepvis_jax._src.models import IMAGENET_MEAN, IMAGENET_STD
+from deepvis_jax._src.nets import IMAGENET_MEAN, IMAGENET_STD
 
 from ._harness import Row, checked, max_rel, time_jax, time_torch
 from ._models import torch_model

@@ -21,7 +21,8 @@ import torch
 
 import converters
 import deepvis_jax as dv
-from deepvis_jax._src.models import Conv, feature_shapes
+from deepvis_jax._src.nets import layer_hw
+from deepvis_jax._src.nets.alexnet_vgg import Conv
 
 from ._harness import Row, checked, max_rel, time_jax, time_torch
 from ._models import torch_model
@@ -32,11 +33,10 @@ LR = 0.05
 
 def _conv_flops(arch, layer: str, size: int, n_filters: int, steps: int) -> float:
     """2 * MACs of every conv up to `layer` (its last conv for one output channel), forward + input gradient."""
-    shapes = feature_shapes(arch._replace(features=arch.features[: arch.top_index(layer) + 1]), (size, size))
     flops, cin = 0.0, 3
-    for i, op in enumerate(arch.features[: arch.top_index(layer) + 1]):
+    for op in arch.features[: arch.top_index(layer) + 1]:
         if isinstance(op, Conv):
-            h, w = shapes[i + 1]
+            h, w = layer_hw(arch, op.name, (size, size))
             cout = 1 if op.name == layer else op.features
             flops += 2.0 * h * w * cin * op.kernel**2 * cout
             cin = op.features

@@ -1,4 +1,4 @@
-"""torchvision AlexNet / VGG (module, state dict, .pth) -> deepvis_jax Model. The only place that imports torch."""
+"""torchvision AlexNet / VGG / ResNet (module, state dict, .pth) -> deepvis_jax Model. Imports torch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import numpy as np
 import torch
 import torch.nn as tnn
 
-from deepvis_jax._src.models import ARCHITECTURES, all_activations, Architecture, BatchNorm, Conv, MaxPool, ReLU, get_architecture
+from deepvis_jax._src.nets import ARCHITECTURES, AnyArchitecture, all_activations, get_architecture
+from deepvis_jax._src.nets.alexnet_vgg import Architecture, BatchNorm, Conv, MaxPool, ReLU
+from deepvis_jax._src.nets.resnet import STEM, ResNetArchitecture
 from deepvis_jax._src.weights import WeightsError, WeightsUnavailableError, model_from_arrays
 
 # --------------------------------------------------------------------------------------------------------------
@@ -18,18 +20,40 @@ from deepvis_jax._src.weights import WeightsError, WeightsUnavailableError, mode
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _key_map(arch: Architecture) -> dict[str, tuple[tuple[str, ...], str]]:
+def _bn_keys(prefix: str, path: tuple[str, ...]) -> dict[str, tuple[tuple[str, ...], str]]:
+    """A torchvision BatchNorm2d's four tensors -> the Flax BatchNorm2d's variables at `path`."""
+    return {f"{prefix}.weight": (("params", *path, "scale"), "id"), f"{prefix}.bias": (("params", *path, "bias"), "id"),
+            f"{prefix}.running_mean": (("batch_stats", *path, "mean"), "id"),
+            f"{prefix}.running_var": (("batch_stats", *path, "var"), "id")}  # fmt: skip
+
+
+def _resnet_key_map(arch: ResNetArchitecture) -> dict[str, tuple[tuple[str, ...], str]]:
+    m = {"conv1.weight": (("params", "conv1", "kernel"), "conv"), **_bn_keys("bn1", ("bn1",))}
+    n_convs = 2 if arch.block == "basic" else 3
+    for layer in arch.layers[1:]:
+        block = layer.replace(".", "_")
+        for k in range(1, n_convs + 1):
+            m[f"{layer}.conv{k}.weight"] = (("params", block, f"conv{k}", "kernel"), "conv")
+            m.update(_bn_keys(f"{layer}.bn{k}", (block, f"bn{k}")))
+        if arch.downsample(*arch.stage(layer)) is not None:  # torchvision's downsample: 1x1 conv + BN
+            m[f"{layer}.downsample.0.weight"] = (("params", block, "downsample_conv", "kernel"), "conv")
+            m.update(_bn_keys(f"{layer}.downsample.1", (block, "downsample_bn")))
+    m["fc.weight"] = (("params", "fc", "kernel"), "dense")
+    m["fc.bias"] = (("params", "fc", "bias"), "id")
+    return m
+
+
+def _key_map(arch: AnyArchitecture) -> dict[str, tuple[tuple[str, ...], str]]:
     """torchvision key -> (flattened variable path, transform) for every tensor of `arch`."""
+    if isinstance(arch, ResNetArchitecture):
+        return _resnet_key_map(arch)
     m: dict[str, tuple[tuple[str, ...], str]] = {}
     for i, op in enumerate(arch.features):
         if isinstance(op, Conv):
             m[f"features.{i}.weight"] = (("params", op.name, "kernel"), "conv")
             m[f"features.{i}.bias"] = (("params", op.name, "bias"), "id")
         elif isinstance(op, BatchNorm):
-            m[f"features.{i}.weight"] = (("params", op.name, "scale"), "id")
-            m[f"features.{i}.bias"] = (("params", op.name, "bias"), "id")
-            m[f"features.{i}.running_mean"] = (("batch_stats", op.name, "mean"), "id")
-            m[f"features.{i}.running_var"] = (("batch_stats", op.name, "var"), "id")
+            m.update(_bn_keys(f"features.{i}", (op.name,)))
     for name, _, _, j in arch.classifier:
         m[f"classifier.{j}.weight"] = (("params", name, "kernel"), "dense")
         m[f"classifier.{j}.bias"] = (("params", name, "bias"), "id")
@@ -128,29 +152,80 @@ def _signature_of_module(features: tnn.Module) -> tuple:
     return tuple(sig)
 
 
+def _conv_signature(conv) -> tuple:
+    pad = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
+    return (conv.out_channels, _pair(conv.kernel_size), _pair(conv.stride), pad, conv.bias is not None,
+            _pair(conv.dilation), conv.groups)  # fmt: skip
+
+
+def _resnet_signature_of_arch(arch: ResNetArchitecture) -> tuple:
+    stages = []
+    for stage, n in enumerate(arch.depths, start=1):
+        blocks = []
+        for index in range(n):
+            convs = tuple((f, k, s, p, False, 1, 1) for f, k, s, p in arch.block_convs(stage, index))
+            down = arch.downsample(stage, index)
+            blocks.append((convs, None if down is None else (down[0], 1, down[1], 0, False, 1, 1)))
+        stages.append(tuple(blocks))
+    return ((64, 7, 2, 3, False, 1, 1), (3, 2, 1), tuple(stages), arch.planes(4) * arch.expansion)
+
+
+def _resnet_signature_of_module(module: tnn.Module) -> tuple | None:
+    """The structure of a torchvision-style ResNet (stem, blocks' convs and shortcuts, fc input), or None."""
+    names = ("conv1", "bn1", "maxpool", "layer1", "layer2", "layer3", "layer4", "fc")
+    if not all(hasattr(module, n) for n in names) or not isinstance(module.conv1, tnn.Conv2d):
+        return None
+    pool = module.maxpool
+    if not isinstance(pool, tnn.MaxPool2d) or pool.ceil_mode or _pair(pool.dilation) != 1:
+        return None
+    stages = []
+    for n in names[3:7]:
+        blocks = []
+        for block in getattr(module, n).children():
+            convs = tuple(_conv_signature(getattr(block, f"conv{k}")) for k in (1, 2, 3) if hasattr(block, f"conv{k}"))
+            down = getattr(block, "downsample", None)
+            blocks.append((convs, None if down is None else _conv_signature(down[0])))
+        stages.append(tuple(blocks))
+    stem = (_pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding))
+    fc = module.fc.in_features if isinstance(module.fc, tnn.Linear) else None
+    return (_conv_signature(module.conv1), stem, tuple(stages), fc)
+
+
 def detect_architecture(module: tnn.Module) -> str:
-    """Which of the nine architectures `module` is, judged from its layers and their shapes."""
+    """Which of the supported architectures `module` is, judged from its layers and their shapes (never from
+    class names)."""
+    resnet = _resnet_signature_of_module(module)
+    if resnet is not None:
+        for name, arch in ARCHITECTURES.items():
+            if isinstance(arch, ResNetArchitecture) and resnet == _resnet_signature_of_arch(arch):
+                if module.fc.out_features != arch.num_classes:
+                    raise ValueError(f"this {name}-like network has {module.fc.out_features} classes; only the "
+                                     f"standard {arch.num_classes}-class head is supported")  # fmt: skip
+                return name
+        raise ValueError("this ResNet-style network (conv1, layer1..4, fc) matches none of the supported ResNets: "
+                         + ", ".join(n for n, a in ARCHITECTURES.items() if isinstance(a, ResNetArchitecture)))
     features = getattr(module, "features", None)
     classifier = getattr(module, "classifier", None)
     if not isinstance(features, tnn.Sequential) or not isinstance(classifier, tnn.Sequential):
         raise ValueError(
             f"{type(module).__name__} is not an AlexNet/VGG-style network (no `features` and `classifier` "
-            "Sequentials); supported: " + ", ".join(ARCHITECTURES)
+            "Sequentials) nor a torchvision ResNet (no conv1, layer1..4, fc); supported: " + ", ".join(ARCHITECTURES)
         )
     sig = _signature_of_module(features)
     for name, arch in ARCHITECTURES.items():
-        if sig == _signature_of_arch(arch):
+        if isinstance(arch, Architecture) and sig == _signature_of_arch(arch):
             linears = [m for m in classifier.children() if isinstance(m, tnn.Linear)]
             want = [(n_in, n_out) for _, n_in, n_out, _ in arch.classifier]
             if [(m.in_features, m.out_features) for m in linears] != want:
                 raise ValueError(f"the classifier of this {name}-like network has other shapes than torchvision's "
                                  f"{name} {want}; only the standard 1000-class heads are supported")  # fmt: skip
             return name
-    raise ValueError("the network's `features` match none of the supported architectures: " + ", ".join(ARCHITECTURES))
+    raise ValueError("the network's `features` match none of the supported architectures: "
+                     + ", ".join(n for n, a in ARCHITECTURES.items() if isinstance(a, Architecture)))
 
 
 def from_torchvision(module: tnn.Module) -> "Model":  # noqa: F821
-    """Convert a torchvision AlexNet / VGG / VGG-BN module (eval-mode semantics) to a deepvis_jax Model."""
+    """Convert a torchvision AlexNet / VGG / VGG-BN / ResNet module (eval-mode semantics) to a deepvis_jax Model."""
     return from_state_dict(module.state_dict(), detect_architecture(module))
 
 
@@ -228,23 +303,43 @@ class Difference(NamedTuple):
     max_rel: float
 
 
-def torch_activations(module: tnn.Module, x_nchw: torch.Tensor, arch: Architecture) -> dict[str, torch.Tensor]:
-    """Every conv layer's output after its ReLU, and the logits, from the torchvision module (eval mode)."""
-    tops = {arch.top_index(n): n for n in arch.conv_layers}
+def layer_modules(module: tnn.Module, arch: AnyArchitecture) -> dict[str, tnn.Module]:
+    """Layer name -> the torch submodule whose output is that layer's activation (what a forward hook sees)."""
+    if isinstance(arch, ResNetArchitecture):
+        blocks = {layer: getattr(module, f"layer{s}")[i] for layer in arch.layers[1:] for s, i in [arch.stage(layer)]}
+        return {STEM: module.relu, **blocks}
+    return {n: module.features[arch.top_index(n)] for n in arch.layers}
+
+
+def truncated(module: tnn.Module, arch: AnyArchitecture, layer: str) -> tnn.Sequential:
+    """The torch module's forward pass up to `layer` (its output is the layer's activation), sharing its modules."""
+    if isinstance(arch, Architecture):
+        return tnn.Sequential(*module.features[: arch.top_index(layer) + 1])
+    parts = [module.conv1, module.bn1, module.relu]
+    if layer != STEM:
+        stage, index = arch.stage(layer)
+        parts += [module.maxpool, *(getattr(module, f"layer{s}") for s in range(1, stage))]
+        parts.append(getattr(module, f"layer{stage}")[: index + 1])
+    return tnn.Sequential(*parts)
+
+
+def torch_activations(module: tnn.Module, x_nchw: torch.Tensor, arch: AnyArchitecture) -> dict[str, torch.Tensor]:
+    """Every layer's activation (forward hooks), and the logits, from the torchvision module (eval mode)."""
     out: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        return lambda mod, inputs, output: out.__setitem__(name, output.clone())
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layer_modules(module, arch).items()]
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            h = x_nchw
-            for i, layer in enumerate(module.features):
-                h = layer(h)
-                if i in tops:
-                    out[tops[i]] = h.clone()
-            h = torch.flatten(module.avgpool(h), 1)
-            out["logits"] = module.classifier(h)
+            out["logits"] = module(x_nchw)
     finally:
         module.train(was_training)
+        for h in handles:
+            h.remove()
     return out
 
 
@@ -262,7 +357,7 @@ def compare(torch_module: tnn.Module, model, x) -> dict[str, Difference]:
     logits, acts = all_activations(model, x.astype(np.dtype(model.dtype)))
     ours = {**{k: np.asarray(v).transpose(0, 3, 1, 2) for k, v in acts.items()}, "logits": np.asarray(logits)}
     result = {}
-    for name in [*arch.conv_layers, "logits"]:
+    for name in [*arch.layers, "logits"]:
         a, b = ours[name].astype(np.float64), ref[name].double().numpy()
         err = float(np.max(np.abs(a - b)))
         scale = float(np.max(np.abs(b)))

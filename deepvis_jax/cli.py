@@ -28,7 +28,7 @@ import numpy as np
 import deepvis_jax as dv
 from deepvis_jax._src.atlas_cli import add_atlas_parser
 from deepvis_jax._src.images import check_image_size, imagenet_labels, resize_shorter
-from deepvis_jax._src.models import get_architecture
+from deepvis_jax._src.nets import get_architecture
 
 PROG = "deepvis"
 EXIT_ERROR = 2

@@ -114,24 +114,29 @@ def decision_margins(tm64: torch.nn.Module, x64, layer, margin: float = DECISION
     feats = converters.backward_features(tm64, layer, "gradient")
     pools, relus, last_relu_input = [], [], [None]
 
-    def hook(module, inputs, output):
+    def hook(module, inputs):  # before the op: its input
         x = nhwc(inputs[0])
         scale = float(np.abs(x).max()) or 1.0
         if isinstance(module, torch.nn.MaxPool2d):
-            win = _windows(x, module.kernel_size, module.stride)
+            p = _pair(module.padding)
+            xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=-np.inf) if p else x
+            win = _windows(xp, _pair(module.kernel_size), _pair(module.stride))
             top2 = -np.partition(-win, 1, axis=0)[:2]
             ok = top2[0] - top2[1] > margin * scale
             pre = last_relu_input[0]
             if pre is not None and pre.shape == x.shape:  # the pool right after a ReLU: an all-zero window is an
                 # exact tie that both break alike (first entry) when every entry's ReLU input is clearly negative
-                pre_win = _windows(pre, module.kernel_size, module.stride)
-                ok |= (top2[0] == 0) & np.all(pre_win < -margin * (float(np.abs(pre).max()) or 1.0), axis=0)
+                pre_scale = float(np.abs(pre).max()) or 1.0
+                pre = np.pad(pre, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=-np.inf) if p else pre
+                pre_win = _windows(pre, _pair(module.kernel_size), _pair(module.stride))
+                ok |= (top2[0] == 0) & np.all(pre_win < -margin * pre_scale, axis=0)
             pools.append(ok)
         else:
             relus.append(np.abs(x) > margin * scale)
             last_relu_input[0] = x
 
-    handles = [m.register_forward_hook(hook) for m in feats if isinstance(m, (torch.nn.MaxPool2d, torch.nn.ReLU))]
+    handles = [m.register_forward_pre_hook(hook) for m in feats.modules()
+               if isinstance(m, (torch.nn.MaxPool2d, torch.nn.ReLU))]  # fmt: skip
     try:
         with torch.no_grad():
             feats(nchw(x64).double())
@@ -139,6 +144,10 @@ def decision_margins(tm64: torch.nn.Module, x64, layer, margin: float = DECISION
         for h in handles:
             h.remove()
     return pools, relus
+
+
+def _pair(v) -> int:
+    return v[0] if isinstance(v, (tuple, list)) else v
 
 
 def assert_decisions_agree(switches, switches64, margins, err_msg: str = "") -> None:

@@ -12,8 +12,8 @@ import torch
 
 import converters
 import deepvis_jax as dv
-from deepvis_jax._src.deconv import _visualize, max_pool_with_switches
-from deepvis_jax._src.models import max_pool
+from deepvis_jax._src.deconv import _visualize
+from deepvis_jax._src.rules import max_pool, max_pool_with_switches
 from reference import (
     as_float64,
     assert_choice,

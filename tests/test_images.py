@@ -9,7 +9,7 @@ from PIL import Image
 
 import deepvis_jax as dv
 from deepvis_jax._src.images import check_image_size, resize_shorter
-from deepvis_jax._src.models import feature_shapes, get_architecture
+from deepvis_jax._src.nets import get_architecture, layer_hw
 
 
 def _saved(im: Image.Image, tmp_path: Path, fmt: str = "PNG", **kw) -> Path:
@@ -222,10 +222,9 @@ def test_min_image_size_alexnet_by_hand():
     assert dv.min_image_size("alexnet") == 63
     assert dv.min_image_size("vgg16", "conv5_3") == 16 and dv.min_image_size("vgg16") == 32
     arch = get_architecture("alexnet")
-    prefix = arch._replace(features=arch.features[: arch.top_index("conv3") + 1])
-    feature_shapes(prefix, (31, 31))
-    with pytest.raises(ValueError):
-        feature_shapes(prefix, (30, 31))
+    assert layer_hw(arch, "conv3", (31, 31)) == (1, 1)
+    with pytest.raises(ValueError, match="30x31 pixels is too small for layer conv3 of alexnet.*at least 31x31"):
+        layer_hw(arch, "conv3", (30, 31))
     check_image_size(arch, (31, 500), 3)
     with pytest.raises(ValueError, match=r"500x30 pixels, too small for conv3 of alexnet: it needs at least 31x31"):
         check_image_size(arch, (30, 500), "conv3")

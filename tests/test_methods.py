@@ -11,7 +11,7 @@ import pytest
 import converters
 import deepvis_jax as dv
 from deepvis_jax._src.deconv import _visualize
-from deepvis_jax._src.models import conv2d
+from deepvis_jax._src.nets.layers import conv2d
 from reference import as_float64, assert_close, check_float32_projections, probe_signals, torch_backward, torch_model
 
 

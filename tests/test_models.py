@@ -7,7 +7,7 @@ import torch
 
 import converters
 import deepvis_jax as dv
-from deepvis_jax._src.models import all_activations
+from deepvis_jax._src.nets import all_activations
 from reference import assert_close, nchw, torch_model
 
 ARCHS = ["alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
@@ -49,7 +49,7 @@ def test_parity_with_torchvision(arch):
 def test_adaptive_pool_known_answer():
     # 3 -> 2 bins: [0, 2) and [1, 3) (torch's floor/ceil bins overlap in the middle)
     x = np.arange(3.0, dtype=np.float32).reshape(1, 3, 1, 1) * np.ones((1, 1, 2, 1), np.float32)
-    from deepvis_jax._src.models import adaptive_avg_pool
+    from deepvis_jax._src.nets.layers import adaptive_avg_pool
 
     y = adaptive_avg_pool(x, (2, 1))
     np.testing.assert_allclose(np.asarray(y)[0, :, 0, 0], [0.5, 1.5], rtol=1e-7)
@@ -68,8 +68,8 @@ def test_layer_names_and_indices():
     for bad in (0, 6, "conv6", "fc6", True, 2.0):
         with pytest.raises(ValueError, match=r"1\.\.5.*conv1, conv2, conv3, conv4, conv5"):
             dv.layer_name("alexnet", bad)
-    with pytest.raises(ValueError, match="unknown model 'resnet50'.*vgg16_bn"):
-        dv.load_model("resnet50")
+    with pytest.raises(ValueError, match="unknown model 'densenet121'.*vgg16_bn.*resnet50"):
+        dv.load_model("densenet121")
 
 
 def test_normalize_known_answer():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import deepvis_jax as dv
-from deepvis_jax._src.models import IMAGENET_MEAN, IMAGENET_STD, Architecture, Conv, ReLU, init_model
+from deepvis_jax._src.nets import IMAGENET_MEAN, IMAGENET_STD, init_model
+from deepvis_jax._src.nets.alexnet_vgg import Architecture, Conv, ReLU
 from deepvis_jax._src.occlusion import occlusion
 from reference import assert_choice
 

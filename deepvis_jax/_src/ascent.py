@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from .models import Model, denormalize, feature_shapes, layer_channels, layer_name, normalize
+from .nets import Model, denormalize, layer_channels, layer_hw, layer_name, normalize
 
 Array = jax.Array
 
@@ -532,12 +532,11 @@ def _check_size(model: Model, name: str, transforms: tuple, size: int, dtype) ->
     """Raise ValueError when the transformed image is too small to reach layer `name`."""
     out = jax.eval_shape(lambda k, x: apply_transforms(transforms, k, x), jax.random.key(0),
                          jax.ShapeDtypeStruct((size, size, 3), dtype))  # fmt: skip
-    arch = model.arch
     try:
-        feature_shapes(arch._replace(features=arch.features[: arch.top_index(name) + 1]), out.shape[:2])
+        layer_hw(model, name, out.shape[:2])
     except ValueError as e:
         raise ValueError(f"image_size={size} (transformed: {out.shape[0]} px) is too small to reach {name} "
-                         f"of {arch.name}") from e  # fmt: skip
+                         f"of {model.arch.name}") from e  # fmt: skip
 
 
 def construct(

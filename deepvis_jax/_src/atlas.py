@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .deconv import forward, project
-from .models import Architecture, Conv, Layer, MaxPool, Model, layer_channels, layer_name, normalize
+from .nets import AnyArchitecture, Layer, Model, _arch_of, layer_channels, layer_hw, layer_name, normalize
 
 Array = jax.Array
 
@@ -56,23 +56,14 @@ class ReceptiveField(NamedTuple):
         return max(t, 0), min(t + self.size, hw[0]), max(l, 0), min(l + self.size, hw[1])
 
 
-def receptive_field(model: Model | Architecture | str, layer: Layer) -> ReceptiveField:
+def receptive_field(model: Model | AnyArchitecture | str, layer: Layer) -> ReceptiveField:
     """Receptive field of one unit of conv `layer` (after its ReLU), from the kernels, strides and paddings below.
 
     AlexNet conv1: ``ReceptiveField(size=11, stride=4, offset=-2)``, so unit (0, 0) covers rows and columns -2..8.
     """
-    from .models import _arch_of
-
     arch = _arch_of(model)
-    name = layer_name(arch, layer)
     size, stride, offset = 1, 1, 0
-    for op in reversed(arch.features[: arch.top_index(name) + 1]):
-        if isinstance(op, Conv):
-            k, s, p = op.kernel, op.stride, op.padding
-        elif isinstance(op, MaxPool):
-            k, s, p = op.window, op.stride, 0
-        else:
-            continue
+    for k, s, p in reversed(arch.spatial(layer_name(arch, layer))):
         size, offset, stride = (size - 1) * s + k, offset * s - p, stride * s
     return ReceptiveField(size, stride, offset)
 
@@ -529,16 +520,8 @@ def _result(model: Model, name: str, state: TopK, consumed: int, hw: tuple, file
                  np.zeros((0,), np.int64), None, None, files)  # fmt: skip
 
 
-@functools.lru_cache(maxsize=None)
-def _layer_hw_cached(arch: Architecture, name: str, hw: tuple) -> tuple[int, int]:
-    from .models import feature_shapes
-
-    below = arch._replace(features=arch.features[: arch.top_index(name) + 1])
-    return feature_shapes(below, hw)[-1]
-
-
 def _layer_hw(model: Model, name: str, hw: Sequence[int]) -> tuple[int, int]:
-    return _layer_hw_cached(model.arch, name, tuple(int(s) for s in hw))
+    return layer_hw(model, name, hw)
 
 
 def atlas_project(

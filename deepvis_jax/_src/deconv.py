@@ -1,27 +1,19 @@
-"""Zeiler & Fergus's DeconvNet: a forward pass that records max-pooling switches, and the projection down.
+"""Zeiler & Fergus's DeconvNet, guided backpropagation and gradients: `forward`, `project`, `visualize`.
 
-`forward` runs the features up to a conv layer and returns its activation with a `Switches` pytree (one
-`PoolSwitches` per max-pool below the layer, and the forward ReLU masks). `project` is the DeconvNet pass from
-that layer to pixel space: an explicit backward walk over the same ops that rectifies at each ReLU (relu of the
-signal, not masked by the forward), multiplies by BatchNorm's eval scale, applies each conv's exact transpose (no
-bias), and unpools through the recorded switches. It equals PyTorch autograd with ReLU's backward replaced by
-``relu(grad)``.
-
-The same walk gives two more methods, chosen by ``method``; only the ReLU step differs:
-
-- ``"deconv"``: ``relu(signal)`` (Zeiler & Fergus);
-- ``"guided"``: ``relu(signal) * (forward input > 0)`` (guided backpropagation, Springenberg et al. 2014;
-  Captum's GuidedBackprop);
-- ``"gradient"``: ``signal * (forward input > 0)``, the ordinary vjp (saliency without the absolute value).
-
-Switch convention: ``index[n, i, j, c]`` is the argmax's offset ``di * window + dj`` inside window ``(i, j)``
-(row-major window order); ties keep the first maximum, NaN counts as the maximum (PyTorch's CPU kernels).
+`forward` runs the network up to a layer with `rules.Record` ops and returns the layer's activation with a
+`Switches` pytree: every max-pool's switches and every ReLU's forward mask below it. `project` is the vjp of the
+same forward pass replayed with `rules.Replay` ops: each max-pool gathers at its switches (so its transpose is the
+unpooling) and each ReLU's backward is the method's rule, ``relu(g)`` (``"deconv"``), ``relu(g) * (x > 0)``
+(``"guided"``) or ``g * (x > 0)`` (``"gradient"``). Convolutions (their exact transposes, no bias), BatchNorm (its
+eval scale) and residual additions are transposed by autodiff. For the DeconvNet this is Zeiler & Fergus §2.1;
+each method equals PyTorch autograd with every ReLU's backward replaced by its rule (Captum's Deconvolution,
+GuidedBackprop, and Saliency without the absolute value).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,100 +21,13 @@ import numpy as np
 from flax import struct
 from jax import lax
 
-from deepvis_jax._src.images import min_image_size
-from deepvis_jax._src.models import (
-    Architecture,
-    BatchNorm,
-    Conv,
-    Layer,
-    MaxPool,
-    Model,
-    ReLU,
-    bn_scale_shift,
-    check_input,
-    conv2d,
-    feature_shapes,
-    layer_name,
-    normalize,
-)
+from .nets import Layer, Model, check_input, layer_hw, layer_name, normalize
+from .rules import METHODS, Record, Replay, Switches, check_method
 
 Array = jax.Array
 
 MODES = ("max", "all")
-METHODS = ("deconv", "guided", "gradient")
 RANKS = ("max", "mean")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Switch pytrees
-# --------------------------------------------------------------------------------------------------------------
-
-
-@struct.dataclass
-class PoolSwitches:
-    """Switches of one max-pool: ``index`` (N, h, w, C) int32, the argmax's row-major offset in its window.
-
-    ``in_hw`` (the pool's input size: floor mode loses it), ``window`` and ``stride`` are static.
-    """
-
-    index: Array
-    in_hw: tuple = struct.field(pytree_node=False)
-    window: int = struct.field(pytree_node=False)
-    stride: int = struct.field(pytree_node=False)
-
-
-@struct.dataclass
-class Switches:
-    """Every max-pool's switches below a layer, bottom to top; ``input_hw`` (static) is the image size.
-
-    ``relus``: the forward mask ``input > 0`` (bool, shaped like the ReLU's input) of every ReLU up to and
-    including the layer's own, bottom to top; ``"guided"`` and ``"gradient"`` projections need them.
-    """
-
-    pools: tuple  # tuple[PoolSwitches, ...]
-    input_hw: tuple = struct.field(pytree_node=False)
-    relus: tuple = ()  # tuple[bool Array, ...]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Pooling with switches, unpooling
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _window_slice(x: Array, di: int, dj: int, h: int, w: int, stride: int) -> Array:
-    """x[:, di + stride*i, dj + stride*j] for i < h, j < w."""
-    n, _, _, c = x.shape
-    end = (n, di + stride * (h - 1) + 1, dj + stride * (w - 1) + 1, c)
-    return lax.slice(x, (0, di, dj, 0), end, (1, stride, stride, 1))
-
-
-def max_pool_with_switches(x: Array, window: int, stride: int) -> tuple[Array, PoolSwitches]:
-    """torch.nn.MaxPool2d(window, stride) on NHWC (no padding, floor mode), and its switches."""
-    H, W = x.shape[1:3]
-    h, w = (H - window) // stride + 1, (W - window) // stride + 1
-    best = _window_slice(x, 0, 0, h, w, stride)
-    index = jnp.zeros(best.shape, jnp.int32)
-    for k in range(1, window * window):
-        v = _window_slice(x, k // window, k % window, h, w, stride)
-        take = (v > best) | jnp.isnan(v)  # strict: ties keep the first maximum
-        best = jnp.where(take, v, best)
-        index = jnp.where(take, jnp.int32(k), index)
-    return best, PoolSwitches(index=index, in_hw=(H, W), window=window, stride=stride)
-
-
-def unpool(signal: Array, switches: PoolSwitches) -> Array:
-    """Transpose of max pooling: each value goes to its window's switch; overlapping windows add."""
-    n, h, w, c = signal.shape
-    H, W = switches.in_hw
-    s, win = switches.stride, switches.window
-    out = jnp.zeros((n, H, W, c), signal.dtype)
-    zero = jnp.zeros((), signal.dtype)
-    for k in range(win * win):
-        di, dj = k // win, k % win
-        v = jnp.where(switches.index == k, signal, zero)
-        pad = ((0, 0, 0), (di, H - di - s * (h - 1) - 1, s - 1), (dj, W - dj - s * (w - 1) - 1, s - 1), (0, 0, 0))
-        out = out + lax.pad(v, zero, pad)
-    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -130,49 +35,17 @@ def unpool(signal: Array, switches: PoolSwitches) -> Array:
 # --------------------------------------------------------------------------------------------------------------
 
 
-
-
-def _bn_scale(model: Model, name: str) -> tuple[Array, Array]:
-    return bn_scale_shift(model.params[name], model.variables["batch_stats"][name])
-
-
-def layer_shapes(arch: Architecture, name: str, hw: Sequence[int]) -> list[tuple[int, int]]:
-    """Input size of each op up to conv `name`'s ReLU, then the layer's output size; ValueError if too small."""
-    sub = arch._replace(features=arch.features[: arch.top_index(name) + 1])
-    try:
-        return feature_shapes(sub, tuple(int(d) for d in hw))
-    except ValueError:
-        s = min_image_size(arch, name)
-        raise ValueError(
-            f"an input of {hw[0]}x{hw[1]} pixels is too small for layer {name} of {arch.name}: "
-            f"its feature map vanishes; use at least {s}x{s} pixels"
-        ) from None
-
-
 def _forward(model: Model, x: Array, name: str) -> tuple[Array, Switches]:
-    arch = model.arch
     input_hw = (int(x.shape[1]), int(x.shape[2]))
-    layer_shapes(arch, name, input_hw)
-    pools, relus = [], []
-    for op in arch.features[: arch.top_index(name) + 1]:
-        if isinstance(op, Conv):
-            p = model.params[op.name]
-            x = conv2d(x, p["kernel"], op.stride, op.padding) + p["bias"].reshape(1, 1, 1, -1)
-        elif isinstance(op, BatchNorm):
-            scale, shift = _bn_scale(model, op.name)
-            x = x * scale.reshape(1, 1, 1, -1) + shift.reshape(1, 1, 1, -1)
-        elif isinstance(op, ReLU):
-            relus.append(x > 0)
-            x = jax.nn.relu(x)
-        else:
-            x, sw = max_pool_with_switches(x, op.window, op.stride)
-            pools.append(sw)
-    return x, Switches(pools=tuple(pools), input_hw=input_hw, relus=tuple(relus))
+    layer_hw(model, name, input_hw)  # a clear error when the input is too small for the layer
+    ops = Record()
+    act = model.apply(x, upto=name, ops=ops)
+    return act, ops.switches(input_hw)
 
 
 @functools.partial(jax.jit, static_argnames=("layer",))
 def forward(model: Model, x: Array, layer: Layer) -> tuple[Array, Switches]:
-    """Run `model` on normalized NHWC `x` up to conv `layer` (after its ReLU); nothing above is computed.
+    """Run `model` on normalized NHWC `x` up to `layer` (after its ReLU); nothing above is computed.
 
     Returns ``(activation (N, h, w, C), switches)``: the layer's output, equal to ``model.apply(x, upto=layer)``,
     and a `Switches` pytree with every max-pool below the layer and every ReLU's forward mask up to it.
@@ -181,88 +54,59 @@ def forward(model: Model, x: Array, layer: Layer) -> tuple[Array, Switches]:
     return _forward(model, x, layer_name(model, layer))
 
 
-def _conv_transpose(y: Array, kernel: Array, stride: int, padding: int, in_hw: tuple[int, int]) -> Array:
-    """Exact transpose of the bias-free ``conv2d(., kernel, stride, padding)`` whose input is ``in_hw`` large."""
-    spec = jax.ShapeDtypeStruct((y.shape[0], *in_hw, kernel.shape[2]), y.dtype)
-    (x,) = jax.linear_transpose(lambda v: conv2d(v, kernel, stride, padding), spec)(y)
-    return x
-
-
-def _relu_back(signal: Array, mask: Array | None, method: str) -> Array:
-    """The backward step through one ReLU: rectify (deconv), mask (gradient), or both (guided)."""
-    if method == "deconv":
-        return jax.nn.relu(signal)
-    zero = jnp.zeros((), signal.dtype)
-    return jnp.where(mask, jax.nn.relu(signal) if method == "guided" else signal, zero)
-
-
-def _descend(model: Model, switches: Switches, signal: Array, top: int, shapes, method: str) -> Array:
-    """The backward pass of `method` through ``arch.features[top], ..., arch.features[0]``."""
-    pools = list(switches.pools)
-    relus = list(switches.relus[: sum(isinstance(op, ReLU) for op in model.arch.features[: top + 1])])
-    for i in range(top, -1, -1):
-        op = model.arch.features[i]
-        if isinstance(op, ReLU):
-            signal = _relu_back(signal, relus.pop() if method != "deconv" else None, method)
-        elif isinstance(op, BatchNorm):
-            scale, _ = _bn_scale(model, op.name)
-            signal = signal * scale.reshape(1, 1, 1, -1)
-        elif isinstance(op, Conv):
-            signal = _conv_transpose(signal, model.params[op.name]["kernel"], op.stride, op.padding, shapes[i])
-        else:
-            signal = unpool(signal, pools.pop())
-    return signal
-
-
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
-
-
 def _check_projection(
-    model: Model, switches: Switches, signal: Any, name: str, channels: int | None, method: str = "deconv"
-) -> list:
-    _check_method(method)
+    model: Model, switches: Switches, signal: Any, name: str, channels: int | None, method: str
+) -> None:
+    """Check the switches and the signal against what `forward` records at `name` for this input size."""
+    check_method(method)
     arch = model.arch
-    shapes = layer_shapes(arch, name, switches.input_hw)
-    n_pools = sum(isinstance(op, MaxPool) for op in arch.features[: arch.top_index(name) + 1])
-    if len(switches.pools) != n_pools:
+    n = switches.pools[0].index.shape[0] if switches.pools else getattr(signal, "shape", (None,))[0]
+    spec = jax.ShapeDtypeStruct((n or 1, *switches.input_hw, 3), model.dtype)
+    act, want = jax.eval_shape(lambda m, x: _forward(m, x, name), model, spec)
+    if len(switches.pools) != len(want.pools):
         raise ValueError(
-            f"these switches hold {len(switches.pools)} max-pools, but {name} of {arch.name} has {n_pools} below "
-            "it; record them with forward() at the same layer"
+            f"these switches hold {len(switches.pools)} max-pools, but {name} of {arch.name} has {len(want.pools)} "
+            "below it; record them with forward() at the same layer"
         )
-    n_relus = sum(isinstance(op, ReLU) for op in arch.features[: arch.top_index(name) + 1])
-    if method != "deconv" and len(switches.relus) != n_relus:
+    if method != "deconv" and len(switches.relus) != len(want.relus):
         raise ValueError(
             f"method {method!r} needs the forward ReLU masks: these switches hold {len(switches.relus)}, but {name} "
-            f"of {arch.name} has {n_relus} ReLUs up to it; record them with forward() at the same layer"
+            f"of {arch.name} has {len(want.relus)} ReLUs up to it; record them with forward() at the same layer"
         )
-    h, w = shapes[-1]
-    c = arch.conv(name).features if channels is None else channels
-    n = switches.pools[0].index.shape[0] if switches.pools else getattr(signal, "shape", (None,))[0]
+    _, h, w, c = act.shape
+    c = c if channels is None else channels
     if getattr(signal, "shape", None) != (n, h, w, c):
         raise ValueError(
             f"expected a signal shaped like {name}'s activation {(n, h, w, c)}, got {getattr(signal, 'shape', None)}"
         )
-    return shapes
 
 
-def _project(model: Model, switches: Switches, signal: Array, name: str, method: str = "deconv") -> Array:
-    shapes = _check_projection(model, switches, signal, name, None, method)
-    return _descend(model, switches, signal, model.arch.top_index(name), shapes, method)
+def _project(model: Model, switches: Switches, signal: Array, name: str, method: str,
+             channels: Array | None = None) -> Array:  # fmt: skip
+    """The vjp of the replayed forward pass up to `name` (only `channels` of its top when given)."""
+    x0 = jnp.zeros((signal.shape[0], *switches.input_hw, 3), model.dtype)
+
+    def replay(x):
+        return model.apply(x, upto=name, channels=channels, ops=Replay(switches, method))
+
+    _, vjp = jax.vjp(replay, x0)
+    return vjp(signal.astype(model.dtype))[0]
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "method"))
 def project(model: Model, switches: Switches, signal: Array, layer: Layer, method: str = "deconv") -> Array:
     """Projection of `signal` (shaped like `layer`'s activation) to input space, (N, H, W, 3).
 
-    Going down: ReLU -> relu(signal) (``method="deconv"``, the DeconvNet), ``relu(signal) * (input > 0)``
-    (``"guided"`` backprop) or ``signal * (input > 0)`` (``"gradient"``: the vjp of ``model.apply(x,
-    upto=layer)``); BatchNorm -> times its eval scale; conv -> its exact transpose (no bias); max-pool -> unpool
-    through `switches` (from ``forward(model, x, layer)``). Pure and linear between rectifications; vmap it over
-    signals sharing one set of switches with ``in_axes=(None, None, 0, None)``.
+    The vjp of the forward pass up to `layer` in which every max-pool is fixed to its recorded `switches` (from
+    ``forward(model, x, layer)``) and every ReLU's backward is `method`'s rule: ``relu(g)`` (``"deconv"``, the
+    DeconvNet), ``relu(g) * (input > 0)`` (``"guided"`` backprop) or ``g * (input > 0)`` (``"gradient"``: the vjp
+    of ``model.apply(x, upto=layer)``). So going down, BatchNorm multiplies by its eval scale, each conv applies its
+    exact transpose (no bias), each max-pool unpools through its switches. Pure and linear between rectifications;
+    vmap it over signals sharing one set of switches with ``in_axes=(None, None, 0, None)``.
     """
-    return _project(model, switches, signal, layer_name(model, layer), method)
+    name = layer_name(model, layer)
+    _check_projection(model, switches, signal, name, None, method)
+    return _project(model, switches, signal, name, method)
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "method"))
@@ -272,23 +116,11 @@ def project_channels(
     """`project` of a signal that is zero outside `channels`: `signal` (N, h, w, K) holds those K channels.
 
     Equals ``project(model, switches, full, layer, method)`` where ``full[..., channels] = signal``, but the top
-    conv's transpose uses only those K filters (most of a top layer's cost when K is much smaller than C).
+    conv uses only those K filters (most of a top layer's cost when K is much smaller than C).
     """
     name = layer_name(model, layer)
-    arch = model.arch
-    shapes = _check_projection(model, switches, signal, name, channels.shape[0], method)
-    ci = arch.conv_op_index(name)
-    for i in range(arch.top_index(name), ci, -1):
-        op = arch.features[i]
-        if isinstance(op, ReLU):  # the layer's own ReLU: the last mask
-            mask = switches.relus[-1][..., channels] if method != "deconv" else None
-            signal = _relu_back(signal, mask, method)
-        else:  # the layer's BatchNorm
-            scale, _ = _bn_scale(model, op.name)
-            signal = signal * scale[channels].reshape(1, 1, 1, -1)
-    op = arch.features[ci]
-    signal = _conv_transpose(signal, model.params[name]["kernel"][..., channels], op.stride, op.padding, shapes[ci])
-    return _descend(model, switches, signal, ci - 1, shapes, method)
+    _check_projection(model, switches, signal, name, channels.shape[0], method)
+    return _project(model, switches, signal, name, method, channels)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -298,7 +130,7 @@ def project_channels(
 
 @struct.dataclass
 class Visualization:
-    """What `visualize` returns (jax arrays): for one image and one conv layer,
+    """What `visualize` returns (jax arrays): for one image and one layer,
 
     - ``activations`` (h, w, C): every channel's map (after ReLU);
     - ``channels`` (top_k,) int32: the strongest channels, strongest first; ``scores`` (top_k,): their max
@@ -344,9 +176,7 @@ def _visualize(
     scores, channels = lax.top_k(score, top_k)
     signals = _signals(a, channels, mode)
     # every signal has one non-zero channel: project through the top_k selected filters only, all in one vmap
-    projections = jax.vmap(project_channels, in_axes=(None, None, 0, None, None, None))(
-        model, switches, signals, channels, name, method
-    )[:, 0]
+    projections = jax.vmap(lambda s: _project(model, switches, s, name, method, channels))(signals)[:, 0]
     return Visualization(a, channels, scores, projections, layer=name, mode=mode, rank=rank, method=method)
 
 
@@ -359,7 +189,7 @@ def visualize(
     rank: str = "max",
     method: str = "deconv",
 ):
-    """Activations of conv `layer` for one RGB image and projections of its `top_k` strongest channels.
+    """Activations of `layer` for one RGB image and projections of its `top_k` strongest channels.
 
     `image`: (H, W, 3), uint8 or float in [0, 1] (normalized here). `rank`: ``"max"`` (the paper) or ``"mean"``
     (the original class) activation per channel. `mode`: ``"max"`` projects each channel's single strongest
@@ -372,8 +202,8 @@ def visualize(
         raise ValueError(f"unknown mode {mode!r}; use one of: {', '.join(MODES)}")
     if rank not in RANKS:
         raise ValueError(f"unknown rank {rank!r}; use one of: {', '.join(RANKS)}")
-    _check_method(method)
-    n_channels = model.arch.conv(name).features
+    check_method(method)
+    n_channels = model.arch.channels(name)
     if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or not 1 <= top_k <= n_channels:
         raise ValueError(f"top_k must be an int in 1..{n_channels} ({name} has {n_channels} channels), got {top_k!r}")
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
@@ -384,5 +214,8 @@ def visualize(
         )
     if not (image.dtype == np.uint8 or np.issubdtype(image.dtype, np.floating)):
         raise ValueError(f"expected a uint8 or float image, got dtype {image.dtype}")
-    layer_shapes(model.arch, name, image.shape[:2])
+    layer_hw(model, name, image.shape[:2])
     return _visualize(model, image, name, int(top_k), mode, rank, method)
+
+
+__all__ = ["METHODS", "forward", "project", "project_channels", "visualize", "Visualization"]

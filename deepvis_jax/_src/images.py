@@ -9,7 +9,6 @@ Animated files give their first frame. Every failure is a typed error with a one
 
 from __future__ import annotations
 
-import functools
 import os
 import warnings
 from importlib import resources
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .models import Architecture, Model, _arch_of, feature_shapes, layer_name
+from .nets import Model, _arch_of, layer_name, min_size
 
 
 class ImageError(ValueError):
@@ -150,26 +149,12 @@ def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((hw[1], hw[0]), Image.LANCZOS))
 
 
-@functools.lru_cache(maxsize=None)
-def _min_size(arch: Architecture, layer: str | None) -> int:
-    ops = arch.features if layer is None else arch.features[: arch.top_index(layer) + 1]
-    prefix = arch._replace(features=ops)
-    for n in range(1, 4097):
-        try:
-            feature_shapes(prefix, (n, n))
-            return n
-        except ValueError:
-            continue
-    raise AssertionError(f"no input size up to 4096 reaches {layer} of {arch.name}")  # pragma: no cover
-
-
-def min_image_size(model: Model | Architecture | str, layer: str | int | None = None) -> int:
+def min_image_size(model: Model | str, layer: str | int | None = None) -> int:
     """Smallest side (pixels) an image needs so that `layer` (or, with None, the whole network) has a feature map."""
-    arch = _arch_of(model)
-    return _min_size(arch, None if layer is None else layer_name(arch, layer))
+    return min_size(model, layer)
 
 
-def check_image_size(model: Model | Architecture | str, hw: tuple[int, int], layer: str | int | None = None) -> None:
+def check_image_size(model: Model | str, hw: tuple[int, int], layer: str | int | None = None) -> None:
     """Raise ValueError naming the minimum size when an image of size `hw` is too small to reach `layer`."""
     arch = _arch_of(model)
     n = min_image_size(arch, layer)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .models import IMAGENET_MEAN, Layer, Model, layer_channels, layer_name, normalize
+from .nets import IMAGENET_MEAN, Layer, Model, layer_channels, layer_name, layers, normalize
 
 Array = jax.Array
 
@@ -106,7 +106,7 @@ def occlusion(
     """
     img = _as_unit_float(image)
     h, w = img.shape[:2]
-    name = layer_name(model, layer if layer is not None else len(model.arch.conv_layers))
+    name = layer_name(model, layer if layer is not None else len(layers(model)))
     for arg, v in (("patch", patch), ("stride", stride), ("chunk", chunk)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{arg} must be a positive integer, got {v!r}")

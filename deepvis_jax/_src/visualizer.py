@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from deepvis_jax._src import render
 from deepvis_jax._src.deconv import Visualization, visualize
-from deepvis_jax._src.models import Layer, Model
+from deepvis_jax._src.nets import Layer, Model
 
 
 class Visualizer:

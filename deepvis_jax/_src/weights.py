@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
-from .models import Architecture, Model, get_architecture, init_model
+from .nets import AnyArchitecture, Model, get_architecture, init_model
 
 FORMAT, VERSION = "deepvis_jax", 1
 
@@ -36,13 +36,13 @@ def _target_dtype(dtype) -> np.dtype:
     return dtype
 
 
-def expected_shapes(arch: Architecture) -> dict[tuple[str, ...], tuple[int, ...]]:
+def expected_shapes(arch: AnyArchitecture) -> dict[tuple[str, ...], tuple[int, ...]]:
     """Flattened variable path -> shape, for checking files and state dicts."""
     shapes = jax.eval_shape(lambda: init_model(arch).variables)
     return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes).items()}
 
 
-def model_from_arrays(arch: Architecture, flat: dict[tuple[str, ...], np.ndarray], source: str) -> Model:
+def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndarray], source: str) -> Model:
     """Build a Model from flattened variables, checking every name and shape (errors name the tensor)."""
     want = expected_shapes(arch)
     missing = [k for k in want if k not in flat]
@@ -78,7 +78,7 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
     return path
 
 
-def read_converted(path: str | os.PathLike, arch: str | Architecture | None = None) -> Model:
+def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None = None) -> Model:
     """Read a converted msgpack file; `arch`, when given, must match the file's architecture."""
     path = Path(path)
     try:
@@ -92,7 +92,7 @@ def read_converted(path: str | os.PathLike, arch: str | Architecture | None = No
         raise WeightsError(f"{path} is not a deepvis_jax weights file; convert one with `deepvis convert`")
     file_arch = get_architecture(state["arch"])
     if arch is not None:
-        want = arch if isinstance(arch, Architecture) else get_architecture(arch)
+        want = get_architecture(arch) if isinstance(arch, str) else arch
         if want.name != file_arch.name:
             raise WeightsError(f"{path} holds {file_arch.name} weights, not {want.name}; pick --model {file_arch.name}")
     flat = traverse_util.flatten_dict(state["variables"])
@@ -111,7 +111,7 @@ def converted_cache_path(arch: str) -> Path:
     return torch_cache_dir() / f"deepvis_jax-{arch}.msgpack"
 
 
-def load_imagenet(arch: Architecture, progress: bool = True) -> Model:
+def load_imagenet(arch: AnyArchitecture, progress: bool = True) -> Model:
     """torchvision's pretrained weights: the converted cache if present, else torchvision's download/cache + convert."""
     cached = converted_cache_path(arch.name)
     if cached.exists():

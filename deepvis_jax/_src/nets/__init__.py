@@ -1,0 +1,231 @@
+"""The networks: one Flax definition per family, the `Model` pytree, and the helpers every other module uses.
+
+- `alexnet_vgg.py`: torchvision's AlexNet and VGG 11/13/16/19 (± BatchNorm), one module `ConvNet`.
+- `resnet.py`: torchvision's ResNet-18/34/50/101/152 and Wide ResNet-50-2, one module `ResNet`.
+- `layers.py`: the shared layers (Conv2d, BatchNorm2d, AdaptiveAvgPool2d); ReLU and max pooling go through the
+  `ops` of `rules.py`, so that one definition classifies, records switches and replays them.
+
+Every architecture object is a static, hashable NamedTuple with ``name``, ``num_classes``, ``layers`` (the
+visualizable layers, bottom to top), ``channels(layer)``, ``spatial(layer)`` (the (kernel, stride, padding) of
+every conv and pool on the path up to the layer: sizes and receptive fields follow from it) and ``module()``.
+Every module takes ``(x, upto=None, channels=None, pre_relu=False, collect=False, ops=PLAIN)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from . import alexnet_vgg, resnet
+from .alexnet_vgg import Architecture
+from .resnet import ResNetArchitecture
+
+Array = jax.Array
+Layer = Union[str, int]
+AnyArchitecture = Union[Architecture, ResNetArchitecture]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ARCHITECTURES: dict[str, AnyArchitecture] = {**alexnet_vgg.ARCHITECTURES, **resnet.ARCHITECTURES}
+
+
+def get_architecture(name: str) -> AnyArchitecture:
+    key = str(name).lower()
+    if key not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[key]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The Model pytree
+# --------------------------------------------------------------------------------------------------------------
+
+
+@struct.dataclass
+class Model:
+    """A network: its variables are pytree leaves, its architecture is static metadata.
+
+    Pass it straight through `jax.jit`, `jax.vmap` and `jax.grad`. ``variables`` is the Flax variable dict
+    ``{"params": ..., "batch_stats": ...}`` (``batch_stats`` for the networks with BatchNorm).
+    """
+
+    variables: dict
+    arch: Any = struct.field(pytree_node=False)  # an Architecture or ResNetArchitecture
+
+    @property
+    def name(self) -> str:
+        return self.arch.name
+
+    @property
+    def net(self):
+        return self.arch.module()
+
+    @property
+    def params(self) -> dict:
+        return self.variables["params"]
+
+    @property
+    def dtype(self):
+        return jax.tree_util.tree_leaves(self.params)[0].dtype
+
+    def apply(self, x: Array, **kwargs) -> Array:
+        """The network's forward pass: `ConvNet`/`ResNet` ``__call__`` options (upto, channels, pre_relu, ...)."""
+        return self.net.apply(self.variables, x, **kwargs)
+
+    def __repr__(self) -> str:
+        n = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(self.variables))
+        return f"Model({self.arch.name}, {n:,} parameters, {self.dtype})"
+
+
+def init_model(arch: str | AnyArchitecture, seed: int = 0, dtype=None) -> Model:
+    """Random weights from Flax initializers (torchvision's VGG scheme), seeded; BN statistics at their defaults."""
+    a = get_architecture(arch) if isinstance(arch, str) else arch
+    dtype = np.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
+    return Model(variables=dict(_init(a, dtype, jax.random.key(seed))), arch=a)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init(arch: AnyArchitecture, dtype, key: Array) -> dict:
+    # 64 px is enough for every architecture to reach its classifier (AdaptiveAvgPool fixes its input size)
+    return arch.module().init(key, jnp.zeros((1, 64, 64, 3), dtype))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Layers by name or index
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _arch_of(model) -> AnyArchitecture:
+    if isinstance(model, Model):
+        return model.arch
+    if isinstance(model, (Architecture, ResNetArchitecture)):
+        return model
+    return get_architecture(model)
+
+
+def layers(model: Model | AnyArchitecture | str) -> list[str]:
+    """Every visualizable layer, bottom to top: ``conv1``...``conv5`` (AlexNet), ``conv1_1``...``conv5_3`` (VGG16),
+    ``conv1`` (the stem) and ``layer1.0``...``layer4.2`` (ResNets: each block's output after its final ReLU)."""
+    return list(_arch_of(model).layers)
+
+
+def conv_layers(model: Model | AnyArchitecture | str) -> list[str]:
+    """The same as `layers` (named for AlexNet/VGG, whose visualizable layers are their convs)."""
+    return layers(model)
+
+
+def layer_name(model: Model | AnyArchitecture | str, layer: Layer) -> str:
+    """Resolve a layer given by name or 1-based index; a wrong one raises ValueError listing the choices."""
+    names = layers(model)
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if 1 <= layer <= len(names):
+            return names[int(layer) - 1]
+    elif isinstance(layer, str):
+        if layer in names:
+            return layer
+        if layer.isdigit() and 1 <= int(layer) <= len(names):
+            return names[int(layer) - 1]
+    arch = _arch_of(model)
+    shown = ", ".join(names) if len(names) <= 24 else ", ".join(names[:3] + ["..."] + names[-2:])
+    kind = "conv" if isinstance(arch, Architecture) else "layer"  # AlexNet/VGG's layers are their convs
+    raise ValueError(f"unknown layer {layer!r} for {arch.name}; use a {kind} index 1..{len(names)} or a name: {shown}")
+
+
+def layer_channels(model: Model | AnyArchitecture | str, layer: Layer) -> int:
+    a = _arch_of(model)
+    return a.channels(layer_name(a, layer))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sizes
+# --------------------------------------------------------------------------------------------------------------
+
+
+def spatial_size(path: Sequence[tuple[int, int, int]], hw: Sequence[int]) -> tuple[int, int] | None:
+    """The feature map size after the (kernel, stride, padding) ops of `path` on an `hw` input; None if it
+    vanishes on the way."""
+    h, w = (int(d) for d in hw)
+    for k, s, p in path:
+        h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        if h < 1 or w < 1:
+            return None
+    return h, w
+
+
+@functools.lru_cache(maxsize=None)
+def _min_size(arch: AnyArchitecture, layer: str | None) -> int:
+    path = arch.spatial(layer)
+    for n in range(1, 4097):
+        if spatial_size(path, (n, n)) is not None:
+            return n
+    raise AssertionError(f"no input size up to 4096 reaches {layer} of {arch.name}")  # pragma: no cover
+
+
+def min_size(model: Model | AnyArchitecture | str, layer: Layer | None = None) -> int:
+    """Smallest side (pixels) an image needs so that `layer` (or, with None, the whole network) has a feature map."""
+    arch = _arch_of(model)
+    return _min_size(arch, None if layer is None else layer_name(arch, layer))
+
+
+def layer_hw(model: Model | AnyArchitecture | str, layer: Layer, hw: Sequence[int]) -> tuple[int, int]:
+    """The feature map size (h, w) of `layer` for an input of size `hw`; ValueError naming the minimum if too small."""
+    arch = _arch_of(model)
+    name = layer_name(arch, layer)
+    out = spatial_size(arch.spatial(name), hw)
+    if out is None:
+        s = min_size(arch, name)
+        raise ValueError(
+            f"an input of {hw[0]}x{hw[1]} pixels is too small for layer {name} of {arch.name}: its feature map "
+            f"vanishes; use at least {s}x{s} pixels"
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Inputs and the forward pass
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _channel_const(values, x: Array) -> Array:
+    return jnp.asarray(values, x.dtype).reshape((1,) * (x.ndim - 1) + (3,))
+
+
+def normalize(images01: Any) -> Array:
+    """RGB in [0, 1], channels last -> ImageNet-normalized network input."""
+    x = jnp.asarray(images01)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"normalize expects float images in [0, 1], got dtype {x.dtype}; divide uint8 by 255 first")
+    return (x - _channel_const(IMAGENET_MEAN, x)) / _channel_const(IMAGENET_STD, x)
+
+
+def denormalize(x: Any) -> Array:
+    """Inverse of `normalize`: network input -> RGB in (about) [0, 1]."""
+    x = jnp.asarray(x)
+    return x * _channel_const(IMAGENET_STD, x) + _channel_const(IMAGENET_MEAN, x)
+
+
+@jax.jit
+def classify(model: Model, x: Array) -> Array:
+    """Logits (N, num_classes) for normalized NHWC input of any size the network accepts."""
+    return model.apply(x)
+
+
+@jax.jit
+def all_activations(model: Model, x: Array) -> tuple[Array, dict[str, Array]]:
+    """(logits, {layer: its activation}) in one pass."""
+    return model.apply(x, collect=True)
+
+
+def check_input(x: Array) -> None:
+    """Raise ValueError for an input that is not (N, H, W, 3)."""
+    if getattr(x, "ndim", None) != 4 or x.shape[-1] != 3:
+        raise ValueError(
+            f"expected normalized images shaped (N, H, W, 3), got shape {getattr(x, 'shape', None)}; "
+            "add a batch axis with x[None] and put channels last"
+        )

@@ -1,0 +1,258 @@
+"""Switches and ReLU rules: how one network definition computes, records, and replays its decisions.
+
+Every network calls two operations whose behaviour is chosen by an `ops` object passed down the forward pass:
+``ops.relu(x)`` and ``ops.max_pool(x, window, stride, padding)``. Three kinds of `ops` exist:
+
+- `PLAIN`: ordinary ReLU and max pooling (classification, activation maximization).
+- `Record`: the same values, and it records every max-pool's switches (`PoolSwitches`) and every ReLU's forward
+  mask ``input > 0``, bottom to top: `forward` returns them as a `Switches` pytree.
+- `Replay`: given those switches, each max-pool is a *gather at its switches* (a linear map of its input whose
+  transpose is the unpooling: a value goes to its window's switch, overlapping windows add, padded positions are
+  never chosen) and each ReLU carries the backward rule of a method through `jax.custom_vjp`:
+
+  ====================  ======================================  =========================================
+  method                ReLU backward (``g``: the cotangent)    known as
+  ====================  ======================================  =========================================
+  ``"deconv"``          ``relu(g)``                              Zeiler & Fergus's DeconvNet
+  ``"guided"``          ``relu(g) * (x > 0)``                    guided backpropagation (Springenberg et al.)
+  ``"gradient"``        ``g * (x > 0)``                          the ordinary gradient (saliency)
+  ====================  ======================================  =========================================
+
+  A projection is then the vjp of the replayed forward pass: convolutions, BatchNorm and residual additions are
+  transposed by autodiff, for any graph. Nothing in the backward pass depends on the replayed forward values (the
+  masks come from the switches), so XLA drops the forward computation.
+
+Switch convention: ``index[n, i, j, c]`` is the argmax's offset ``di * window + dj`` inside window ``(i, j)`` of
+the (padded) input, row-major; ties keep the first maximum, NaN counts as the maximum (PyTorch's CPU kernels).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax import lax
+
+Array = jax.Array
+
+METHODS = ("deconv", "guided", "gradient")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Switch pytrees
+# --------------------------------------------------------------------------------------------------------------
+
+
+@struct.dataclass
+class PoolSwitches:
+    """Switches of one max-pool: ``index`` (N, h, w, C) int32, the argmax's row-major offset in its window.
+
+    ``in_hw`` (the pool's input size: floor mode loses it), ``window``, ``stride`` and ``padding`` are static.
+    """
+
+    index: Array
+    in_hw: tuple = struct.field(pytree_node=False)
+    window: int = struct.field(pytree_node=False)
+    stride: int = struct.field(pytree_node=False)
+    padding: int = struct.field(pytree_node=False, default=0)
+
+
+@struct.dataclass
+class Switches:
+    """Every max-pool's switches below a layer, bottom to top; ``input_hw`` (static) is the image size.
+
+    ``relus``: the forward mask ``input > 0`` (bool, shaped like the ReLU's input) of every ReLU up to and
+    including the layer's own, bottom to top (in the order the forward pass applies them); ``"guided"`` and
+    ``"gradient"`` projections need them, the DeconvNet does not.
+    """
+
+    pools: tuple  # tuple[PoolSwitches, ...]
+    input_hw: tuple = struct.field(pytree_node=False)
+    relus: tuple = ()  # tuple[bool Array, ...]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Max pooling: plain, with switches, gathered at switches, and its transpose
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _out_size(n: int, window: int, stride: int, padding: int) -> int:
+    return (n + 2 * padding - window) // stride + 1
+
+
+def _window_slice(x: Array, di: int, dj: int, h: int, w: int, stride: int) -> Array:
+    """x[:, di + stride*i, dj + stride*j] for i < h, j < w."""
+    n, _, _, c = x.shape
+    end = (n, di + stride * (h - 1) + 1, dj + stride * (w - 1) + 1, c)
+    return lax.slice(x, (0, di, dj, 0), end, (1, stride, stride, 1))
+
+
+def _pad(x: Array, padding: int, value) -> Array:
+    if not padding:
+        return x
+    return lax.pad(x, jnp.asarray(value, x.dtype), ((0, 0, 0), (padding, padding, 0), (padding, padding, 0), (0, 0, 0)))
+
+
+def max_pool(x: Array, window: int, stride: int, padding: int = 0) -> Array:
+    """torch.nn.MaxPool2d(window, stride, padding) (floor mode) on NHWC; padded positions never win."""
+    pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), pad)
+
+
+def max_pool_with_switches(x: Array, window: int, stride: int, padding: int = 0) -> tuple[Array, PoolSwitches]:
+    """torch.nn.MaxPool2d(window, stride, padding) on NHWC (floor mode), and its switches."""
+    H, W = x.shape[1:3]
+    h, w = _out_size(H, window, stride, padding), _out_size(W, window, stride, padding)
+    xp = _pad(x, padding, -jnp.inf)
+    best = _window_slice(xp, 0, 0, h, w, stride)
+    index = jnp.zeros(best.shape, jnp.int32)
+    for k in range(1, window * window):
+        v = _window_slice(xp, k // window, k % window, h, w, stride)
+        take = (v > best) | jnp.isnan(v)  # strict: ties keep the first maximum
+        best = jnp.where(take, v, best)
+        index = jnp.where(take, jnp.int32(k), index)
+    return best, PoolSwitches(index=index, in_hw=(H, W), window=window, stride=stride, padding=padding)
+
+
+def gather_at_switches(x: Array, switches: PoolSwitches) -> Array:
+    """Each window's value at its recorded switch: max pooling with the decisions fixed, a linear map of `x`."""
+    n, h, w, c = switches.index.shape
+    win, s = switches.window, switches.stride
+    xp = _pad(x, switches.padding, 0)
+    zero = jnp.zeros((), x.dtype)
+    out = jnp.zeros((x.shape[0], h, w, c), x.dtype)
+    for k in range(win * win):
+        out = out + jnp.where(switches.index == k, _window_slice(xp, k // win, k % win, h, w, s), zero)
+    return out
+
+
+def unpool(signal: Array, switches: PoolSwitches) -> Array:
+    """Transpose of max pooling (of `gather_at_switches`): each value goes to its window's switch; overlapping
+    windows add; padded positions receive nothing."""
+    n, h, w, c = signal.shape
+    p = switches.padding
+    H, W = switches.in_hw[0] + 2 * p, switches.in_hw[1] + 2 * p
+    s, win = switches.stride, switches.window
+    out = jnp.zeros((n, H, W, c), signal.dtype)
+    zero = jnp.zeros((), signal.dtype)
+    for k in range(win * win):
+        di, dj = k // win, k % win
+        v = jnp.where(switches.index == k, signal, zero)
+        pad = ((0, 0, 0), (di, H - di - s * (h - 1) - 1, s - 1), (dj, W - dj - s * (w - 1) - 1, s - 1), (0, 0, 0))
+        out = out + lax.pad(v, zero, pad)
+    return out[:, p : H - p, p : W - p] if p else out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# ReLU with a method's backward rule
+# --------------------------------------------------------------------------------------------------------------
+
+
+@jax.custom_vjp
+def deconv_relu(x: Array) -> Array:
+    """relu(x), whose backward rectifies the cotangent: relu(g) (the DeconvNet)."""
+    return jax.nn.relu(x)
+
+
+deconv_relu.defvjp(lambda x: (jax.nn.relu(x), None), lambda _, g: (jax.nn.relu(g),))
+
+
+@jax.custom_vjp
+def guided_relu(x: Array, mask: Array) -> Array:
+    """relu(x), whose backward is relu(g) where the recorded forward `mask` (input > 0) holds (guided backprop)."""
+    return jax.nn.relu(x)
+
+
+guided_relu.defvjp(
+    lambda x, mask: (jax.nn.relu(x), mask),
+    lambda mask, g: (jnp.where(mask, jax.nn.relu(g), jnp.zeros((), g.dtype)), None),
+)
+
+
+@jax.custom_vjp
+def gradient_relu(x: Array, mask: Array) -> Array:
+    """relu(x), whose backward is g where the recorded forward `mask` holds: the ordinary gradient, with the
+    decision taken from the recorded forward pass rather than from the replayed values."""
+    return jax.nn.relu(x)
+
+
+gradient_relu.defvjp(
+    lambda x, mask: (jax.nn.relu(x), mask),
+    lambda mask, g: (jnp.where(mask, g, jnp.zeros((), g.dtype)), None),
+)
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The three kinds of ops a network's forward pass runs with
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Plain:
+    """Ordinary ReLU and max pooling."""
+
+    def relu(self, x: Array, channels: Array | None = None) -> Array:
+        return jax.nn.relu(x)
+
+    def max_pool(self, x: Array, window: int, stride: int, padding: int = 0) -> Array:
+        return max_pool(x, window, stride, padding)
+
+
+PLAIN = Plain()
+
+
+class Record(Plain):
+    """Plain values; records each max-pool's switches and each ReLU's forward mask, in order."""
+
+    def __init__(self):
+        self.pools: list[PoolSwitches] = []
+        self.relus: list[Array] = []
+
+    def relu(self, x: Array, channels: Array | None = None) -> Array:
+        self.relus.append(x > 0)
+        return jax.nn.relu(x)
+
+    def max_pool(self, x: Array, window: int, stride: int, padding: int = 0) -> Array:
+        y, sw = max_pool_with_switches(x, window, stride, padding)
+        self.pools.append(sw)
+        return y
+
+    def switches(self, input_hw: Sequence[int]) -> Switches:
+        return Switches(pools=tuple(self.pools), input_hw=tuple(int(d) for d in input_hw), relus=tuple(self.relus))
+
+
+class Replay(Plain):
+    """Max-pools gather at the recorded switches; ReLUs carry `method`'s backward rule (masks from the record).
+
+    ``relu(x, channels)``: a ReLU computed for only those output channels (the top of `project_channels`) uses
+    those channels of its recorded mask.
+    """
+
+    def __init__(self, switches: Switches, method: str):
+        check_method(method)
+        self.pools, self.relus, self.method = list(switches.pools), list(switches.relus), method
+        self.n_pools = self.n_relus = 0
+
+    def relu(self, x: Array, channels: Array | None = None) -> Array:
+        i, self.n_relus = self.n_relus, self.n_relus + 1
+        if self.method == "deconv":
+            return deconv_relu(x)
+        mask = self.relus[i] if channels is None else self.relus[i][..., channels]
+        return (guided_relu if self.method == "guided" else gradient_relu)(x, mask)
+
+    def max_pool(self, x: Array, window: int, stride: int, padding: int = 0) -> Array:
+        sw = self.pools[self.n_pools]
+        self.n_pools += 1
+        if (sw.window, sw.stride, sw.padding, tuple(sw.in_hw)) != (window, stride, padding, tuple(x.shape[1:3])):
+            raise ValueError(
+                f"max-pool {self.n_pools} of these switches was recorded as {sw.window}x{sw.window}/{sw.stride} "
+                f"on a {sw.in_hw[0]}x{sw.in_hw[1]} map, but this network pools {window}x{window}/{stride} on "
+                f"{x.shape[1]}x{x.shape[2]}; record the switches with forward() on the same model and input size"
+            )
+        return gather_at_switches(x, sw)
