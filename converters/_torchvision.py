@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
@@ -13,7 +14,7 @@ import torch.nn as tnn
 from deepvis_jax._src.nets import ARCHITECTURES, AnyArchitecture, all_activations, get_architecture
 from deepvis_jax._src.nets.alexnet_vgg import Architecture, BatchNorm, Conv, MaxPool, ReLU
 from deepvis_jax._src.nets.resnet import STEM, ResNetArchitecture
-from deepvis_jax._src.weights import WeightsError, WeightsUnavailableError, model_from_arrays
+from deepvis_jax._src.weights import WeightsError, WeightsUnavailableError, expected_shapes, model_from_arrays
 
 # --------------------------------------------------------------------------------------------------------------
 # Name mapping: torchvision state-dict key <-> deepvis_jax variable path (with the layout transform)
@@ -229,12 +230,26 @@ def from_torchvision(module: tnn.Module) -> "Model":  # noqa: F821
     return from_state_dict(module.state_dict(), detect_architecture(module))
 
 
+@functools.lru_cache(maxsize=None)
+def _torch_shapes(arch: AnyArchitecture) -> dict[str, tuple[int, ...]]:
+    """torchvision key -> the tensor's torch shape, for every tensor of `arch`."""
+    flax = expected_shapes(arch)
+    undo = {"conv": lambda s: (s[3], s[2], s[0], s[1]), "dense": lambda s: s[::-1], "id": lambda s: s}  # -> torch
+    return {k: undo[how](flax[path]) for k, (path, how) in _key_map(arch).items()}
+
+
 def detect_state_dict(state_dict: Mapping[str, Any]) -> str:
-    """The architecture whose torchvision names and shapes a state dict matches exactly."""
-    names = {k for k in state_dict if not k.endswith(_IGNORED_SUFFIX)}
+    """The architecture whose torchvision names and shapes a state dict matches exactly (resnet50 and
+    wide_resnet50_2 share their names and differ in shapes)."""
+    got = {k: tuple(np.shape(v)) for k, v in state_dict.items() if not k.endswith(_IGNORED_SUFFIX)}
     for name, arch in ARCHITECTURES.items():
-        if names == set(_key_map(arch)):
+        if set(got) == set(_key_map(arch)) and got == _torch_shapes(arch):
             return name
+    for name, arch in ARCHITECTURES.items():  # names match, shapes do not: say which tensor
+        if set(got) == set(_key_map(arch)):
+            bad = next(k for k, v in _torch_shapes(arch).items() if got[k] != v)
+            raise WeightsError(f"the state dict has {name}'s tensor names but {bad} has shape {got[bad]}, "
+                               f"{name} expects {_torch_shapes(arch)[bad]}")  # fmt: skip
     raise WeightsError("the state dict matches none of the supported architectures: " + ", ".join(ARCHITECTURES))
 
 

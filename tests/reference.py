@@ -66,6 +66,22 @@ def torch_deconv(tm, arch, x_nhwc, layer, signals_nhwc):
     return torch_backward(tm, arch, x_nhwc, layer, signals_nhwc, "deconv")
 
 
+def check_projections(tm, model, x, layer, method: str, rtol: float):
+    """`dv.forward` + `dv.project` against torch autograd with `method`'s ReLU rule, each framework with its own
+    decisions (float64: they are unambiguous); three probe signals. Returns (projections, torch's)."""
+    act, sw = dv.forward(model, jnp.asarray(x), layer)
+    signals = probe_signals(act, np.random.default_rng(1))
+    ref_act, ref = torch_backward(tm, None, x, layer, signals, method)
+    assert_close(act, ref_act, rtol, err_msg=f"{layer} activation")
+    assert_close(act, model.apply(jnp.asarray(x), upto=layer), rtol, err_msg=f"{layer} forward vs apply")
+    proj = jax.vmap(dv.project, in_axes=(None, None, 0, None, None))(model, sw, jnp.asarray(signals), layer, method)
+    assert proj.shape == (len(signals), *np.shape(x))
+    for k, what in enumerate(["max", "all", "random"]):
+        assert np.abs(ref[k]).max() > 0
+        assert_close(proj[k], ref[k], rtol, err_msg=f"{method} {layer} {what}")
+    return proj, ref
+
+
 def probe_signals(act, rng):
     """Three signals for the strongest channel's view: "max" mode, "all" mode, and a random signed one."""
     a = np.asarray(act)

@@ -13,13 +13,14 @@ import torch
 import converters
 import deepvis_jax as dv
 from deepvis_jax._src.deconv import _visualize
-from deepvis_jax._src.rules import max_pool, max_pool_with_switches
+from deepvis_jax._src.rules import gather_at_switches, max_pool, max_pool_with_switches
 from reference import (
     as_float64,
     assert_choice,
     assert_close,
     assert_close_up_to_near_ties,
     check_float32_projections,
+    check_projections,
     nchw,
     nhwc,
     probe_signals,
@@ -72,30 +73,36 @@ def test_unpool_overlapping_windows_sharing_a_switch_add():
     np.testing.assert_array_equal(up, expected)
 
 
-def _torch_offsets(x_nchw, window, stride):
-    """torch.max_pool2d's flat indices -> row-major offsets inside each window, NHWC."""
-    y, idx = torch.nn.functional.max_pool2d(x_nchw, window, stride, return_indices=True)
+def _torch_offsets(x_nchw, window, stride, padding=0):
+    """torch.max_pool2d's flat indices -> row-major offsets inside each (padded) window, NHWC."""
+    y, idx = torch.nn.functional.max_pool2d(x_nchw, window, stride, padding, return_indices=True)
     oh, ow = y.shape[2:]
-    r, c = idx // x_nchw.shape[3], idx % x_nchw.shape[3]
+    r, c = idx // x_nchw.shape[3] + padding, idx % x_nchw.shape[3] + padding
     di = r - stride * torch.arange(oh).view(1, 1, -1, 1)
     dj = c - stride * torch.arange(ow).view(1, 1, 1, -1)
     return nhwc(y), (di * window + dj).numpy().transpose(0, 2, 3, 1)
 
 
-@pytest.mark.parametrize("window,stride,hw", [(3, 2, (9, 12)), (2, 2, (8, 11)), (3, 2, (10, 7))])
-def test_switches_and_unpool_match_torch(window, stride, hw):
-    rng = np.random.default_rng(window * 10 + hw[1])
-    x = rng.integers(0, 3, (2, *hw, 4)).astype(np.float32)  # small integers: ties everywhere
-    y, sw = max_pool_with_switches(jnp.asarray(x), window, stride)
-    np.testing.assert_array_equal(y, max_pool(jnp.asarray(x), window, stride))
-    ty, offsets = _torch_offsets(nchw(x), window, stride)
+@pytest.mark.parametrize("window,stride,padding,hw", [(3, 2, 0, (9, 12)), (2, 2, 0, (8, 11)), (3, 2, 0, (10, 7)),
+                                                      (3, 2, 1, (9, 12)), (3, 2, 1, (10, 7))])  # fmt: skip
+def test_switches_and_unpool_match_torch(window, stride, padding, hw):
+    """Small integers (ties everywhere), with and without padding (ResNet's stem pool: 3x3/2, padding 1)."""
+    rng = np.random.default_rng(window * 10 + hw[1] + padding)
+    x = rng.integers(-2, 3, (2, *hw, 4)).astype(np.float32)  # negative values: padding must never win
+    y, sw = max_pool_with_switches(jnp.asarray(x), window, stride, padding)
+    np.testing.assert_array_equal(y, max_pool(jnp.asarray(x), window, stride, padding))
+    ty, offsets = _torch_offsets(nchw(x), window, stride, padding)
     np.testing.assert_array_equal(y, ty)
     np.testing.assert_array_equal(sw.index, offsets)
     # unpooling is the transpose of max pooling: torch autograd (adds overlapping windows' shares)
     g = rng.standard_normal(y.shape).astype(np.float32)
     xt = nchw(x).requires_grad_(True)
-    torch.nn.functional.max_pool2d(xt, window, stride).backward(nchw(g))
+    torch.nn.functional.max_pool2d(xt, window, stride, padding).backward(nchw(g))
     assert_close(dv.unpool(jnp.asarray(g), sw), nhwc(xt.grad), 1e-6)
+    # ... and the transpose of the gather at the switches that projections replay
+    np.testing.assert_array_equal(gather_at_switches(jnp.asarray(x), sw), y)
+    (back,) = jax.vjp(lambda v: gather_at_switches(v, sw), jnp.asarray(x))[1](jnp.asarray(g))
+    assert_close(back, nhwc(xt.grad), 1e-6)
     if window == stride:  # no overlaps: max_unpool2d agrees too
         _, idx = torch.nn.functional.max_pool2d(nchw(x), window, stride, return_indices=True)
         ref = torch.nn.functional.max_unpool2d(nchw(g), idx, window, stride, output_size=hw)
@@ -131,19 +138,6 @@ def vgg(torch_models):
     return converters.from_torchvision(torch_models["vgg11_bn"])  # non-trivial BatchNorm statistics
 
 
-def _check_parity(tm, model, x, layer, rtol):
-    act, sw = dv.forward(model, x, layer)
-    signals = probe_signals(act, np.random.default_rng(1))
-    ref_act, ref = torch_deconv(tm, model.arch, x, layer, signals)
-    assert_close(act, ref_act, rtol, err_msg=f"{layer} activation")
-    assert_close(act, model.apply(x, upto=layer), rtol, err_msg=f"{layer} forward vs apply")
-    proj = jax.vmap(dv.project, in_axes=(None, None, 0, None))(model, sw, jnp.asarray(signals), layer)
-    assert proj.shape == (3, *x.shape)
-    for k, what in enumerate(["max", "all", "random"]):
-        assert np.abs(ref[k]).max() > 0
-        assert_close(proj[k], ref[k], rtol, err_msg=f"{layer} {what}")
-
-
 CASES = [("alexnet", (67, 80), dv.conv_layers("alexnet")), ("vgg11_bn", (48, 64), ["conv1_1", "conv3_1", "conv5_2"])]
 
 
@@ -159,7 +153,7 @@ def test_project_matches_torch_deconv(arch, hw, layers, torch_models, alexnet, v
     with jax.enable_x64(True):
         model64 = converters.from_torchvision(tm64)
         for layer in layers:
-            _check_parity(tm64, model64, x, layer, 1e-10)
+            check_projections(tm64, model64, x, layer, "deconv", 1e-10)
     for layer in layers:
         check_float32_projections(tm, model, tm64, model64, x, layer, "deconv")
 

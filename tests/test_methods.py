@@ -12,7 +12,7 @@ import converters
 import deepvis_jax as dv
 from deepvis_jax._src.deconv import _visualize
 from deepvis_jax._src.nets.layers import conv2d
-from reference import as_float64, assert_close, check_float32_projections, probe_signals, torch_backward, torch_model
+from reference import as_float64, assert_close, check_float32_projections, check_projections, probe_signals, torch_model
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +23,6 @@ def torch_models():
 @pytest.fixture(scope="module")
 def models(torch_models):
     return {k: converters.from_torchvision(m) for k, m in torch_models.items()}
-
-
-def _check(tm, model, x, layer, method, rtol):
-    act, sw = dv.forward(model, jnp.asarray(x), layer)
-    signals = probe_signals(act, np.random.default_rng(1))
-    ref_act, ref = torch_backward(tm, model.arch, x, layer, signals, method)
-    assert_close(act, ref_act, rtol, err_msg=f"{layer} activation")
-    proj = jax.vmap(dv.project, in_axes=(None, None, 0, None, None))(model, sw, jnp.asarray(signals), layer, method)
-    for k, what in enumerate(["max", "all", "random"]):
-        assert np.abs(ref[k]).max() > 0
-        assert_close(proj[k], ref[k], rtol, err_msg=f"{method} {layer} {what}")
-    return proj, ref
 
 
 CASES = [("alexnet", (67, 67), ["conv2", "conv5"]), ("vgg11_bn", (40, 48), ["conv2_1", "conv4_2"])]
@@ -51,8 +39,8 @@ def test_guided_and_gradient_match_torch(arch, hw, layers, torch_models, models)
     with jax.enable_x64(True):
         model64 = converters.from_torchvision(tm64)
         for layer in layers:
-            g, _ = _check(tm64, model64, x, layer, "guided", 1e-10)
-            d, _ = _check(tm64, model64, x, layer, "gradient", 1e-10)
+            g, _ = check_projections(tm64, model64, x, layer, "guided", 1e-10)
+            d, _ = check_projections(tm64, model64, x, layer, "gradient", 1e-10)
             act, sw = dv.forward(model64, jnp.asarray(x), layer)
             signals = jnp.asarray(probe_signals(act, np.random.default_rng(1)))
             c = jax.vmap(dv.project, in_axes=(None, None, 0, None))(model64, sw, signals, layer)
