@@ -415,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="shrink the image so its shorter side is S pixels; smaller images are kept as they "
                        "are (default: 224; 0 keeps every image as it is)")  # fmt: skip
 
+    def layer_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--layer", required=True, help="conv layer: 1-based index or name (see `deepvis layers`)")
+
+    def output_args(p: argparse.ArgumentParser, overwrite_help: str = "replace existing output files") -> None:
+        p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
+        p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
     p = sub.add_parser("visualize", parents=[common], help="activations of a layer and DeconvNet projections",
                        description="Run an image through the network, write the layer's activation grid and the "
                        "DeconvNet projections of its most active channels as PNGs, and print the layer, its "
@@ -422,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(p)
     weights_arg(p)
     image_arg(p)
-    p.add_argument("--layer", required=True, help="conv layer: 1-based index or name (see `deepvis layers`)")
+    layer_arg(p)
     p.add_argument("--top-k", type=int, default=9, metavar="K", help="channels to project (default: 9)")
     p.add_argument("--mode", choices=("max", "all"), default="max",
                    help="max: project each channel's strongest activation (the paper's figures); all: its whole "
@@ -430,8 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("deconv", "guided", "gradient"), default="deconv",
                    help="deconv: Zeiler & Fergus's DeconvNet; guided: guided backpropagation; gradient: the plain "
                    "gradient (default: deconv)")  # fmt: skip
-    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    output_args(p)
     p.set_defaults(func=cmd_visualize, compiles=True)
 
     p = sub.add_parser("occlusion", parents=[common], help="occlusion sensitivity maps (the paper's Fig. 7)",
@@ -452,8 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "image)")  # fmt: skip
     p.add_argument("--chunk", type=int, default=32, metavar="N",
                    help="occluded images evaluated at once; bounds memory (default: 32)")  # fmt: skip
-    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    output_args(p, "replace an existing output file")
     p.set_defaults(func=cmd_occlusion, compiles=True)
 
     p = sub.add_parser("construct", parents=[common], help="images grown to excite chosen filters",
@@ -461,15 +466,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "per filter and a contact sheet.")
     model_arg(p)
     weights_arg(p)
-    p.add_argument("--layer", required=True, help="conv layer: 1-based index or name (see `deepvis layers`)")
+    layer_arg(p)
     p.add_argument("--filter", type=int, nargs="+", required=True, metavar="F",
                    help="filter (channel) indices, 0-based")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="gradient-ascent steps "
                    "(default: the library's, see dv.construct)")  # fmt: skip
     p.add_argument("--size", type=int, default=224, metavar="S", help="image side in pixels (default: 224)")
     p.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the starting noise (default: 0)")
-    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    output_args(p)
     p.set_defaults(func=cmd_construct, compiles=True)
 
     p = sub.add_parser("convert", parents=[common], help="torchvision weights -> a .msgpack file (needs torch)",
@@ -507,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "it from the file system). The running state is saved in "
                        f"OUT/{STATE_FILE}; --resume continues an interrupted run.")  # fmt: skip
     p.add_argument("--images", required=True, metavar="DIR", help="folder of images (searched recursively)")
-    p.add_argument("--layer", required=True, help="conv layer: 1-based index or name (see `deepvis layers`)")
+    layer_arg(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--model", default="alexnet", help="architecture (default: alexnet)")
     p.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
