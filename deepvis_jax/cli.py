@@ -333,14 +333,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _atlas_model(arch: str, weights: str):
-    if weights.strip().lower() == "random":
-        print("deepvis: warning: --weights random: an untrained network; its pictures are not meaningful",
-              file=sys.stderr)  # fmt: skip
-        return dv.load_model(arch, weights=None, seed=0)
-    return dv.load_model(arch, weights=weights)
-
-
 def cmd_atlas(args: argparse.Namespace) -> int:
     import jax
     from tqdm.auto import tqdm
@@ -355,7 +347,7 @@ def cmd_atlas(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (args.overwrite or args.resume):
         raise FileExistsError(f"{out} is not empty; pass --overwrite to replace the atlas or --resume to continue it")
-    model = _atlas_model(args.model, args.weights)
+    model, _ = _resolve_weights(args.model, args.weights)
     name = dv.layer_name(model, args.layer)
     _layer_hw(model, name, (args.size, args.size))  # ValueError when --size is too small for the layer
     state = out / STATE_FILE
@@ -513,10 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, metavar="DIR", help="folder of images (searched recursively)")
     layer_arg(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--model", default="alexnet", help="architecture (default: alexnet)")
-    p.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
-                   help="imagenet: torchvision's pretrained weights (the default); random: untrained, pictures "
-                   "not meaningful; PATH: a converted .msgpack or a torchvision .pth file")  # fmt: skip
+    model_arg(p)
+    weights_arg(p)
     p.add_argument("--top-k", type=int, default=9, metavar="K", help="activations kept per channel (default: 9)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
                    help="images per step, over all devices (default: 32)")  # fmt: skip
