@@ -87,7 +87,7 @@ def _inits(model, size) -> np.ndarray:
 
 
 def _color_matrix(dtype) -> np.ndarray:
-    from deepvis_jax._src.ascent import COLOR_CORRELATION
+    from deepvis_jax._src.optvis.param import COLOR_CORRELATION
 
     return np.asarray(COLOR_CORRELATION, dtype).T
 

@@ -306,6 +306,15 @@ def imagenet_state_dict(arch: str, progress: bool = True) -> dict:
         ) from None
 
 
+def imagenet_model(arch: str, progress: bool = True) -> "Model":  # noqa: F821
+    """torchvision's pretrained ImageNet weights of `arch`, fetched through its download and cache, converted.
+
+    With `load_pth`, one of the two weight loaders this package registers for ``dv.load_model`` (the entry-point
+    group ``deepvis_jax.weights`` in pyproject.toml): ``imagenet`` and ``pth``.
+    """
+    return from_state_dict(imagenet_state_dict(arch, progress=progress), arch)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Cross-check
 # --------------------------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from typing import Sequence
 import numpy as np
 
 import deepvis_jax as dv
-from deepvis_jax._src.atlas_cli import add_atlas_parser
+from deepvis_jax._src.atlas import _layer_hw, list_images
+from deepvis_jax._src.atlas_render import write_index, write_sheets
 from deepvis_jax._src.images import check_image_size, imagenet_labels, resize_shorter
 from deepvis_jax._src.nets import get_architecture
 
@@ -36,6 +37,8 @@ EXIT_MISMATCH = 1
 EXIT_INTERRUPTED = 130
 CACHE_ENV = "DEEPVIS_JAX_CACHE"
 MODELS = ", ".join(dv.ARCHITECTURES)
+STATE_FILE = "atlas_state.npz"  # `atlas`: the running state, in its output folder
+CHUNK = 32  # `atlas`: channels projected and rendered at a time (bounds the memory of the projections)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -330,6 +333,43 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_atlas(args: argparse.Namespace) -> int:
+    import jax
+    from tqdm.auto import tqdm
+
+    for flag, v in (("--top-k", args.top_k), ("--batch-size", args.batch_size), ("--size", args.size),
+                    ("--checkpoint-every", args.checkpoint_every)):  # fmt: skip
+        if v < 1:
+            raise ValueError(f"{flag} must be at least 1, got {v}")
+    out = Path(args.out)
+    list_images(args.images)  # fail early on a missing or empty folder
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (args.overwrite or args.resume):
+        raise FileExistsError(f"{out} is not empty; pass --overwrite to replace the atlas or --resume to continue it")
+    model, _ = _resolve_weights(args.model, args.weights)
+    name = dv.layer_name(model, args.layer)
+    _layer_hw(model, name, (args.size, args.size))  # ValueError when --size is too small for the layer
+    state = out / STATE_FILE
+    if args.overwrite and not args.resume and state.exists():
+        state.unlink()
+    result = dv.atlas(model, args.images, name, top_k=args.top_k, batch_size=args.batch_size, size=args.size,
+                      project=False, checkpoint=state, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                      progress=not args.quiet)  # fmt: skip
+    n_ch = result.values.shape[0]
+    writer = jax.process_index() == 0  # every process projects (the arrays span all hosts); one writes
+    for s in tqdm(range(0, n_ch, CHUNK), desc="projections", unit="chunk", disable=args.quiet or not writer):
+        chunk = dv.atlas_project(model, result, args.images, channels=range(s, min(s + CHUNK, n_ch)),
+                                 batch_size=args.batch_size, size=args.size)  # fmt: skip
+        if writer:
+            write_sheets(chunk, out)
+    if not writer:
+        return 0
+    page = write_index(result, out, title=f"{model.arch.name} {name}: top-{args.top_k} over {result.num_images} images")
+    print(f"atlas of {model.arch.name} {name}: {n_ch} channels, {result.num_images} images -> {page}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------------------------
@@ -367,6 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="shrink the image so its shorter side is S pixels; smaller images are kept as they "
                        "are (default: 224; 0 keeps every image as it is)")  # fmt: skip
 
+    def layer_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--layer", required=True, help="conv layer: 1-based index or name (see `deepvis layers`)")
+
+    def output_args(p: argparse.ArgumentParser, overwrite_help: str = "replace existing output files") -> None:
+        p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
+        p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
     p = sub.add_parser("visualize", parents=[common], help="activations of a layer and DeconvNet projections",
                        description="Run an image through the network, write the layer's activation grid and the "
                        "DeconvNet projections of its most active channels as PNGs, and print the layer, its "
@@ -374,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(p)
     weights_arg(p)
     image_arg(p)
-    p.add_argument("--layer", required=True, help="conv layer: 1-based index or name (see `deepvis layers`)")
+    layer_arg(p)
     p.add_argument("--top-k", type=int, default=9, metavar="K", help="channels to project (default: 9)")
     p.add_argument("--mode", choices=("max", "all"), default="max",
                    help="max: project each channel's strongest activation (the paper's figures); all: its whole "
@@ -382,8 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("deconv", "guided", "gradient"), default="deconv",
                    help="deconv: Zeiler & Fergus's DeconvNet; guided: guided backpropagation; gradient: the plain "
                    "gradient (default: deconv)")  # fmt: skip
-    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    output_args(p)
     p.set_defaults(func=cmd_visualize, compiles=True)
 
     p = sub.add_parser("occlusion", parents=[common], help="occlusion sensitivity maps (the paper's Fig. 7)",
@@ -404,8 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "image)")  # fmt: skip
     p.add_argument("--chunk", type=int, default=32, metavar="N",
                    help="occluded images evaluated at once; bounds memory (default: 32)")  # fmt: skip
-    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    output_args(p, "replace an existing output file")
     p.set_defaults(func=cmd_occlusion, compiles=True)
 
     p = sub.add_parser("construct", parents=[common], help="images grown to excite chosen filters",
@@ -413,15 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "per filter and a contact sheet.")
     model_arg(p)
     weights_arg(p)
-    p.add_argument("--layer", required=True, help="conv layer: 1-based index or name (see `deepvis layers`)")
+    layer_arg(p)
     p.add_argument("--filter", type=int, nargs="+", required=True, metavar="F",
                    help="filter (channel) indices, 0-based")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="gradient-ascent steps "
                    "(default: the library's, see dv.construct)")  # fmt: skip
     p.add_argument("--size", type=int, default=224, metavar="S", help="image side in pixels (default: 224)")
     p.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the starting noise (default: 0)")
-    p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    output_args(p)
     p.set_defaults(func=cmd_construct, compiles=True)
 
     p = sub.add_parser("convert", parents=[common], help="torchvision weights -> a .msgpack file (needs torch)",
@@ -451,7 +495,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_check, compiles=True)
 
-    add_atlas_parser(sub, parents=[common])
+    p = sub.add_parser("atlas", parents=[common],
+                       help="top-k activations of every channel over a folder of images, as a browsable atlas",
+                       description="Stream a folder of images through the network (sharded over every device), "
+                       "keep each channel's top-k activations, project them to pixel space (DeconvNet) beside their "
+                       "image patches, and write one PNG sheet per channel plus an index.html to browse them (open "
+                       "it from the file system). The running state is saved in "
+                       f"OUT/{STATE_FILE}; --resume continues an interrupted run.")  # fmt: skip
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (searched recursively)")
+    layer_arg(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    model_arg(p)
+    weights_arg(p)
+    p.add_argument("--top-k", type=int, default=9, metavar="K", help="activations kept per channel (default: 9)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N",
+                   help="images per step, over all devices (default: 32)")  # fmt: skip
+    p.add_argument("--size", type=int, default=224, metavar="S",
+                   help="images are resized (shorter side) and center-cropped to SxS (default: 224)")  # fmt: skip
+    p.add_argument("--checkpoint-every", type=int, default=20, metavar="N",
+                   help="save the running state every N batches (default: 20)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help=f"continue from OUT/{STATE_FILE} if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing atlas in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_atlas, compiles=True)
     return parser
 
 

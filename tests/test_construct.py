@@ -8,10 +8,11 @@ import torch
 
 import converters
 import deepvis_jax as dv
-from deepvis_jax._src import ascent
+from deepvis_jax._src.optvis.construct import _TRACES, box_blur, seed_sizes
+from deepvis_jax._src.optvis.param import COLOR_CORRELATION
 from reference import as_float64, assert_close, torch_model
 
-C = ascent.COLOR_CORRELATION
+C = COLOR_CORRELATION
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def test_transforms_known_answers():
 def test_box_blur_known_answer():
     img = np.zeros((7, 7, 1), np.float32)
     img[3, 3] = img[0, 0] = 9.0
-    out = np.asarray(ascent.box_blur(jnp.asarray(img), 3))
+    out = np.asarray(box_blur(jnp.asarray(img), 3))
     expected = np.zeros((7, 7))
     expected[2:5, 2:5] = 1.0
     expected[:2, :2] += 1.0  # reflect-101 border: the corner pixel is seen once by each window reaching it
@@ -211,12 +212,12 @@ def test_deterministic_and_keys_per_filter(alexnet):
 
 def test_no_recompilation_when_filters_seed_or_steps_change(alexnet):
     dv.construct(alexnet, 3, [0, 1], steps=3, seed=0, **SMALL)
-    traces = dict(ascent._TRACES)
+    traces = dict(_TRACES)
     dv.construct(alexnet, 3, [7, 300], steps=3, seed=5, **SMALL)
     dv.construct(alexnet, "conv3", [9, 2], steps=7, seed=1, objective=dv.channel("conv3"), **SMALL)  # 3 chunks
-    assert ascent._TRACES == traces
+    assert _TRACES == traces
     dv.construct(alexnet, 3, [0, 1, 2], steps=3, **SMALL)  # a different number of filters is a new shape
-    assert ascent._TRACES["chunk"] == traces["chunk"] + 1
+    assert _TRACES["chunk"] == traces["chunk"] + 1
 
 
 def test_progress_bar_only_for_long_verbose_runs(alexnet, capsys):
@@ -259,7 +260,7 @@ def test_optimized_images_win_their_channel(alexnet):
 
 
 def test_seed_preset(alexnet):
-    assert ascent.seed_sizes(224) == [56, 67, 80, 96, 115, 138, 165, 198, 224]
+    assert seed_sizes(224) == [56, 67, 80, 96, 115, 138, 165, 198, 224]
     imgs = dv.construct(alexnet, 3, [5, 88], preset="seed", steps=5, image_size=80, verbose=False)
     assert imgs.shape == (2, 80, 80, 3) and 0 <= imgs.min() and imgs.max() <= 1
     start = np.full((1, 80, 80, 3), 165 / 255, np.float32)  # the middle of the seed's starting noise

@@ -21,3 +21,22 @@ def test_core_does_not_import_torch():
 
     code = "import sys, deepvis_jax as dv; dv.load_model('alexnet'); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_core_does_not_import_converters():
+    """One-way dependency: `converters` imports deepvis_jax, never the reverse (but for the CLI's convert/check)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(dv.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module]
+            else:
+                continue
+            assert not any(m.split(".")[0] == "converters" for m in modules), f"{path}:{node.lineno} imports {modules}"

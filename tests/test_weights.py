@@ -1,7 +1,10 @@
-"""Converted files, .pth loading, the imagenet cache path, and errors for bad weights."""
+"""Converted files, .pth loading, the imagenet cache path, the weight loaders, and errors for bad weights."""
 
+import importlib.metadata
 import pickle
 import sys
+import tomllib
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -11,7 +14,10 @@ import torchvision
 
 import converters
 import deepvis_jax as dv
+from deepvis_jax._src.weights import LOADER_GROUP, weight_loader
 from reference import torch_model
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +116,7 @@ def test_imagenet_uses_torch_cache_then_converted_cache(alexnet, tmp_path, monke
     _assert_same(dv.load_model("alexnet", weights="imagenet"), model)
     assert (checkpoints / "deepvis_jax-alexnet.msgpack").is_file()
     # second load: from the converted cache, with torch made unimportable
-    monkeypatch.setitem(sys.modules, "converters", None)
+    _without_converters(monkeypatch)
     _assert_same(dv.load_model("alexnet", weights="imagenet"), model)
 
 
@@ -120,11 +126,88 @@ def _no_network(*args, **kwargs):
     raise urllib.error.URLError("no network in tests")
 
 
+def _without_converters(monkeypatch):
+    """`converters` (the only importer of torch) and every module of it unimportable, as without the [torch] extra.
+
+    Its submodules too: a weight loader names one (``converters._torchvision:load_pth``), and an import of a module
+    already in sys.modules succeeds even when its package is blocked.
+    """
+    for name in [n for n in sys.modules if n.split(".")[0] == "converters"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "converters", None)
+
+
 def test_imagenet_offline_without_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
     with pytest.raises(dv.WeightsUnavailableError, match=r"cannot download pretrained vgg11 weights.*offline.*local"):
         dv.load_model("vgg11", weights="imagenet")
-    monkeypatch.setitem(sys.modules, "converters", None)
+    _without_converters(monkeypatch)
     with pytest.raises(dv.WeightsUnavailableError, match="torch is not installed"):
         dv.load_model("vgg11", weights="imagenet")
+
+
+# -------------------------------------------------------------------------------------------------------------- weight loaders (entry points)
+
+
+def _declared_loaders() -> list:
+    """The weight loaders pyproject.toml declares, as entry points (whatever the installed metadata says)."""
+    with open(REPO / "pyproject.toml", "rb") as f:
+        declared = tomllib.load(f)["project"]["entry-points"][LOADER_GROUP]
+    return [importlib.metadata.EntryPoint(name, value, LOADER_GROUP) for name, value in declared.items()]
+
+
+def _register(monkeypatch, eps) -> None:
+    """Make `importlib.metadata.entry_points` report `eps` as the weight loaders (other groups as installed)."""
+    installed = importlib.metadata.entry_points
+
+    def entry_points(**params):
+        return eps if params.get("group") == LOADER_GROUP else installed(**params)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+
+
+def _unimportable(name):
+    return importlib.metadata.EntryPoint(name, "deepvis_jax_no_such_plugin:load", LOADER_GROUP)
+
+
+def test_torch_weights_load_through_the_declared_loaders(alexnet, tmp_path, monkeypatch):
+    """load_model reads a .pth and torchvision's pretrained weights with the loaders pyproject.toml registers."""
+    tm, model = alexnet
+    eps = _declared_loaders()
+    assert sorted(ep.name for ep in eps) == ["imagenet", "pth"]
+    assert weight_loader("pth", eps) is converters.load_pth
+    assert weight_loader("pth", [_unimportable("pth"), *eps]) is converters.load_pth  # the first that imports
+    assert weight_loader("onnx", eps) is None
+    _register(monkeypatch, eps)
+    torch.save(tm.state_dict(), tmp_path / "a.pth")
+    _assert_same(dv.load_model("alexnet", weights=tmp_path / "a.pth"), model)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(tm.state_dict(), checkpoints / torchvision.models.AlexNet_Weights.DEFAULT.url.rsplit("/", 1)[1])
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    _assert_same(dv.load_model("alexnet", weights="imagenet"), model)
+
+
+def test_without_a_loader_torch_weights_are_unavailable(tmp_path, monkeypatch):
+    """No loader registered, or one whose module cannot be imported (no torch): the same one-line errors."""
+    (tmp_path / "a.pth").write_bytes(b"never read")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for eps in ([], [_unimportable("pth"), _unimportable("imagenet")]):
+        _register(monkeypatch, eps)
+        with pytest.raises(dv.WeightsUnavailableError, match=r"a\.pth is a PyTorch file and torch is not installed"):
+            dv.load_model("alexnet", weights=tmp_path / "a.pth")
+        with pytest.raises(dv.WeightsUnavailableError, match="not cached at .* torch is not installed to fetch them"):
+            dv.load_model("alexnet", weights="imagenet")
+
+
+def test_installed_metadata_registers_the_declared_loaders():
+    """The installed deepvis_jax registers the loaders pyproject.toml declares: else `pip install -e .` again."""
+    try:
+        installed = importlib.metadata.distribution("deepvis_jax").entry_points.select(group=LOADER_GROUP)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("deepvis_jax is not installed (a source tree on PYTHONPATH): no entry points to check")
+    declared = {ep.name: ep.value for ep in _declared_loaders()}
+    assert {ep.name: ep.value for ep in installed} == declared, (
+        "the installed deepvis_jax metadata is older than pyproject.toml; reinstall it (pip install -e .)")

@@ -3,12 +3,18 @@
 The converted-file format is Flax's msgpack serialization (`flax.serialization.msgpack_serialize`) of
 ``{"format": "deepvis_jax", "version": 1, "arch": <name>, "variables": {"params": ..., "batch_stats": ...}}``:
 numpy arrays in a plain msgpack map, readable with no torch installed and no code executed on load.
+
+PyTorch weights (a torchvision ``.pth`` file, ``weights="imagenet"``) are read by *weight loaders* that other
+packages register under the entry-point group ``deepvis_jax.weights`` (see `LOADER_GROUP`), so this package imports
+neither torch nor the package that converts torch weights (it registers its loaders in pyproject.toml).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +24,18 @@ from flax import serialization, traverse_util
 from .nets import AnyArchitecture, Model, get_architecture, init_model
 
 FORMAT, VERSION = "deepvis_jax", 1
+
+LOADER_GROUP = "deepvis_jax.weights"
+"""Entry-point group of the weight loaders that `load_model` needs for PyTorch weights, looked up by name:
+
+- ``pth``: ``fn(path: Path, arch: str) -> Model`` reads a torchvision state-dict file of architecture `arch`
+  (safely: no pickled code runs), raising WeightsError for a file that cannot become that model;
+- ``imagenet``: ``fn(arch: str, progress: bool) -> Model`` fetches torchvision's pretrained weights of `arch`
+  through torchvision's own download and cache and converts them, raising WeightsUnavailableError when they cannot
+  be had (offline).
+
+Declared in pyproject.toml, e.g. ``[project.entry-points."deepvis_jax.weights"] pth = "pkg.module:function"``.
+"""
 
 
 class WeightsError(ValueError):
@@ -99,6 +117,25 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
     return model_from_arrays(file_arch, flat, str(path))
 
 
+def weight_loader(name: str, entry_points: Iterable[Any] | None = None) -> Callable[..., Model] | None:
+    """The weight loader registered as `name` in `LOADER_GROUP`, or None when there is none that can be imported.
+
+    `entry_points`: the group's entry points (`importlib.metadata.EntryPoint`s); by default those of the installed
+    distributions. A loader whose module fails to import (torch not installed) counts as absent; where several
+    share a name, the first that imports wins.
+    """
+    if entry_points is None:
+        entry_points = importlib.metadata.entry_points(group=LOADER_GROUP)
+    for ep in entry_points:
+        if ep.name != name:
+            continue
+        try:
+            return ep.load()
+        except ImportError:
+            continue
+    return None
+
+
 def torch_cache_dir() -> Path:
     """torch.hub's checkpoint folder, found the way torch finds it, without importing torch."""
     home = os.environ.get("TORCH_HOME")
@@ -116,15 +153,14 @@ def load_imagenet(arch: AnyArchitecture, progress: bool = True) -> Model:
     cached = converted_cache_path(arch.name)
     if cached.exists():
         return read_converted(cached, arch)
-    try:
-        from converters import imagenet_state_dict, from_state_dict  # torch lives only there
-    except ImportError:
+    fetch = weight_loader("imagenet")  # torch lives only in the loader's package
+    if fetch is None:
         raise WeightsUnavailableError(
             f"pretrained {arch.name} weights are not cached at {cached} and torch is not installed to fetch them; "
             f"install the [torch] extra, or run `deepvis convert --model {arch.name} --out {arch.name}.msgpack` "
             f"on a machine with torch and pass that file as weights"
-        ) from None
-    model = from_state_dict(imagenet_state_dict(arch.name, progress=progress), arch.name)
+        )
+    model = fetch(arch.name, progress=progress)
     save_model(model, cached)
     return model
 
@@ -145,12 +181,11 @@ def load_model(arch: str, weights: str | os.PathLike | None = None, seed: int = 
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
     if path.suffix.lower() in (".pth", ".pt", ".bin", ".ckpt"):
-        try:
-            from converters import load_pth
-        except ImportError:
+        load_pth = weight_loader("pth")
+        if load_pth is None:
             raise WeightsUnavailableError(
                 f"{path} is a PyTorch file and torch is not installed; install the [torch] extra or convert it "
                 "elsewhere with `deepvis convert` and pass the .msgpack file"
-            ) from None
+            )
         return load_pth(path, a.name)
     return read_converted(path, a)
