@@ -259,12 +259,14 @@ def cmd_occlusion(args: argparse.Namespace) -> int:
 
 def cmd_layers(args: argparse.Namespace) -> int:
     arch = get_architecture(args.model)
-    names = dv.conv_layers(arch)
-    print(f"{arch.name}: {len(names)} conv layers (--layer takes the index or the name)")
-    print(f"{'index':>5}  {'name':<8} {'channels':>8}  {'min image':>9}")
+    names = dv.layers(arch)
+    kind = "conv layers" if isinstance(arch, dv.Architecture) else "layers (the stem, then each residual block)"
+    print(f"{arch.name}: {len(names)} {kind} (--layer takes the index or the name)")
+    width = max(8, *map(len, names))
+    print(f"{'index':>5}  {'name':<{width}} {'channels':>8}  {'min image':>9}")
     for i, name in enumerate(names, 1):
         n = dv.min_image_size(arch, name)
-        print(f"{i:>5}  {name:<8} {dv.layer_channels(arch, name):>8}  {f'{n}x{n}':>9}")
+        print(f"{i:>5}  {name:<{width}} {dv.layer_channels(arch, name):>8}  {f'{n}x{n}':>9}")
     n = dv.min_image_size(arch)
     print(f"classifier: {arch.num_classes} classes, needs at least {n}x{n} pixels")
     return 0
@@ -408,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "are (default: 224; 0 keeps every image as it is)")  # fmt: skip
 
     def layer_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--layer", required=True, help="conv layer: 1-based index or name (see `deepvis layers`)")
+        p.add_argument("--layer", required=True, help="layer: 1-based index or name, e.g. conv3, conv4_2, layer3.1 (see `deepvis layers`)")
 
     def output_args(p: argparse.ArgumentParser, overwrite_help: str = "replace existing output files") -> None:
         p.add_argument("--out", default="deepvis_out", metavar="DIR", help="output folder (default: deepvis_out)")
@@ -440,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_arg(p)
     weights_arg(p)
     image_arg(p)
-    p.add_argument("--layer", default=None, help="conv layer of map (a): 1-based index or name (default: the top one)")
+    p.add_argument("--layer", default=None, help="layer of map (a): 1-based index or name (default: the top one)")
     p.add_argument("--patch", type=int, default=48, metavar="P", help="side of the grey square, pixels (default: 48)")
     p.add_argument("--stride", type=int, default=8, metavar="S", help="step of the square, pixels (default: 8)")
     p.add_argument("--channel", type=int, default=None, metavar="C",
@@ -480,8 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_convert, compiles=False)
 
-    p = sub.add_parser("layers", parents=[common], help="list the conv layers and their channel counts",
-                       description="List the conv layers of a model: index, name, channels, smallest image.")
+    p = sub.add_parser("layers", parents=[common], help="list the layers and their channel counts",
+                       description="List the visualizable layers of a model: index, name, channels, smallest image.")
     model_arg(p)
     p.set_defaults(func=cmd_layers, compiles=False)
 

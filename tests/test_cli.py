@@ -368,3 +368,49 @@ def test_construct_random_end_to_end(capsys):
     want = np.asarray(dv.construct(dv.load_model("alexnet"), 3, [88], steps=8, image_size=64, seed=0,
                                    verbose=False))[0] * 255  # fmt: skip
     np.testing.assert_allclose(png, want, atol=1.0)  # the PNG is the API's image, rounded to 8 bits
+
+
+# -------------------------------------------------------------------------------------------------------------- ResNets through every command
+
+
+def test_resnet_layers_and_check(capsys):
+    code, out, err = run(capsys, "layers", "--model", "resnet50")
+    assert code == 0 and err == ""
+    assert "resnet50: 17 layers (the stem, then each residual block)" in out
+    rows = re.findall(r"^\s+(\d+)\s+(conv1|layer[\d.]+)\s+(\d+)\s+\d+x\d+$", out, re.M)
+    assert rows[:3] == [("1", "conv1", "64"), ("2", "layer1.0", "256"), ("3", "layer1.1", "256")]
+    assert rows[-1] == ("17", "layer4.2", "2048") and len(rows) == 17
+    _png("in.png", (72, 64))
+    code, out, err = run(capsys, "check", "--model", "resnet18", "--weights", "random", "--image", "in.png")
+    assert code == 0, out + err
+    rows = dict(re.findall(r"^(conv1|layer\d\.\d|logits)\s+\S+\s+(\S+)$", out, re.M))
+    assert list(rows) == dv.layers("resnet18") + ["logits"] and all(float(v) < 1e-4 for v in rows.values()), rows
+
+
+def test_resnet_visualize_construct_occlusion_convert_atlas(capsys, tmp_path):
+    _png("in.png", (64, 64))
+    code, out, err = run(capsys, "visualize", "--model", "resnet18", "--weights", "random", "--layer", "layer2.0",
+                         "--image", "in.png", "--top-k", "3", "--method", "guided", "--out", "v")  # fmt: skip
+    assert code == 0, err
+    assert "layer: layer2.0 of resnet18, 128 channels, feature map 8x8" in out
+    for p in _written(out):
+        _assert_picture(p, 8)
+    code, out, err = run(capsys, "construct", "--model", "resnet18", "--weights", "random", "--layer", "layer1.1",
+                         "--filter", "3", "--steps", "2", "--size", "64", "--out", "c")  # fmt: skip
+    assert code == 0, err
+    assert [p.name for p in _written(out)] == ["resnet18_layer1.1_filter3.png", "resnet18_layer1.1_filters.png"]
+    code, out, err = run(capsys, "occlusion", "--model", "resnet18", "--weights", "random", "--image", "in.png",
+                         "--patch", "32", "--stride", "16", "--out", "o")  # fmt: skip
+    assert code == 0, err
+    assert "(a) layer4.1 feature map" in out and _written(out) == [Path("o/resnet18_layer4.1_occlusion.png")]
+    code, out, err = run(capsys, "convert", "--model", "resnet18", "--from", "random", "--out", "r18.msgpack")
+    assert code == 0 and dv.load_model("resnet18", weights="r18.msgpack").arch.name == "resnet18"
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        _png(tmp_path / "imgs" / f"{i}.png", (40, 48))
+    code, out, err = run(capsys, "atlas", "--model", "resnet18", "--weights", "r18.msgpack", "--images", "imgs",
+                         "--layer", "layer1.0", "--size", "40", "--top-k", "2", "--out", "a", "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert "64 channels, 3 images" in out and (tmp_path / "a" / "index.html").is_file()
+    code, _, err = run(capsys, "visualize", "--model", "resnet18", "--weights", "random", "--layer", "layer9.0")
+    assert_one_line_error(code, err, "unknown layer 'layer9.0' for resnet18", "layer index 1..9")
