@@ -1,8 +1,9 @@
 """Loading and saving weights.
 
 The converted-file format is Flax's msgpack serialization (`flax.serialization.msgpack_serialize`) of
-``{"format": "deepvis_jax", "version": 1, "arch": <name>, "variables": {"params": ..., "batch_stats": ...}}``:
-numpy arrays in a plain msgpack map, readable with no torch installed and no code executed on load.
+``{"format": "deepvis_jax", "version": 1, "arch": <name>, "variables": {"params": ..., "batch_stats": ...},
+"classifier": "trained" | "untrained"}``: numpy arrays in a plain msgpack map, readable with no torch installed
+and no code executed on load. A file without "classifier" (written before it existed) is "trained".
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def expected_shapes(arch: Architecture) -> dict[tuple[str, ...], tuple[int, ...]
     return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes).items()}
 
 
-def model_from_arrays(arch: Architecture, flat: dict[tuple[str, ...], np.ndarray], source: str) -> Model:
+def model_from_arrays(arch: Architecture, flat: dict[tuple[str, ...], np.ndarray], source: str,
+                      classifier: str = "trained") -> Model:
     """Build a Model from flattened variables, checking every name and shape (errors name the tensor)."""
     want = expected_shapes(arch)
     missing = [k for k in want if k not in flat]
@@ -59,7 +61,7 @@ def model_from_arrays(arch: Architecture, flat: dict[tuple[str, ...], np.ndarray
             )
     dtype = _target_dtype(np.asarray(flat[next(iter(want))]).dtype)
     variables = traverse_util.unflatten_dict({k: jnp.asarray(np.asarray(v, dtype=dtype)) for k, v in flat.items()})
-    return Model(variables=variables, arch=arch)
+    return Model(variables=variables, arch=arch, classifier=classifier)
 
 
 def save_model(model: Model, path: str | os.PathLike) -> Path:
@@ -71,6 +73,7 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
         "version": VERSION,
         "arch": model.arch.name,
         "variables": jax.tree_util.tree_map(np.asarray, model.variables),
+        "classifier": model.classifier,
     }
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(serialization.msgpack_serialize(state))
@@ -95,8 +98,11 @@ def read_converted(path: str | os.PathLike, arch: str | Architecture | None = No
         want = arch if isinstance(arch, Architecture) else get_architecture(arch)
         if want.name != file_arch.name:
             raise WeightsError(f"{path} holds {file_arch.name} weights, not {want.name}; pick --model {file_arch.name}")
+    classifier = state.get("classifier", "trained")
+    if classifier not in ("trained", "untrained"):
+        raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
     flat = traverse_util.flatten_dict(state["variables"])
-    return model_from_arrays(file_arch, flat, str(path))
+    return model_from_arrays(file_arch, flat, str(path), classifier)
 
 
 def torch_cache_dir() -> Path:
