@@ -147,7 +147,8 @@ class _Graph:
 def _square(values, what: str, node, source: str) -> int:
     v = list(values)
     if len(v) != 2 or v[0] != v[1]:
-        raise WeightsError(f"{source}: {node.op_type} node {node.name!r} has {what} {v}; only square ones are supported")
+        raise WeightsError(f"{source}: {node.op_type} node {node.name!r} has {what} {v}; only square ones are "
+                           "supported")  # fmt: skip
     return int(v[0])
 
 
@@ -356,8 +357,9 @@ def from_onnx(source: str | os.PathLike | Any, preprocessing: str = "caffe", see
 
     The classifier is imported when its dense layers have torchvision's shapes and order (Gemm or MatMul + Add,
     ReLUs between them; a channels-last flatten is reordered); otherwise it gets random weights from `seed` and
-    the model records ``classifier="untrained"`` (see `random_classifier`) so that no class prediction is shown as meaningful. A graph whose
-    conv stack is none of the supported architectures raises WeightsError naming what it found.
+    the model records ``classifier="untrained"`` (see `random_classifier`), so that no class prediction is shown
+    as meaningful. A graph whose conv stack is none of the supported architectures raises WeightsError naming
+    what it found.
     """
     if preprocessing not in PREPROCESSINGS:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; use one of: {', '.join(PREPROCESSINGS)}")
