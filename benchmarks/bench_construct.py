@@ -75,8 +75,9 @@ def _torch_construct(features, inits: np.ndarray, filters, steps: int, cm: np.nd
 
 
 def _jax_construct(model, steps, size):
+    # the plain channel mean, as the torch side maximizes (construct's default subtracts a contrast term)
     return dv.construct(model, "conv3", FILTERS, steps=steps, lr=LR, image_size=size, seed=0, param="pixel",
-                        decorrelate=True, transforms="none", verbose=False)  # fmt: skip
+                        decorrelate=True, transforms="none", objective=dv.channel("conv3"), verbose=False)  # fmt: skip
 
 
 def _inits(model, size) -> np.ndarray:

@@ -3,6 +3,7 @@
     deepvis visualize --weights random --layer 3          # activation grid + DeconvNet projections as PNGs
     deepvis construct --weights random --layer 3 --filter 88
     deepvis convert --model alexnet --from imagenet --out alexnet.msgpack   (needs torch)
+    deepvis convert --from vgg16.onnx --preprocessing caffe --out vgg16.msgpack   (needs onnx)
     deepvis layers --model vgg16
     deepvis occlusion --weights random --layer conv5     # occlusion sensitivity maps (the paper's Fig. 7)
     deepvis atlas --images DIR --layer conv5 --out DIR     # top-9 of every channel over a folder, index.html
@@ -48,6 +49,10 @@ CHUNK = 32  # `atlas`: channels projected and rendered at a time (bounds the mem
 
 class TorchMissingError(ImportError):
     """A subcommand that converts or compares needs torch and torchvision, and they are not installed."""
+
+
+class OnnxMissingError(TorchMissingError):
+    """`deepvis convert --from FILE.onnx` needs the onnx package, and it is not installed."""
 
 
 def _warn(msg: str) -> None:
@@ -152,6 +157,10 @@ def _save_png(image, path: Path, overwrite: bool) -> Path:
     return path
 
 
+UNTRAINED_CLASSIFIER = ("this model's classifier is untrained (only its conv layers were imported, from a graph "
+                        "whose head is not torchvision's ImageNet classifier): no class predictions")
+
+
 def _top_classes(model: dv.Model, image: np.ndarray, k: int = 5) -> list[tuple[int, float]]:
     x = dv.normalize(image.astype(np.float32)[None] / 255.0)
     logits = np.asarray(dv.classify(model, x.astype(model.dtype)), dtype=np.float64)[0]
@@ -184,7 +193,9 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     print(f"top {len(r.channels)} channels by {'strongest activation' if args.mode == 'max' else 'total activation'}:")
     for c, s in zip(np.asarray(r.channels).tolist(), np.asarray(r.scores).tolist()):
         print(f"  channel {c:4d}  score {s:10.4f}")
-    if pretrained:
+    if pretrained and not model.classifier_trained:
+        print(f"({UNTRAINED_CLASSIFIER})")
+    elif pretrained:
         if min(h, w) >= dv.min_image_size(arch):
             labels = imagenet_labels()
             print("top-5 ImageNet classes:")
@@ -247,11 +258,14 @@ def cmd_occlusion(args: argparse.Namespace) -> int:
           f"{len(r.rows)}x{len(r.cols)} positions")  # fmt: skip
     print(f"(a) {layer} feature map {r.channel}: total activation {r.baseline_feature:.4g} unoccluded, "
           f"{r.feature.min():.4g}..{r.feature.max():.4g} occluded")  # fmt: skip
-    print(f"(b) class {labels[r.target]} ({r.target}): probability {r.baseline_probability:.3g} unoccluded, "
-          f"{r.probability.min():.3g}..{r.probability.max():.3g} occluded")  # fmt: skip
-    classes, counts = np.unique(r.top_class, return_counts=True)
-    common = sorted(zip(classes.tolist(), counts.tolist()), key=lambda t: -t[1])[:5]
-    print("(c) most probable classes (positions): " + ", ".join(f"{labels[c]} ({c}): {n}" for c, n in common))
+    if model.classifier_trained:
+        print(f"(b) class {labels[r.target]} ({r.target}): probability {r.baseline_probability:.3g} unoccluded, "
+              f"{r.probability.min():.3g}..{r.probability.max():.3g} occluded")  # fmt: skip
+        classes, counts = np.unique(r.top_class, return_counts=True)
+        common = sorted(zip(classes.tolist(), counts.tolist()), key=lambda t: -t[1])[:5]
+        print("(c) most probable classes (positions): " + ", ".join(f"{labels[c]} ({c}): {n}" for c, n in common))
+    else:
+        print(f"(b), (c) not shown: {UNTRAINED_CLASSIFIER}")
     legend = [f"{i} {name}" for i, name in enumerate(labels)]
     print(f"wrote {_save_png(dv.occlusion_figure(image, r, labels=legend), out, args.overwrite)}")
     return 0
@@ -272,9 +286,35 @@ def cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_onnx(args: argparse.Namespace) -> int:
+    try:
+        import converters
+        import onnx  # noqa: F401
+    except ImportError as e:
+        raise OnnxMissingError(f"`{PROG} convert --from FILE.onnx` needs onnx ({e}); install it with "
+                                "pip install 'deepvis_jax[onnx]'") from None  # fmt: skip
+    out = Path(args.out)
+    _planned([out], args.overwrite)
+    model = converters.from_onnx(args.source, preprocessing=args.preprocessing or "caffe", seed=args.seed)
+    if args.model is not None and get_architecture(args.model).name != model.arch.name:
+        raise ValueError(f"{args.source} holds a {model.arch.name}, not a {get_architecture(args.model).name}; "
+                         f"pick --model {model.arch.name} or leave --model out")  # fmt: skip
+    converters.save(model, out)
+    print(f"wrote {out} ({model!r} from {args.source}, {args.preprocessing or 'caffe'} preprocessing folded "
+          "into conv1)")  # fmt: skip
+    if not model.classifier_trained:
+        _warn(f"{args.source}: the classifier is not torchvision's {model.arch.name} head, so random weights stand "
+              "in for it (recorded in the file): its conv layers are real, its class predictions are not")  # fmt: skip
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
+    if args.source.strip().lower().endswith(".onnx"):
+        return _convert_onnx(args)
+    if args.preprocessing is not None:
+        raise ValueError("--preprocessing applies to ONNX files only (--from FILE.onnx)")
     converters, torch, torchvision = _import_converters("convert")
-    arch = get_architecture(args.model)
+    arch = get_architecture(args.model or "alexnet")
     out = Path(args.out)
     _planned([out], args.overwrite)
     source = args.source
@@ -470,13 +510,20 @@ def build_parser() -> argparse.ArgumentParser:
     output_args(p)
     p.set_defaults(func=cmd_construct, compiles=True)
 
-    p = sub.add_parser("convert", parents=[common], help="torchvision weights -> a .msgpack file (needs torch)",
-                       description="Convert torchvision weights to a deepvis_jax .msgpack file that loads "
-                       "without torch (--weights FILE).")
-    model_arg(p)
-    p.add_argument("--from", dest="source", default="imagenet", metavar="imagenet|random|PATH.pth",
+    p = sub.add_parser("convert", parents=[common],
+                       help="torchvision (needs torch) or ONNX (needs onnx) weights -> a .msgpack file",
+                       description="Convert torchvision weights or an ONNX AlexNet/VGG graph to a deepvis_jax "
+                       ".msgpack file that loads without torch or onnx (--weights FILE).")  # fmt: skip
+    p.add_argument("--model", default=None,
+                   help=f"architecture: {MODELS} (default: alexnet; for an .onnx file it is recognized from the "
+                   "graph, and --model, when given, must agree)")  # fmt: skip
+    p.add_argument("--from", dest="source", default="imagenet", metavar="imagenet|random|PATH.pth|PATH.onnx",
                    help="imagenet: torchvision's pretrained weights (download/cache); random: seeded "
-                   "untrained weights; PATH.pth: a torchvision state dict (default: imagenet)")  # fmt: skip
+                   "untrained weights; PATH.pth: a torchvision state dict; PATH.onnx: an ONNX graph "
+                   "(default: imagenet)")  # fmt: skip
+    p.add_argument("--preprocessing", choices=("caffe", "torchvision", "unit"), default=None,
+                   help="the input an ONNX graph expects, folded into conv1: caffe (BGR, 0..255, minus the BGR "
+                   "mean; Keras VGG), torchvision (normalized RGB) or unit (RGB in [0, 1]) (default: caffe)")
     p.add_argument("--out", required=True, metavar="FILE", help="the .msgpack file to write")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")

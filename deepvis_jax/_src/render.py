@@ -184,6 +184,7 @@ def occlusion_figure(image: Any, result: Any, labels: Sequence[str] | None = Non
     probability of the target class; (c) the most probable class, one colour per class, with a legend of the
     classes that occur (most frequent first; `labels`: a name per class, default `class_labels`). Each pixel shows
     the position whose occluder is centred nearest to it; `alpha` is the weight of the map over the image.
+    When ``result.classifier`` is "untrained", only the input and (a) are drawn, with a line saying why.
     """
     img = as_rgb01(image)
     h, w = img.shape[:2]
@@ -213,6 +214,9 @@ def occlusion_figure(image: Any, result: Any, labels: Sequence[str] | None = Non
     square = _to_uint8(img)
     side = min(result.patch, h, w)
     square[:side, :side] = (0.5 * square[:side, :side] + 0.5 * 128).astype(np.uint8)  # the occluder, top-left
+    if getattr(result, "classifier", "trained") != "trained":
+        return _feature_only(square, over(heat(fa)), f"input, occluder {result.patch}px",
+                             f"(a) {result.layer} ch {result.channel}: {a_lo:.3g}..{a_hi:.3g}", min_cell)
     cells = [square, over(heat(fa)), over(heat(fb)), over(colours / 255.0)]
     titles = [
         f"input, occluder {result.patch}px",
@@ -238,6 +242,18 @@ def occlusion_figure(image: Any, result: Any, labels: Sequence[str] | None = Non
         x0, y0 = PAD + c * col_w, grid.height + PAD + r * row_h
         draw.rectangle([x0, y0 + 2, x0 + 12, y0 + 14], fill=rgb, outline=(0, 0, 0))
         draw.text((x0 + 18, y0 + 1), text, fill=(0, 0, 0), font=font)
+    return fig
+
+
+def _feature_only(square: np.ndarray, feature: np.ndarray, t0: str, t1: str, min_cell: int) -> Image.Image:
+    """The input and map (a), and one line in place of (b), (c) and the legend (an untrained classifier)."""
+    grid = _grid([square, feature], [t0, t1], 2, min_cell)
+    lines = ["(b), (c) not shown: this model's classifier is", "untrained, so its class predictions mean nothing"]
+    fig = Image.new("RGB", (grid.width, grid.height + 2 * PAD + len(lines) * (LABEL_H + 2)), BACKGROUND)
+    fig.paste(grid, (0, 0))
+    draw = ImageDraw.Draw(fig)
+    for k, line in enumerate(lines):
+        draw.text((PAD, grid.height + PAD + k * (LABEL_H + 2)), line, fill=(0, 0, 0), font=_font())
     return fig
 
 

@@ -1,8 +1,9 @@
 """Loading and saving weights.
 
 The converted-file format is Flax's msgpack serialization (`flax.serialization.msgpack_serialize`) of
-``{"format": "deepvis_jax", "version": 1, "arch": <name>, "variables": {"params": ..., "batch_stats": ...}}``:
-numpy arrays in a plain msgpack map, readable with no torch installed and no code executed on load.
+``{"format": "deepvis_jax", "version": 1, "arch": <name>, "variables": {"params": ..., "batch_stats": ...},
+"classifier": "trained" | "untrained"}``: numpy arrays in a plain msgpack map, readable with no torch installed
+and no code executed on load. A file without "classifier" (written before it existed) is "trained".
 
 PyTorch weights (a torchvision ``.pth`` file, ``weights="imagenet"``) are read by *weight loaders* that other
 packages register under the entry-point group ``deepvis_jax.weights`` (see `LOADER_GROUP`), so this package imports
@@ -60,7 +61,8 @@ def expected_shapes(arch: AnyArchitecture) -> dict[tuple[str, ...], tuple[int, .
     return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes).items()}
 
 
-def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndarray], source: str) -> Model:
+def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndarray], source: str,
+                      classifier: str = "trained") -> Model:
     """Build a Model from flattened variables, checking every name and shape (errors name the tensor)."""
     want = expected_shapes(arch)
     missing = [k for k in want if k not in flat]
@@ -77,7 +79,7 @@ def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndar
             )
     dtype = _target_dtype(np.asarray(flat[next(iter(want))]).dtype)
     variables = traverse_util.unflatten_dict({k: jnp.asarray(np.asarray(v, dtype=dtype)) for k, v in flat.items()})
-    return Model(variables=variables, arch=arch)
+    return Model(variables=variables, arch=arch, classifier=classifier)
 
 
 def save_model(model: Model, path: str | os.PathLike) -> Path:
@@ -89,6 +91,7 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
         "version": VERSION,
         "arch": model.arch.name,
         "variables": jax.tree_util.tree_map(np.asarray, model.variables),
+        "classifier": model.classifier,
     }
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(serialization.msgpack_serialize(state))
@@ -113,8 +116,11 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
         want = get_architecture(arch) if isinstance(arch, str) else arch
         if want.name != file_arch.name:
             raise WeightsError(f"{path} holds {file_arch.name} weights, not {want.name}; pick --model {file_arch.name}")
+    classifier = state.get("classifier", "trained")
+    if classifier not in ("trained", "untrained"):
+        raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
     flat = traverse_util.flatten_dict(state["variables"])
-    return model_from_arrays(file_arch, flat, str(path))
+    return model_from_arrays(file_arch, flat, str(path), classifier)
 
 
 def weight_loader(name: str, entry_points: Iterable[Any] | None = None) -> Callable[..., Model] | None:

@@ -53,10 +53,17 @@ class Model:
 
     Pass it straight through `jax.jit`, `jax.vmap` and `jax.grad`. ``variables`` is the Flax variable dict
     ``{"params": ..., "batch_stats": ...}`` (``batch_stats`` for the networks with BatchNorm).
+    ``classifier`` is ``"trained"``, or ``"untrained"`` when only the conv layers carry real weights (an ONNX
+    import whose head is not torchvision's): then its class predictions mean nothing and are never shown as such.
     """
 
     variables: dict
     arch: Any = struct.field(pytree_node=False)  # an Architecture or ResNetArchitecture
+    classifier: str = struct.field(pytree_node=False, default="trained")  # "trained" | "untrained"
+
+    @property
+    def classifier_trained(self) -> bool:
+        return self.classifier == "trained"
 
     @property
     def name(self) -> str:
@@ -80,7 +87,8 @@ class Model:
 
     def __repr__(self) -> str:
         n = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(self.variables))
-        return f"Model({self.arch.name}, {n:,} parameters, {self.dtype})"
+        head = "" if self.classifier_trained else ", untrained classifier"
+        return f"Model({self.arch.name}, {n:,} parameters, {self.dtype}{head})"
 
 
 def init_model(arch: str | AnyArchitecture, seed: int = 0, dtype=None) -> Model:

@@ -81,16 +81,26 @@ def _layer_activation(model: Model, x: Array, layer, target: Array, pre_relu: bo
     return model.apply(x[None], upto=name, channels=channels, pre_relu=pre_relu)[0, :, :, 0]
 
 
-def channel(layer, pre_relu: bool = True) -> Objective:
-    """Mean activation of channel ``target`` of conv `layer` (name or 1-based index), before its ReLU by default.
+def channel(layer, pre_relu: bool = True, contrast: float = 0.0) -> Objective:
+    """Mean activation of channel ``target`` of `layer` (name or 1-based index), before its ReLU by default,
+    minus `contrast` times the largest mean activation among the layer's other channels.
 
     Pre-ReLU is the default because a channel that starts negative everywhere has zero gradient after the ReLU.
+    With ``contrast > 0`` the image must excite the target more than any other channel, not merely a lot (on
+    trained VGG16 a plain channel mean leaves low-gain conv3_3 filters behind channels of higher gain); the whole
+    layer is then computed instead of the target channel alone.
     """
-    return Objective(
-        lambda model, x, t: jnp.mean(_layer_activation(model, x, layer, t, pre_relu)),
-        lambda model: layer_channels(model, layer),
-        ("channel", layer, bool(pre_relu)),
-    )
+    contrast = float(contrast)
+
+    def fn(model, x, t):
+        if not contrast:
+            return jnp.mean(_layer_activation(model, x, layer, t, pre_relu))
+        means = jnp.mean(model.apply(x[None], upto=layer_name(model, layer), pre_relu=pre_relu)[0], axis=(0, 1))
+        others = jnp.where(jnp.arange(means.shape[0]) == t, -jnp.inf, means)
+        return means[t] - contrast * jnp.max(others)
+
+    key = ("channel", layer, bool(pre_relu)) + ((contrast,) if contrast else ())
+    return Objective(fn, lambda model: layer_channels(model, layer), key)
 
 
 def neuron(layer, y: int | None = None, x: int | None = None, pre_relu: bool = True) -> Objective:
