@@ -27,7 +27,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .deconv import forward, project
+from .deconv import forward, project_units
 from .nets import AnyArchitecture, Layer, Model, _arch_of, layer_channels, layer_hw, layer_name, normalize
 
 Array = jax.Array
@@ -354,13 +354,13 @@ def _crop(a: Array, top: Array, left: Array, size: int) -> Array:
 
 @functools.partial(jax.jit, static_argnames=("name", "size"))
 def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int):
+    """Each winner's DeconvNet projection on the crop holding its receptive field, and its image patch."""
     x = normalize(images.astype(model.dtype) / 255.0)
-    act, switches = forward(model, x, name)
-    n = act.shape[0]
-    signal = jnp.zeros_like(act).at[jnp.arange(n), rows, cols, chans].set(values.astype(act.dtype))
-    recon = project(model, switches, signal, name)
+    _, switches = forward(model, x, name)
+    units = jnp.stack([jnp.arange(images.shape[0]), rows, cols, chans], axis=1)
+    recon = project_units(model, switches, units, values.astype(model.dtype), name, crop_to_field=True)
     crop = jax.vmap(functools.partial(_crop, size=size))
-    return crop(recon.astype(jnp.float32), tops, lefts), crop(images, tops, lefts)
+    return recon.astype(jnp.float32), crop(images, tops, lefts)
 
 
 # --------------------------------------------------------------------------------------------------------------
