@@ -1,10 +1,10 @@
 """deepvis_jax: Zeiler & Fergus's DeconvNet and activation maximization for AlexNet, VGG and ResNets in JAX/Flax."""
 
 from deepvis_jax._src.atlas import Atlas as Atlas
-from deepvis_jax._src.atlas import ReceptiveField as ReceptiveField
+from deepvis_jax._src.nets import ReceptiveField as ReceptiveField
 from deepvis_jax._src.atlas import atlas as atlas
 from deepvis_jax._src.atlas import atlas_project as atlas_project
-from deepvis_jax._src.atlas import receptive_field as receptive_field
+from deepvis_jax._src.nets import receptive_field as receptive_field
 from deepvis_jax._src.atlas_render import render_atlas as render_atlas
 from deepvis_jax._src.optvis.objectives import Objective as Objective
 from deepvis_jax._src.optvis.param import Parameterization as Parameterization

@@ -5,9 +5,9 @@ mesh (`jax.sharding.Mesh`, `jax.shard_map`): every device takes the per-channel 
 are all-gathered and merged with the running top-k, which stays replicated on the devices. The order is total --
 larger activation first, then smaller image index, then smaller position (row-major) -- so the result does not
 depend on the batch size or on the number of devices. The state is ``(C, k)`` arrays whatever the number of
-images, and can be checkpointed (atomically, ``.npz``) and resumed. Afterwards only the winning images are run
-again through `forward` for their switches, each winner is projected (DeconvNet "max" mode: a one-hot signal with
-its activation at its position) and its receptive field is cropped from the projection and from the image.
+images, and can be checkpointed (atomically, ``.npz``) and resumed. Afterwards each winner is projected (DeconvNet
+"max" mode: its activation as the signal at its unit) by `project_units` on the crop of its image that holds its
+receptive field (forward pass for the switches included), and the same window is cut from the image.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .deconv import forward, project_units
-from .nets import AnyArchitecture, Layer, Model, _arch_of, layer_channels, layer_hw, layer_name, normalize
+from .deconv import project_units
+from .nets import Layer, Model, ReceptiveField, layer_channels, layer_hw, layer_name, normalize, receptive_field
 
 Array = jax.Array
 
@@ -41,31 +41,6 @@ STATE_VERSION = 1
 # --------------------------------------------------------------------------------------------------------------
 # Receptive fields
 # --------------------------------------------------------------------------------------------------------------
-
-
-class ReceptiveField(NamedTuple):
-    """Unit ``i`` of the layer sees input rows ``offset + stride * i`` .. ``offset + stride * i + size - 1``."""
-
-    size: int
-    stride: int
-    offset: int
-
-    def box(self, row: int, col: int, hw: Sequence[int]) -> tuple[int, int, int, int]:
-        """``(top, bottom, left, right)`` (ends exclusive) of unit ``(row, col)``, clipped to an ``hw`` image."""
-        t, l = self.offset + self.stride * row, self.offset + self.stride * col
-        return max(t, 0), min(t + self.size, hw[0]), max(l, 0), min(l + self.size, hw[1])
-
-
-def receptive_field(model: Model | AnyArchitecture | str, layer: Layer) -> ReceptiveField:
-    """Receptive field of one unit of conv `layer` (after its ReLU), from the kernels, strides and paddings below.
-
-    AlexNet conv1: ``ReceptiveField(size=11, stride=4, offset=-2)``, so unit (0, 0) covers rows and columns -2..8.
-    """
-    arch = _arch_of(model)
-    size, stride, offset = 1, 1, 0
-    for k, s, p in reversed(arch.spatial(layer_name(arch, layer))):
-        size, offset, stride = (size - 1) * s + k, offset * s - p, stride * s
-    return ReceptiveField(size, stride, offset)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -356,9 +331,9 @@ def _crop(a: Array, top: Array, left: Array, size: int) -> Array:
 def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int):
     """Each winner's DeconvNet projection on the crop holding its receptive field, and its image patch."""
     x = normalize(images.astype(model.dtype) / 255.0)
-    _, switches = forward(model, x, name)
     units = jnp.stack([jnp.arange(images.shape[0]), rows, cols, chans], axis=1)
-    recon = project_units(model, switches, units, values.astype(model.dtype), name, crop_to_field=True)
+    # forward and projection on each winner's receptive-field crop only
+    recon = project_units(model, x, units, values.astype(model.dtype), name, crop_to_field=True)
     crop = jax.vmap(functools.partial(_crop, size=size))
     return recon.astype(jnp.float32), crop(images, tops, lefts)
 
@@ -537,9 +512,10 @@ def atlas_project(
     """Fill in ``projections`` and ``patches`` of `result` for `channels` (default: all).
 
     `images` must give the stream's images by index: a sequence of arrays, a folder (as passed to `atlas`), or
-    the source `atlas` used internally. Each winner's image is run again through `forward` for its switches, a
-    one-hot signal with the winner's activation at its position is projected with `project`, and the receptive
-    field (``result.receptive_field``) is cropped from the projection and from the image.
+    the source `atlas` used internally. Each winner's unit (its activation as the signal) is projected with
+    ``project_units(model, images, ..., crop_to_field=True)``, whose forward pass (for the switches) and projection
+    both run on the crop holding the unit's receptive field only; it returns that field's window
+    (``result.receptive_field``), and the same window is cropped from the image.
     """
     name, k = result.layer, result.values.shape[1]
     if isinstance(images, (str, os.PathLike)):

@@ -21,8 +21,8 @@ import numpy as np
 from flax import struct
 from jax import lax
 
-from .nets import Layer, Model, check_input, layer_hw, layer_name, normalize
-from .rules import METHODS, CropReplay, Record, Replay, Shapes, Switches, check_method
+from .nets import Layer, Model, check_input, layer_hw, layer_name, normalize, receptive_field
+from .rules import METHODS, CropRecord, CropReplay, Record, Replay, Shapes, Switches, _slice_map, check_method
 
 Array = jax.Array
 
@@ -130,20 +130,12 @@ def project_channels(
 _GEOMETRY: dict = {}
 
 
-def receptive_field_of(model: Model, name: str) -> tuple[int, int, int]:
-    """(size, stride, offset) of one unit of `name`, from the (kernel, stride, padding) path below it."""
-    size, stride, offset = 1, 1, 0
-    for k, s, p in reversed(model.arch.spatial(name)):
-        size, offset, stride = (size - 1) * s + k, offset * s - p, stride * s
-    return size, stride, offset
-
-
 def _geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple:
     """Each ReLU's map and each max-pool's input/output maps on an `hw` image, in call order, with their
     cumulative strides (from a second trace at ``hw + stride``: a map grows by stride / its own stride)."""
     key = (model.arch, name, tuple(hw))
     if key not in _GEOMETRY:
-        _, stride, _ = receptive_field_of(model, name)
+        _, stride, _ = receptive_field(model, name)
 
         def calls(h, w):
             ops = Shapes()
@@ -170,24 +162,31 @@ def crop_geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple[tuple[i
     """The crop `project_units` computes on: its (height, width), and the unit's receptive field size, stride and
     offset. A crop is `size + stride - 1` pixels (the field, and the slack to start at a multiple of the stride),
     or the whole image along an axis where that is not smaller."""
-    size, stride, offset = receptive_field_of(model, name)
+    size, stride, offset = receptive_field(model, name)
     side = size + stride - 1
     return (min(side, hw[0]), min(side, hw[1])), size, stride, offset
 
 
-def _project_unit(model, switches, unit, value, name, method, crop_to_field):
-    """One unit's projection: (H, W, 3), or (R, R, 3) with `crop_to_field` (its receptive field's window)."""
-    H, W = switches.input_hw
+def _project_unit(model, source, unit, value, name, method, crop_to_field):
+    """One unit's projection: (H, W, 3), or (R, R, 3) with `crop_to_field` (its receptive field's window).
+    `source`: the whole images' `Switches`, or the normalized images (N, H, W, 3), whose crop is then run forward
+    too (recording the crop's own switches)."""
+    from_images = not isinstance(source, Switches)
+    H, W = source.shape[1:3] if from_images else source.input_hw
     (hc, wc), size, stride, offset = crop_geometry(model, name, (H, W))
     n, row, col, channel = unit[0], unit[1], unit[2], unit[3]
     first = -(offset // stride)  # how many strides the field starts before its unit: ceil(-offset / stride)
     tops = jnp.stack([stride * (row - first) if hc < H else 0 * row, stride * (col - first) if wc < W else 0 * col])
-    one = jax.tree_util.tree_map(lambda a: lax.dynamic_index_in_dim(a, n, 0, keepdims=True), switches)
+    one = jax.tree_util.tree_map(lambda a: lax.dynamic_index_in_dim(a, n, 0, keepdims=True), source)
     geometry = _geometry(model, name, (H, W))
     channels = jnp.reshape(channel, (1,))
+    if from_images:  # the crop's forward pass records the switches and masks the projection reads
+        record = CropRecord(geometry, tops)
+        model.apply(_slice_map(one, tops, (hc, wc), 0), upto=name, ops=record)
+        one = record.switches((hc, wc))
 
     def replay(x):
-        ops = CropReplay(one, method, geometry, tops)
+        ops = CropReplay(one, method, geometry, tops, local=from_images)
         return model.apply(x, upto=name, channels=channels, ops=ops)
 
     x0 = jnp.zeros((1, hc, wc, 3), model.dtype)
@@ -213,18 +212,21 @@ def _project_unit(model, switches, unit, value, name, method, crop_to_field):
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "method", "crop_to_field"))
-def project_units(model: Model, switches: Switches, units: Array, values: Array, layer: Layer,
+def project_units(model: Model, source: Switches | Array, units: Array, values: Array, layer: Layer,
                   method: str = "deconv", crop_to_field: bool = False) -> Array:  # fmt: skip
     """Projections of single units, each computed on the crop of the input that holds its receptive field.
 
-    `units` (K, 4) int: (image n, row, col, channel) in `layer`'s map of the images `switches` were recorded on
-    (``forward(model, x, layer)``); `values` (K,): the signal at each unit (its activation, for the paper's
-    figures). Returns (K, H, W, 3): the same as ``project`` of a signal that is `values[k]` at unit k and zero
-    elsewhere (float64: to rounding), but each unit's vjp runs on a crop of ``receptive field + stride - 1``
-    pixels aligned to the layer's cumulative stride, so that every pool and strided conv sees the windows it sees
-    on the whole image; where the field runs past the image, the crop's ReLU and pool outputs are zeroed as the
-    whole network's padding is. With ``crop_to_field=True`` each projection is returned as its receptive field's
-    window (K, R, R, 3), zero outside the image (what the atlas shows). Vmapped over the K units.
+    `source`: the `Switches` that ``forward(model, x, layer)`` recorded on images ``x``, or those normalized
+    images ``x`` (N, H, W, 3) themselves: then each unit's forward pass runs on its crop as well (recording the
+    switches and masks inside its field, which equal the whole image's), and nothing runs on the whole image.
+    `units` (K, 4) int: (image n, row, col, channel) in `layer`'s map; `values` (K,): the signal at each unit (its
+    activation, for the paper's figures). Returns (K, H, W, 3): the same as ``project`` of a signal that is
+    `values[k]` at unit k and zero elsewhere (float64: to rounding), but each unit's vjp runs on a crop of
+    ``receptive field + stride - 1`` pixels aligned to the layer's cumulative stride, so that every pool and
+    strided conv sees the windows it sees on the whole image; where the field runs past the image, the crop's ReLU
+    and pool outputs are zeroed as the whole network's padding is. With ``crop_to_field=True`` each projection is
+    returned as its receptive field's window (K, R, R, 3), zero outside the image (what the atlas shows).
+    Vmapped over the K units.
     """
     name = layer_name(model, layer)
     check_method(method)
@@ -232,9 +234,12 @@ def project_units(model: Model, switches: Switches, units: Array, values: Array,
         raise ValueError(f"units must be shaped (K, 4): (image, row, col, channel) each; got {getattr(units, 'shape', None)}")
     if getattr(values, "shape", None) != units.shape[:1]:
         raise ValueError(f"values must be shaped ({units.shape[0]},), one per unit; got {getattr(values, 'shape', None)}")
-    if method != "deconv" and not switches.relus:
-        raise ValueError(f"method {method!r} needs the forward ReLU masks; record the switches with forward()")
-    return jax.vmap(lambda u, v: _project_unit(model, switches, u, v, name, method, crop_to_field))(
+    if isinstance(source, Switches):
+        if method != "deconv" and not source.relus:
+            raise ValueError(f"method {method!r} needs the forward ReLU masks; record the switches with forward()")
+    else:
+        check_input(source)
+    return jax.vmap(lambda u, v: _project_unit(model, source, u, v, name, method, crop_to_field))(
         units.astype(jnp.int32), values)
 
 

@@ -306,20 +306,13 @@ def _valid(start: Array, size: tuple, full: tuple) -> Array:
     return ok[None, :, :, None]
 
 
-class CropReplay(Replay):
-    """`Replay` on a window of the input (a crop holding one unit's receptive field) instead of the whole image.
+class _Window:
+    """The geometry of a crop: `geometry` lists, in call order, each ReLU's and max-pool's map sizes on the whole
+    image with their cumulative strides, and `offset` (traced, a multiple of every stride) is the crop's top-left
+    corner in the image. Every ReLU's and pool's output is zeroed where the crop lies outside the whole image's
+    map: there the whole network has padding, not units."""
 
-    `switches` are the whole image's; `geometry` lists, in call order, each ReLU's and max-pool's map sizes on the
-    whole image together with their cumulative strides, and `offset` (traced, a multiple of every stride) is the
-    crop's top-left corner in the image. Each max-pool gathers at the whole image's switches read at the crop's
-    window, each ReLU takes the window of its recorded mask, and every ReLU's and pool's output is zeroed where the
-    window lies outside the whole image's map: there the whole network has padding, not units. Inside the unit's
-    receptive field every switch, mask and weight is the same as on the whole image, so the vjp from that unit is
-    the same projection, computed on the crop.
-    """
-
-    def __init__(self, switches: Switches, method: str, geometry: tuple, offset: Array):
-        super().__init__(switches, method)
+    def _window(self, geometry: tuple, offset: Array) -> None:
         self.geometry, self.offset, self.n_calls = geometry, offset, 0
 
     def _next(self, kind: str) -> tuple:
@@ -328,11 +321,46 @@ class CropReplay(Replay):
         assert call[0] == kind, (call, kind)  # the same network, called in the same order
         return call
 
+
+class CropRecord(_Window, Record):
+    """`Record` on a crop of the input (see `_Window`): inside a unit's receptive field it records the whole
+    image's switches and masks. A pool reads -inf outside the whole map (the padding a padded pool sees)."""
+
+    def __init__(self, geometry: tuple, offset: Array):
+        super().__init__()
+        self._window(geometry, offset)
+
+    def relu(self, x: Array, channels: Array | None = None) -> Array:
+        _, full, stride = self._next("relu")
+        x = jnp.where(_valid(self.offset // stride, tuple(x.shape[1:3]), full), x, jnp.zeros((), x.dtype))
+        return super().relu(x, channels)
+
+    def max_pool(self, x: Array, window: int, stride: int, padding: int = 0) -> Array:
+        _, full_in, full_out, out_stride = self._next("pool")
+        inside = _valid(self.offset // (out_stride // stride), tuple(x.shape[1:3]), full_in)
+        y = super().max_pool(jnp.where(inside, x, jnp.asarray(-jnp.inf, x.dtype)), window, stride, padding)
+        return jnp.where(_valid(self.offset // out_stride, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
+
+
+class CropReplay(_Window, Replay):
+    """`Replay` on a window of the input (a crop holding one unit's receptive field) instead of the whole image.
+
+    `switches` are the whole image's (each max-pool gathers at them read at the crop's window, each ReLU takes the
+    window of its recorded mask), or with ``local=True`` the crop's own, recorded by `CropRecord`. Outputs outside
+    the whole map are zeroed (see `_Window`). Inside the unit's receptive field every switch, mask and weight is
+    the same as on the whole image, so the vjp from that unit is the same projection, computed on the crop.
+    """
+
+    def __init__(self, switches: Switches, method: str, geometry: tuple, offset: Array, local: bool = False):
+        super().__init__(switches, method)
+        self._window(geometry, offset)
+        self.local = local
+
     def relu(self, x: Array, channels: Array | None = None) -> Array:
         _, full, stride = self._next("relu")
         start = self.offset // stride
         size = tuple(x.shape[1:3])
-        if self.method != "deconv":  # the rules read the masks: take their window (False outside the map)
+        if self.method != "deconv" and not self.local:  # the rules read the masks: take their window
             i = self.n_relus
             self.relus[i] = _slice_map(self.relus[i], start, size, False)
         y = super().relu(x, channels)
@@ -340,10 +368,12 @@ class CropReplay(Replay):
 
     def max_pool(self, x: Array, window: int, stride: int, padding: int = 0) -> Array:
         _, _, full_out, out_stride = self._next("pool")
-        sw = self.pools[self.n_pools]
         start = self.offset // out_stride
-        out_size = ((x.shape[1] + 2 * padding - window) // stride + 1, (x.shape[2] + 2 * padding - window) // stride + 1)
-        index = _slice_map(sw.index, start, out_size, 0)
-        self.pools[self.n_pools] = sw.replace(index=index, in_hw=tuple(x.shape[1:3]))
+        if not self.local:
+            sw = self.pools[self.n_pools]
+            out_size = ((x.shape[1] + 2 * padding - window) // stride + 1,
+                        (x.shape[2] + 2 * padding - window) // stride + 1)  # fmt: skip
+            index = _slice_map(sw.index, start, out_size, 0)
+            self.pools[self.n_pools] = sw.replace(index=index, in_hw=tuple(x.shape[1:3]))
         y = super().max_pool(x, window, stride, padding)
-        return jnp.where(_valid(start, out_size, full_out), y, jnp.zeros((), y.dtype))
+        return jnp.where(_valid(start, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))

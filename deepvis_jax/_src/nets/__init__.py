@@ -14,7 +14,7 @@ Every module takes ``(x, upto=None, channels=None, pre_relu=False, collect=False
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence, Union
+from typing import Any, NamedTuple, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -164,6 +164,31 @@ def spatial_size(path: Sequence[tuple[int, int, int]], hw: Sequence[int]) -> tup
         if h < 1 or w < 1:
             return None
     return h, w
+
+
+class ReceptiveField(NamedTuple):
+    """Unit ``i`` of the layer sees input rows ``offset + stride * i`` .. ``offset + stride * i + size - 1``."""
+
+    size: int
+    stride: int
+    offset: int
+
+    def box(self, row: int, col: int, hw: Sequence[int]) -> tuple[int, int, int, int]:
+        """``(top, bottom, left, right)`` (ends exclusive) of unit ``(row, col)``, clipped to an ``hw`` image."""
+        t, l = self.offset + self.stride * row, self.offset + self.stride * col
+        return max(t, 0), min(t + self.size, hw[0]), max(l, 0), min(l + self.size, hw[1])
+
+
+def receptive_field(model: Model | AnyArchitecture | str, layer: Layer) -> ReceptiveField:
+    """Receptive field of one unit of conv `layer` (after its ReLU), from the kernels, strides and paddings below.
+
+    AlexNet conv1: ``ReceptiveField(size=11, stride=4, offset=-2)``, so unit (0, 0) covers rows and columns -2..8.
+    """
+    arch = _arch_of(model)
+    size, stride, offset = 1, 1, 0
+    for k, s, p in reversed(arch.spatial(layer_name(arch, layer))):
+        size, offset, stride = (size - 1) * s + k, offset * s - p, stride * s
+    return ReceptiveField(size, stride, offset)
 
 
 @functools.lru_cache(maxsize=None)
