@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["classify", "visualize", "units", "construct", "atlas", "coldstart", "occlusion"]
+BENCHMARKS = ["classify", "visualize", "units", "batch", "construct", "atlas", "coldstart", "occlusion"]
 
 
 def main(argv=None) -> int:

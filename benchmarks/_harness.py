@@ -37,12 +37,14 @@ def _block(out):
     return jax.tree_util.tree_map(lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, out)
 
 
-def time_jax(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
-    """(first-call seconds, steady-state median seconds, result) of a JAX callable."""
+def time_jax(fn: Callable[[], Any], repeats: int, warmup: bool = True) -> tuple[float, float, Any]:
+    """(first-call seconds, steady-state median seconds, result) of a JAX callable. ``warmup=False`` skips the
+    second untimed call (for long calls, where the first one already compiled and warmed up)."""
     t0 = time.perf_counter()
     out = _block(fn())
     first = time.perf_counter() - t0
-    _block(fn())  # untimed warm-up beyond compilation
+    if warmup:
+        _block(fn())  # untimed warm-up beyond compilation
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -51,15 +53,16 @@ def time_jax(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
     return first, statistics.median(times), out
 
 
-def time_torch(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """(steady-state median seconds, result) of a torch callable, after one untimed warm-up."""
-    out = fn()
+def time_torch(fn: Callable[[], Any], repeats: int, warmup: Callable[[], Any] | None = None) -> tuple[float, Any]:
+    """(steady-state median seconds, result) of a torch callable, after one untimed warm-up (`fn` itself, or a
+    shorter `warmup` callable doing the same work on less data; the result is then the last timed call's)."""
+    out = fn() if warmup is None else warmup()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        res = fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    return statistics.median(times), (out if warmup is None else res)
 
 
 def max_rel(a, b) -> float:

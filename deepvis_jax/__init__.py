@@ -64,6 +64,7 @@ from deepvis_jax._src.deconv import visualize as visualize
 from deepvis_jax._src.occlusion import OcclusionResult as OcclusionResult
 from deepvis_jax._src.occlusion import occlusion as occlusion
 from deepvis_jax._src.render import activation_grid as activation_grid
+from deepvis_jax._src.render import batch_sheet as batch_sheet
 from deepvis_jax._src.render import occlusion_figure as occlusion_figure
 from deepvis_jax._src.render import contact_sheet as contact_sheet
 from deepvis_jax._src.render import projection_sheet as projection_sheet

@@ -1,6 +1,7 @@
 """The `deepvis` command, thin over the library.
 
     deepvis visualize --weights random --layer 3          # activation grid + DeconvNet projections as PNGs
+    deepvis visualize --weights random --layer 3 --image DIR   # every image of a folder, in compiled batches
     deepvis construct --weights random --layer 3 --filter 88
     deepvis convert --model alexnet --from imagenet --out alexnet.msgpack   (needs torch)
     deepvis convert --from vgg16.onnx --preprocessing caffe --out vgg16.msgpack   (needs onnx)
@@ -27,9 +28,11 @@ from typing import Sequence
 import numpy as np
 
 import deepvis_jax as dv
-from deepvis_jax._src.atlas import _layer_hw, list_images
+from deepvis_jax._src.atlas import _layer_hw, list_images, load_square, read_ahead
 from deepvis_jax._src.atlas_render import write_index, write_sheets
+from deepvis_jax._src.deconv import visualize_chunk
 from deepvis_jax._src.images import check_image_size, imagenet_labels, resize_shorter
+from deepvis_jax._src.render import batch_names, batch_paths, summary_row
 from deepvis_jax._src.nets import get_architecture
 
 PROG = "deepvis"
@@ -180,7 +183,9 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     layer, channels = _layer_and_channels(arch.name, args.layer)
     if not 1 <= args.top_k <= channels:
         raise ValueError(f"--top-k {args.top_k} is out of range for {layer} of {arch.name}: use 1..{channels}")
-    image, what = _load_input(args.image, args.size)
+    if args.image and (len(args.image) > 1 or Path(args.image[0]).is_dir()):
+        return _visualize_many(args, arch, layer)
+    image, what = _load_input(args.image[0] if args.image else None, args.size)
     check_image_size(arch, image.shape[:2], layer)
     out = Path(args.out)
     model, pretrained = _resolve_weights(arch.name, args.weights)
@@ -205,6 +210,90 @@ def cmd_visualize(args: argparse.Namespace) -> int:
             print(f"(image smaller than {dv.min_image_size(arch)} px: too small to classify)")
     for p in dv.save_result(r, out, image=image, overwrite=args.overwrite):
         print(f"wrote {p}")
+    return 0
+
+
+def _image_files(paths: Sequence[str]) -> list[tuple[Path, str]]:
+    """(file, name) for each --image path: a folder's image files (recursively, sorted; named by their path inside
+    it), a file as given (named by its file name; a missing one is reported and skipped like a corrupt one)."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += [(f, f.relative_to(p).as_posix()) for f in list_images(p)]
+        else:
+            files.append((p, p.name))
+    return files
+
+
+def _visualize_many(args: argparse.Namespace, arch, layer: str) -> int:
+    """`visualize --image DIR` (or several files): batches of --batch-size images read and resized by a thread
+    pool while the device computes the previous batch; one pair of PNGs per image and a summary sheet. A file that
+    cannot be read is reported in one line and skipped."""
+    from tqdm.auto import tqdm
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.size < 1:
+        raise ValueError(f"--size {args.size}: several images are visualized in batches of one size, so they are "
+                         "resized and center-cropped to SxS; give --size S (at least 1)")  # fmt: skip
+    check_image_size(arch, (args.size, args.size), layer)
+    files = _image_files(args.image)
+    stems = batch_names(len(files), [name for _, name in files])
+    out = Path(args.out)
+    summary = out / f"{layer}_summary.png"
+    _planned([*batch_paths(out, layer, stems), summary], args.overwrite)
+    model, _ = _resolve_weights(arch.name, args.weights)
+    print(f"images: {len(files)} files, resized and center-cropped to {args.size}x{args.size}, "
+          f"{args.batch_size} at a time")  # fmt: skip
+    print(f"layer: {layer} of {arch.name}, {dv.layer_channels(arch, layer)} channels; top {args.top_k} channels "
+          f"per image by {'strongest' if args.mode == 'max' else 'total'} activation")  # fmt: skip
+
+    rows, row_channels, row_stems, skipped = [], [], [], 0
+    bar = tqdm(total=len(files), unit="img", desc=f"visualize {layer}", disable=args.quiet, dynamic_ncols=True)
+
+    def finish(r, imgs, names):  # to the host: print, write the PNGs, keep the summary's thumbnails
+        for j, stem in enumerate(names):
+            ch, sc = np.asarray(r.channels[j]).tolist(), np.asarray(r.scores[j]).tolist()
+            bar.write(f"{stem}: " + ", ".join(f"ch {c} ({s:.4g})" for c, s in zip(ch, sc)), file=sys.stdout)
+        dv.save_result(r, out, image=imgs, overwrite=args.overwrite, names=names)
+        for j in range(len(names)):
+            rows.append(summary_row(imgs[j], np.asarray(r.projections[j]), np.asarray(r.channels[j])))
+            row_channels.append(np.asarray(r.channels[j]))
+        row_stems.extend(names)
+
+    pending = None
+    try:
+        for first, n, results in read_ahead([f for f, _ in files], lambda f: load_square(f, args.size),
+                                            args.batch_size):  # fmt: skip
+            good = []
+            for i, a in zip(range(first, first + n), results):
+                if isinstance(a, BaseException):
+                    skipped += 1
+                    msg = _message(a)
+                    msg = msg if str(files[i][0]) in msg else f"{files[i][0]}: {msg}"
+                    bar.write(f"{PROG}: warning: skipped {msg}", file=sys.stderr)
+                else:
+                    good.append((i, a))
+            if good:
+                imgs = np.stack([a for _, a in good])
+                r = visualize_chunk(model, imgs, layer, args.top_k, args.mode, "max", args.method, args.batch_size)
+                if pending is not None:  # the device computes this batch while the last one is written
+                    finish(*pending)
+                pending = (r, imgs, [stems[i] for i, _ in good])
+            bar.update(n)
+        if pending is not None:
+            finish(*pending)
+    finally:
+        bar.close()
+    if not rows:
+        raise ValueError(f"none of the {len(files)} images could be read")
+    sheet = dv.batch_sheet(None, None, np.stack(row_channels), names=row_stems, rows=rows)
+    _save_png(sheet, summary, args.overwrite)
+    print(f"wrote {2 * len(rows)} PNGs to {out} ({len(rows)} images: <name>_{layer}_activations.png and "
+          f"<name>_{layer}_projections.png)")  # fmt: skip
+    print(f"wrote {summary}")
+    if skipped:
+        print(f"skipped {skipped} of {len(files)} files that could not be read (see the warnings)")
     return 0
 
 
@@ -459,10 +548,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("visualize", parents=[common], help="activations of a layer and DeconvNet projections",
                        description="Run an image through the network, write the layer's activation grid and the "
                        "DeconvNet projections of its most active channels as PNGs, and print the layer, its "
-                       "channel count, the top channels and (pretrained weights) the top-5 ImageNet classes.")
+                       "channel count, the top channels and (pretrained weights) the top-5 ImageNet classes. With "
+                       "a folder or several files (--image DIR or --image A B ...), every image is visualized "
+                       "(in compiled batches of --batch-size, read ahead in the background, with a progress bar): "
+                       "one line of top channels and a pair of PNGs per image, plus one summary sheet; a file that "
+                       "cannot be read is reported in one line and skipped.")
     model_arg(p)
     weights_arg(p)
-    image_arg(p)
+    p.add_argument("--image", metavar="PATH", nargs="+", default=None,
+                   help="an image file (any format Pillow reads; default: the packaged astronaut photo); or a "
+                   "folder (searched recursively) or several files: each image is resized and center-cropped to "
+                   "SxS, visualized in batches, and written as <name>_<layer>_activations.png and "
+                   "<name>_<layer>_projections.png plus a summary sheet <layer>_summary.png; a file that cannot "
+                   "be read is reported and skipped")  # fmt: skip
+    p.add_argument("--size", type=int, default=224, metavar="S",
+                   help="one image: shrink it so its shorter side is S pixels, smaller images are kept as they are "
+                   "(0 keeps every image as it is); several: resize the shorter side to S and center-crop to SxS "
+                   "(default: 224)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=8, metavar="N",
+                   help="several images: images per compiled batch; bounds memory (default: 8)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="several images: no progress bar")
     layer_arg(p)
     p.add_argument("--top-k", type=int, default=9, metavar="K", help="channels to project (default: 9)")
     p.add_argument("--mode", choices=("max", "all"), default="max",

@@ -272,7 +272,7 @@ def test_bad_inputs_raise_useful_errors(vgg, alexnet):
     for k in (0, 65, True, 2.0):
         with pytest.raises(ValueError, match=r"top_k must be an int in 1\.\.64"):
             dv.visualize(vgg, img, 1, top_k=k)
-    for shape in [(40, 40), (1, 40, 40, 3), (40, 40, 4)]:
+    for shape in [(40, 40), (1, 40, 40, 4), (40, 40, 4)]:  # (N, H, W, 3) is a batch (tests/test_batch.py)
         with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
             dv.visualize(vgg, np.zeros(shape, np.float32), 1)
     with pytest.raises(ValueError, match="dtype int64"):

@@ -28,13 +28,13 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .deconv import project_units
+from .images import IMAGE_EXTENSIONS, load_image
 from .nets import Layer, Model, ReceptiveField, layer_channels, layer_hw, layer_name, normalize, receptive_field
 
 Array = jax.Array
 
 AXIS = "data"
 NONE = np.iinfo(np.int32).max  # image index / position of an empty slot (sorts after every real candidate)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 STATE_VERSION = 1
 
 
@@ -167,14 +167,63 @@ def read_image(path: str | os.PathLike, size: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        if (nw, nh) != (w, h):
-            im = im.resize((nw, nh), Image.BICUBIC)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+        return square(im.convert("RGB"), size)
+
+
+def square(im: Any, size: int) -> np.ndarray:
+    """A PIL image (or RGB uint8 array): shorter side resized to `size` (bicubic), center-cropped to
+    ``size x size``; RGB uint8."""
+    from PIL import Image
+
+    if not isinstance(im, Image.Image):
+        im = Image.fromarray(np.asarray(im, np.uint8))
+    w, h = im.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def load_square(path: str | os.PathLike, size: int) -> np.ndarray:
+    """`dv.load_image` of a file (every mode converted to RGB, EXIF orientation applied, typed errors), then
+    `square`: what ``deepvis visualize`` reads from a folder."""
+    return square(load_image(path), size)
+
+
+def read_ahead(files: Sequence[Any], read: Callable[[Any], np.ndarray], batch: int, *, start: int = 0,
+               rows: tuple[int, int] | None = None, workers: int | None = None, ahead: int = 3):  # fmt: skip
+    """Read `files` with ``read(file)`` in a thread pool, `ahead` batches ahead of the consumer (the device
+    computes while the next batches are decoded). Yields ``(first, n, results)`` per batch of `batch` files from
+    `start`: `results` holds, for the batch's rows ``rows`` (default: all), the image or the exception its read
+    raised (the consumer decides whether a bad file stops it)."""
+    workers = workers or min(8, os.cpu_count() or 1)
+
+    def guarded(f):
+        try:
+            return read(f)
+        except Exception as e:  # handed to the consumer, raised or reported there
+            return e
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        pending: collections.deque = collections.deque()
+
+        def submit(first):
+            n = min(batch, len(files) - first)
+            lo, hi = rows if rows is not None else (0, n)
+            pending.append((first, n, [pool.submit(guarded, files[first + r]) for r in range(lo, min(hi, n))]))
+
+        nxt = start
+        while nxt < len(files) and len(pending) < ahead:
+            submit(nxt)
+            nxt += batch
+        while pending:
+            first, n, futs = pending.popleft()
+            if nxt < len(files):
+                submit(nxt)
+                nxt += batch
+            yield first, n, [f.result() for f in futs]
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -203,27 +252,14 @@ class _Folder:
     def batches(self, start: int, batch: int, rows: tuple[int, int]):
         """Yields ``(first index, images (n, H, W, 3))``; only `rows` of each batch are decoded (the rest zero)."""
         lo, hi = rows
-        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
-            pending: collections.deque = collections.deque()
-
-            def submit(first):
-                n = min(batch, len(self.files) - first)
-                futs = [pool.submit(read_image, self.files[first + r], self.size) for r in range(lo, min(hi, n))]
-                pending.append((first, n, futs))
-
-            nxt = start
-            while nxt < len(self.files) and len(pending) < 3:
-                submit(nxt)
-                nxt += batch
-            while pending:
-                first, n, futs = pending.popleft()
-                if nxt < len(self.files):
-                    submit(nxt)
-                    nxt += batch
-                out = np.zeros((n, *self.shape), np.uint8)
-                for r, f in zip(range(lo, hi), futs):
-                    out[r] = f.result()
-                yield first, out
+        for first, n, results in read_ahead(self.files, lambda f: read_image(f, self.size), batch, start=start,
+                                            rows=rows, workers=self.workers):  # fmt: skip
+            out = np.zeros((n, *self.shape), np.uint8)
+            for r, a in zip(range(lo, hi), results):
+                if isinstance(a, BaseException):
+                    raise a
+                out[r] = a
+            yield first, out
 
     def fetch(self, index: int) -> np.ndarray:
         return read_image(self.files[index], self.size)

@@ -21,6 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .nets import Model, _arch_of, layer_name, min_size
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
 class ImageError(ValueError):
     """A file or array that cannot be read as an image: not an image, truncated, corrupt, or a bad array."""
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .images import imagenet_labels
+from .images import IMAGE_EXTENSIONS, imagenet_labels
 
 LABEL_H = 16  # height of the label strip above each cell, pixels
 PAD = 2  # gap between cells, pixels
@@ -118,25 +118,104 @@ def contact_sheet(images: Any, labels: Sequence[Any], ncols: int | None = None, 
     return _grid([_to_uint8(x) for x in a], [str(s) for s in labels], ncols, min_cell)
 
 
-def save_result(result: Any, out_dir: str | os.PathLike, image: Any = None, overwrite: bool = False) -> list[Path]:
-    """Write a `visualize` result to `out_dir` (created if needed) as ``<layer>_activations.png`` (the grid) and
-    ``<layer>_projections.png`` (the sheet, beside `image` if given). Returns the paths. Existing files raise
-    FileExistsError unless ``overwrite=True``; nothing is written then."""
+def batch_names(n: int, names: Sequence[Any] | None = None) -> list[str]:
+    """File-name stems for a batch of `n` images: `names` (file paths or names: their stems, with folder
+    separators and odd characters replaced by ``_``), else ``image000``, ``image001``, ... Repeats get ``_2``,
+    ``_3``, ... appended, so every stem is unique."""
+    if names is None:
+        width = max(3, len(str(n - 1)))
+        stems = [f"image{i:0{width}d}" for i in range(n)]
+    else:
+        names = list(names)
+        if len(names) != n:
+            raise ValueError(f"expected {n} names, one per image, got {len(names)}")
+        stems = []
+        for name in names:
+            p = Path(str(name))
+            stem = str(p.with_suffix("")) if p.suffix.lower() in IMAGE_EXTENSIONS else str(p)
+            stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in stem).strip("._") or "image"
+            stems.append(stem)
+    seen: dict[str, int] = {}
+    out = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return out
+
+
+def result_paths(result: Any, out_dir: str | os.PathLike, names: Sequence[Any] | None = None) -> list[Path]:
+    """The files `save_result` writes for `result`: ``<layer>_activations.png`` and ``<layer>_projections.png``
+    for one image; for a batch, `batch_paths`."""
     layer = getattr(result, "layer", "layer")
     out = Path(out_dir)
-    paths = [out / f"{layer}_activations.png", out / f"{layer}_projections.png"]
+    if np.ndim(result.channels) == 1:
+        return [out / f"{layer}_activations.png", out / f"{layer}_projections.png"]
+    return batch_paths(out, layer, batch_names(np.shape(result.channels)[0], names))
+
+
+def batch_paths(out_dir: str | os.PathLike, layer: str, names: Sequence[Any]) -> list[Path]:
+    """``<name>_<layer>_activations.png`` and ``<name>_<layer>_projections.png`` for each name (`batch_names`)."""
+    return [Path(out_dir) / f"{stem}_{layer}_{kind}.png" for stem in batch_names(len(names), names)
+            for kind in ("activations", "projections")]  # fmt: skip
+
+
+def save_result(result: Any, out_dir: str | os.PathLike, image: Any = None, overwrite: bool = False,
+                names: Sequence[Any] | None = None) -> list[Path]:  # fmt: skip
+    """Write a `visualize` result to `out_dir` (created if needed) as ``<layer>_activations.png`` (the grid) and
+    ``<layer>_projections.png`` (the sheet, beside `image` if given). Returns the paths. Existing files raise
+    FileExistsError unless ``overwrite=True``; nothing is written then.
+
+    A batch's result (leading N axis) gives one pair per image, ``<name>_<layer>_activations.png`` and
+    ``<name>_<layer>_projections.png``: `image` is then the batch (N, H, W, 3) or None, and `names` the source
+    files (or any names; their stems are used), by default ``image000``, ``image001``, ... (`batch_names`)."""
+    paths = result_paths(result, out_dir, names)
     if not overwrite:
         for p in paths:
             if p.exists():
                 raise FileExistsError(f"{p} exists; pass overwrite=True to replace it")
-    pictures = [
-        activation_grid(np.asarray(result.activations)),
-        projection_sheet(np.asarray(result.projections), np.asarray(result.channels), image),
-    ]
+    if np.ndim(result.channels) == 1:
+        items = [(result.activations, result.projections, result.channels, image)]
+    else:
+        n = np.shape(result.channels)[0]
+        if image is not None and (np.ndim(image) != 4 or len(image) != n):
+            raise ValueError(f"a batch's result needs its images (N, H, W, 3) with N = {n}, got shape {np.shape(image)}")
+        items = [(result.activations[i], result.projections[i], result.channels[i], None if image is None else image[i])
+                 for i in range(n)]  # fmt: skip
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for pic, p in zip(pictures, paths):
-        pic.save(p)
+    for k, (act, proj, ch, img) in enumerate(items):
+        activation_grid(np.asarray(act)).save(paths[2 * k])
+        projection_sheet(np.asarray(proj), np.asarray(ch), img).save(paths[2 * k + 1])
     return paths
+
+
+def summary_row(image: Any, projections: Any, channels: Sequence[int], cell: int = 64) -> list[np.ndarray]:
+    """One image's row of `batch_sheet`: the input and its K projections (display-normalized), each shrunk
+    (area filter) to ``cell x cell`` pixels, as uint8 arrays."""
+    p = np.asarray(projections)
+    if p.ndim != 4 or p.shape[-1] != 3 or len(np.asarray(channels).reshape(-1)) != p.shape[0]:
+        raise ValueError(f"expected projections (K, H, W, 3) and K channels, got {p.shape}")
+    cells = [_to_uint8(as_rgb01(image))] + [_to_uint8(display_normalize(q)) for q in p]
+    return [np.asarray(Image.fromarray(c).resize((cell, cell), Image.BOX)) for c in cells]
+
+
+def batch_sheet(images: Any, projections: Any, channels: Any, names: Sequence[Any] | None = None,
+                cell: int = 64, rows: Sequence[Sequence[np.ndarray]] | None = None) -> Image.Image:  # fmt: skip
+    """A summary of a batch: one row per image, its input (labelled with its name) and the projections of its
+    top channels (labelled ``ch <channel>``), each ``cell`` pixels. `images` (N, H, W, 3), `projections`
+    (N, K, H, W, 3), `channels` (N, K); or `rows` from `summary_row` (then `images` and `projections` are
+    ignored) to build the sheet from rows made one at a time."""
+    ch = np.asarray(channels)
+    if rows is None:
+        rows = [summary_row(img, p, c, cell) for img, p, c in zip(images, projections, ch)]
+    if ch.ndim != 2 or len(rows) != ch.shape[0]:
+        raise ValueError(f"expected channels (N, K) for {len(rows)} rows, got shape {ch.shape}")
+    stems = batch_names(len(rows), names)
+    cells, labels = [], []
+    for stem, row, c in zip(stems, rows, ch):
+        cells.extend(row)
+        labels.extend([stem[:12], *(f"ch {int(k)}" for k in c)])
+    return _grid(cells, labels, ch.shape[1] + 1, cell)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""batch visualize: images/s of `dv.visualize` on a batch (N, 224, 224, 3), top-9 DeconvNet projections of each
+image's own strongest channels (chunks of 8 images, each one compiled program), against the PyTorch way done per
+image: the per-channel loop of `bench_visualize` (`_deconv_torch.top_k_projections`: one forward and one
+backward per projected channel). AlexNet conv5 and VGG16 conv5_3, 64 images (`--quick`: AlexNet, 8 images).
+
+The check runs both sides in float64 on the first images (through the batch path, chunked), where every choice is
+unambiguous, and reports the float32 difference beside it (channels chosen alike; see `bench_visualize`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+import torch
+
+import converters
+import deepvis_jax as dv
+from converters import backward_features
+
+from ._deconv_torch import top_k_projections
+from ._harness import Row, checked, max_rel, time_jax, time_torch
+from ._models import torch_model
+
+K = 9
+BATCH = 8
+CASES = (("alexnet", "conv5", 2), ("vgg16", "conv5_3", 1))  # (arch, layer, images checked in float64)
+
+
+def _nchw(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def torch_loop(features, xs: torch.Tensor):
+    """Each image's top-k channels and their projections, one image after the other."""
+    return [top_k_projections(features, xs[i : i + 1], K) for i in range(len(xs))]
+
+
+def _float64_check(tm, images, layer) -> float:
+    """max rel difference of the projections with both frameworks in float64 (the batch path, chunks of 1)."""
+    tm64 = copy.deepcopy(tm).double()
+    feats = backward_features(tm64, layer)
+    with jax.enable_x64(True):
+        model = converters.from_torchvision(tm64)
+        r = dv.visualize(model, images, layer, top_k=K, batch_size=1 if len(images) > 1 else BATCH)
+        xs = _nchw(np.asarray(dv.normalize(images.astype(np.float64) / 255)))
+        err = 0.0
+        for i, (channels, projections) in enumerate(torch_loop(feats, xs)):
+            if not np.array_equal(np.asarray(r.channels[i]), channels.numpy()):
+                raise AssertionError(f"{layer}: JAX and PyTorch chose different channels; timing is void")
+            err = max(err, max_rel(r.projections[i], projections.numpy().transpose(0, 2, 3, 1)))
+        return err
+
+
+def _float32_difference(r, ref) -> str:
+    errs, same = [], 0
+    for i, (channels, projections) in enumerate(ref):
+        if np.array_equal(np.asarray(r.channels[i]), channels.numpy()):
+            same += 1
+            errs.append(max_rel(r.projections[i], projections.numpy().transpose(0, 2, 3, 1)))
+    return f"f32 {max(errs):.0e} ({same}/{len(ref)} images chose the same channels)" if errs else "f32: no image alike"
+
+
+def run(quick: bool, only: Sequence[str] | None = None, images: int | None = None) -> list[Row]:
+    """`python -m benchmarks` calls ``run(quick)``; `only` (architectures) and `images` (instead of 64) serve
+    shorter runs by hand."""
+    rows = []
+    n = images or (8 if quick else 64)
+    for arch, layer, n_check in CASES[:1] if quick else CASES:
+        if only and arch not in only:
+            continue
+        tm = torch_model(arch)
+        model = converters.from_torchvision(tm)
+        feats = backward_features(tm, layer)
+        images_ = np.random.default_rng(0).integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
+        xs = _nchw(np.asarray(dv.normalize(images_.astype(np.float32) / 255)))
+        slow = arch != "alexnet"  # a VGG16 call takes minutes: no second JAX warm-up call
+        first, jax_s, r = time_jax(lambda: dv.visualize(model, images_, layer, top_k=K, batch_size=BATCH), 1,
+                                   warmup=not slow)  # fmt: skip
+        # torch warms up on one image (the loop does the same work image after image), then one timed loop
+        torch_s, ref = time_torch(lambda: torch_loop(feats, xs), 1, warmup=lambda: torch_loop(feats, xs[:1]))
+        check = checked("f64 projections", _float64_check(tm, images_[:n_check], layer), 1e-9)
+        check += "; " + _float32_difference(r, ref)
+        extra = {"images/s": f"jax {n / jax_s:.2f}, torch {n / torch_s:.2f} ({n} images, chunks of {BATCH})"}
+        rows.append(Row(f"batch visualize top-{K} {arch} {layer} {n} img", jax_s, torch_s, first - jax_s, check,
+                        extra))  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":  # python -m benchmarks.bench_batch [ARCH ...] [--images N]: a shorter run by hand
+    import argparse
+
+    from ._harness import table
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_batch")
+    p.add_argument("arch", nargs="*", choices=[c[0] for c in CASES])
+    p.add_argument("--images", type=int, default=None)
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    print(table(run(a.quick, a.arch or None, a.images)))
