@@ -253,8 +253,9 @@ def test_image_does_not_depend_on_its_batch(alexnet):
 
 
 def test_batch_split_and_default_batch_size(alexnet):
-    assert [batches(n, b) for n, b in [(1, 4), (3, 2), (9, 8), (10, 4), (32, 5), (5, 100)]] == [
-        (1, 1), (2, 2), (2, 5), (3, 4), (7, 5), (1, 5)]  # fmt: skip
+    # (filters, batch_size) -> (batches, width): the width in ceil(3/4 b)..b that pads least, widest on a tie
+    assert [batches(n, b) for n, b in [(1, 4), (3, 2), (9, 8), (10, 4), (32, 5), (5, 100), (5, 2), (3, 1)]] == [
+        (1, 1), (2, 2), (2, 6), (3, 4), (8, 4), (1, 5), (3, 2), (3, 1)]  # fmt: skip
     # the rule: budget // (bytes of one image's forward activations up to the layer, at the transformed size)
     vgg = dv.load_model("vgg16", seed=0)
     assert dv.default_batch_size(vgg, "conv5_3") == 5  # ~178 MB a filter at 224 px (236 px after transforms)
