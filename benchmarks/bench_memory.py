@@ -89,6 +89,7 @@ def run(quick: bool) -> list[Row]:
         check = f"batches of {r['width']}: images equal the warm-up's"
         extra = {"peak RSS while constructing, GB": round(construct_gb, 2), "process peak RSS, GB": round(gb, 2),
                  "batches": f"{r['batches']} x {r['width']}", "s per filter-step": round(r["s_per_filter_step"], 3)}
+        print(f"  {label}: {extra}", file=sys.stderr, flush=True)  # each case as it ends (the 32-filter one is long)
         rows.append(Row(name, r["s_per_filter_step"], math.nan, compile_s, check, extra))
     return rows
 
