@@ -13,6 +13,7 @@ from deepvis_jax._src.optvis.objectives import channel as channel
 from deepvis_jax._src.optvis.objectives import class_logit as class_logit
 from deepvis_jax._src.optvis.objectives import combine as combine
 from deepvis_jax._src.optvis.construct import construct as construct
+from deepvis_jax._src.optvis.construct import default_batch_size as default_batch_size
 from deepvis_jax._src.optvis.param import fft as fft
 from deepvis_jax._src.optvis.construct import filter_key as filter_key
 from deepvis_jax._src.optvis.transforms import jitter as jitter

@@ -306,6 +306,8 @@ def cmd_construct(args: argparse.Namespace) -> int:
             raise ValueError(f"filter {f} is out of range for {layer} of {arch.name}: use 0..{channels - 1}")
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.size < dv.min_image_size(arch, layer):
         raise ValueError(f"--size {args.size} is too small for {layer} of {arch.name}: it needs at least "
                          f"{dv.min_image_size(arch, layer)} pixels")  # fmt: skip
@@ -317,7 +319,7 @@ def cmd_construct(args: argparse.Namespace) -> int:
 
     kwargs = {} if args.steps is None else {"steps": args.steps}
     imgs = np.asarray(dv.construct(model, layer, filters, image_size=args.size, seed=args.seed, verbose=True,
-                                   **kwargs))  # fmt: skip
+                                   batch_size=args.batch_size, **kwargs))  # fmt: skip
     print(f"layer: {layer} of {arch.name}, {channels} channels; filters {', '.join(map(str, filters))}")
     for img, p in zip(imgs, paths):
         print(f"wrote {_save_png(img, p, args.overwrite)}")
@@ -612,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the library's, see dv.construct)")  # fmt: skip
     p.add_argument("--size", type=int, default=224, metavar="S", help="image side in pixels (default: 224)")
     p.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the starting noise (default: 0)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="filters optimized at once; bounds memory, does not change the images (default: from a "
+                   "1 GiB budget, see dv.default_batch_size; VGG16 conv5_3 at 224 px: 5)")  # fmt: skip
     output_args(p)
     p.set_defaults(func=cmd_construct, compiles=True)
 

@@ -87,6 +87,8 @@ def test_filter_and_top_k_out_of_range(capsys):
     assert_one_line_error(code, err, "filter 384 is out of range for conv3 of alexnet: use 0..383")
     code, _, err = run(capsys, "construct", "--weights", "random", "--layer", "3", "--filter", "-1")
     assert_one_line_error(code, err, "use 0..383")
+    code, _, err = run(capsys, "construct", "--weights", "random", "--layer", "3", "--filter", "1", "--batch-size", "0")
+    assert_one_line_error(code, err, "--batch-size must be at least 1, got 0")
     code, _, err = run(capsys, "visualize", "--weights", "random", "--layer", "1", "--top-k", "65")
     assert_one_line_error(code, err, "--top-k 65", "use 1..64")
 

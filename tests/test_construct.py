@@ -8,7 +8,7 @@ import torch
 
 import converters
 import deepvis_jax as dv
-from deepvis_jax._src.optvis.construct import _TRACES, CONTRAST, box_blur, seed_sizes
+from deepvis_jax._src.optvis.construct import _TRACES, CONTRAST, batches, box_blur, seed_sizes
 from deepvis_jax._src.optvis.param import COLOR_CORRELATION
 from reference import as_float64, assert_close, torch_model
 
@@ -232,6 +232,38 @@ def test_no_recompilation_when_filters_seed_or_steps_change(alexnet):
     assert _TRACES["chunk"] == traces["chunk"] + 1
 
 
+def test_image_does_not_depend_on_its_batch(alexnet):
+    """Filters [3, 7, 11]: one batch of 3, batches of 2 (the last padded), and each alone give the same images.
+
+    Batches of 2 or more filters are bitwise equal; a batch of one filter is a differently compiled XLA program
+    (vmap over one image), which rounds differently in float32: equal to 1e-5 of the [0, 1] image here."""
+    kw = dict(steps=6, seed=7, **SMALL)
+    one = dv.construct(alexnet, 3, [3, 7, 11], **kw)
+    pairs = dv.construct(alexnet, 3, [3, 7, 11], batch_size=2, **kw)  # [3, 7], then [11, 11] (padded)
+    np.testing.assert_array_equal(pairs, one)
+    np.testing.assert_array_equal(dv.construct(alexnet, 3, [11, 3], **kw), one[[2, 0]])
+    singles = dv.construct(alexnet, 3, [3, 7, 11], batch_size=1, **kw)
+    np.testing.assert_allclose(singles, one, rtol=0, atol=1e-5)
+    assert np.abs(one[0] - one[1]).max() > 1e-2 and np.abs(one[1] - one[2]).max() > 1e-2  # three different images
+    # more batches than one do not retrace either: 5 filters in batches of 2 reuse the width-2 program
+    traces = dict(_TRACES)
+    five = dv.construct(alexnet, 3, [3, 7, 11, 20, 21], batch_size=2, **kw)  # k=3 batches of 2
+    assert _TRACES == traces
+    np.testing.assert_array_equal(five[:3], one)
+
+
+def test_batch_split_and_default_batch_size(alexnet):
+    # (filters, batch_size) -> (batches, width): the width in ceil(3/4 b)..b that pads least, widest on a tie
+    assert [batches(n, b) for n, b in [(1, 4), (3, 2), (9, 8), (10, 4), (32, 5), (5, 100), (5, 2), (3, 1)]] == [
+        (1, 1), (2, 2), (2, 6), (3, 4), (8, 4), (1, 5), (3, 2), (3, 1)]  # fmt: skip
+    # the rule: budget // (bytes of one image's forward activations up to the layer, at the transformed size)
+    vgg = dv.load_model("vgg16", seed=0)
+    assert dv.default_batch_size(vgg, "conv5_3") == 5  # ~178 MB a filter at 224 px (236 px after transforms)
+    assert dv.default_batch_size(vgg, "conv5_3", budget=2 * 178 * 2**20) == 2
+    assert dv.default_batch_size(alexnet, "conv3", 224) == 195
+    assert dv.default_batch_size(vgg, "conv5_3", budget=1) == 1
+
+
 def test_progress_bar_only_for_long_verbose_runs(alexnet, capsys):
     kw = dict(SMALL, verbose=True)
     dv.construct(alexnet, 3, [0, 1], steps=6, **kw)  # two chunks of 3: a bar
@@ -239,6 +271,8 @@ def test_progress_bar_only_for_long_verbose_runs(alexnet, capsys):
     dv.construct(alexnet, 3, [0, 1], steps=3, **kw)  # one chunk: no bar
     dv.construct(alexnet, 3, [0, 1], steps=6, **SMALL)  # verbose=False: silent
     assert capsys.readouterr().err == ""
+    dv.construct(alexnet, 3, [0, 1, 2], steps=3, batch_size=2, **kw)  # one chunk in each of two batches: a bar
+    assert "6/6" in capsys.readouterr().err
 
 
 def test_steps_beyond_a_chunk_equal_one_long_chunk(alexnet):
@@ -300,6 +334,8 @@ def test_seed_preset(alexnet):
         (dict(l2=-1.0), "l2 must be"),
         (dict(blur_every=-2), "blur_every must be"),
         (dict(chunk=0), "chunk must be"),
+        (dict(batch_size=0), "batch_size must be"),
+        (dict(batch_size=2.0), "batch_size must be"),
         (dict(objective=lambda m, x, t: 0.0), "objective must be"),
         (dict(objective=dv.class_logit(), filters=1000), r"valid filters are 0\.\.999"),
     ],
