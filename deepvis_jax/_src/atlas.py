@@ -28,6 +28,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .deconv import forward, project
+from .rules import check_method
 from .nets import AnyArchitecture, Layer, Model, _arch_of, layer_channels, layer_hw, layer_name, normalize
 
 Array = jax.Array
@@ -352,13 +353,14 @@ def _crop(a: Array, top: Array, left: Array, size: int) -> Array:
     return lax.dynamic_slice(padded, (top + size, left + size, zero), (size, size, a.shape[-1]))
 
 
-@functools.partial(jax.jit, static_argnames=("name", "size"))
-def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int):
+@functools.partial(jax.jit, static_argnames=("name", "size", "method"))
+def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int,
+                     method: str = "deconv"):  # fmt: skip
     x = normalize(images.astype(model.dtype) / 255.0)
     act, switches = forward(model, x, name)
     n = act.shape[0]
     signal = jnp.zeros_like(act).at[jnp.arange(n), rows, cols, chans].set(values.astype(act.dtype))
-    recon = project(model, switches, signal, name)
+    recon = project(model, switches, signal, name, method)
     crop = jax.vmap(functools.partial(_crop, size=size))
     return crop(recon.astype(jnp.float32), tops, lefts), crop(images, tops, lefts)
 
@@ -533,14 +535,17 @@ def atlas_project(
     batch_size: int = 32,
     devices: Sequence[Any] | None = None,
     size: int = 224,
+    method: str = "deconv",
 ) -> Atlas:
     """Fill in ``projections`` and ``patches`` of `result` for `channels` (default: all).
 
     `images` must give the stream's images by index: a sequence of arrays, a folder (as passed to `atlas`), or
     the source `atlas` used internally. Each winner's image is run again through `forward` for its switches, a
-    one-hot signal with the winner's activation at its position is projected with `project`, and the receptive
-    field (``result.receptive_field``) is cropped from the projection and from the image.
+    one-hot signal with the winner's activation at its position is projected with `project` (`method`:
+    ``"deconv"``, the DeconvNet, by default; ``"guided"`` or ``"gradient"``), and the receptive field
+    (``result.receptive_field``) is cropped from the projection and from the image.
     """
+    check_method(method)
     name, k = result.layer, result.values.shape[1]
     if isinstance(images, (str, os.PathLike)):
         source: Any = _Indexed(list_images(images), size)
@@ -574,7 +579,7 @@ def atlas_project(
             (rf.offset + rf.stride * pos[:, 0]).astype(np.int32), (rf.offset + rf.stride * pos[:, 1]).astype(np.int32),
         )  # fmt: skip
         proj, patch = _project_winners(model, _put(mesh, imgs, P(AXIS)), *(_put(mesh, a, P(AXIS)) for a in args),
-                                       name=name, size=r)  # fmt: skip
+                                       name=name, size=r, method=method)  # fmt: skip
         proj, patch = _to_host(proj), _to_host(patch)
         for t, (i, c, j) in enumerate(chunk):
             projections[i, j], patches[i, j] = proj[t], patch[t]
