@@ -325,6 +325,25 @@ def test_live_server_answers_concurrent_requests_and_errors(live_server):
     assert status == 200 and json.loads(body) == {"image": image, "name": "sample.jpg"}  # same pixels, same id
 
 
+def test_atlas_construct_options(capsys, tmp_path):
+    """`--construct` alone means every layer; its options are checked before any work (no model is loaded)."""
+    argv = ["atlas", "--images", str(PHOTOS), "--layer", "conv2", "conv5", "--out", str(tmp_path / "o"),
+            "--weights", "random", "--cache-dir", "off"]  # fmt: skip
+    for extra, msg in ((["--construct", "--construct-size", "40"], "--construct-size 40 is too small for conv5"),
+                       (["--construct", "conv2", "--construct-size", "40"], None),
+                       (["--construct-batch", "0"], "--construct-batch must be at least 1"),
+                       (["--channels", "0-191"], "--channels 0-191 is out of range for conv5: use 0..255"),
+                       (["--layer", "conv2", "--construct", "conv5"], "--construct conv5: not one of")):  # fmt: skip
+        if msg is None:  # conv2 alone is reachable at 40 px: the next check, the existing folder, speaks
+            (tmp_path / "o").mkdir(exist_ok=True)
+            (tmp_path / "o" / "x").write_text("")
+            msg = "is not empty; pass --overwrite"
+        args = [a for a in argv] if "--layer" not in extra else argv[:4] + argv[6:]
+        assert cli.main(args + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("deepvis: error: ") and msg in err[0], (extra, err)
+
+
 def test_serve_command(tmp_path, capsys):
     """The real command in a subprocess: binds 127.0.0.1 on a free port, answers, stops on Ctrl-C and removes its
     temporary folder; bad options are one-line errors."""

@@ -28,8 +28,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .deconv import forward, project
-from .rules import check_method
 from .nets import AnyArchitecture, Layer, Model, _arch_of, layer_channels, layer_hw, layer_name, normalize
+from .rules import check_method
 
 Array = jax.Array
 
