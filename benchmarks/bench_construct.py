@@ -1,4 +1,5 @@
-"""construct: 8 filters x 64 Adam steps on AlexNet conv3 at 224 px against batched torch eager Adam.
+"""construct against batched torch eager Adam: 8 filters x 64 steps on AlexNet conv3 at 224 px, and 4 filters x 32
+steps on VGG16 conv4_3 at 128 px.
 
 Both sides optimize the same parameterization (decorrelated pixels through a sigmoid, no random transforms, so the
 result is deterministic and checkable) for the mean pre-ReLU activation of each image's own filter. The check runs
@@ -28,6 +29,8 @@ from ._harness import Row, checked, max_rel, time_jax, time_torch
 from ._models import torch_model
 
 FILTERS = [0, 5, 88, 200, 17, 42, 123, 300]
+# (architecture, layer, filters, image size, steps); quick mode runs the first at 96 px for 16 steps
+CASES = (("alexnet", "conv3", FILTERS, 224, 64), ("vgg16", "conv4_3", FILTERS[:4], 128, 32))
 LR = 0.05
 
 
@@ -74,16 +77,16 @@ def _torch_construct(features, inits: np.ndarray, filters, steps: int, cm: np.nd
         return torch.sigmoid(p @ cmt).numpy()
 
 
-def _jax_construct(model, steps, size):
+def _jax_construct(model, layer, filters, steps, size):
     # the plain channel mean, as the torch side maximizes (construct's default subtracts a contrast term)
-    return dv.construct(model, "conv3", FILTERS, steps=steps, lr=LR, image_size=size, seed=0, param="pixel",
-                        decorrelate=True, transforms="none", objective=dv.channel("conv3"), verbose=False)  # fmt: skip
+    return dv.construct(model, layer, filters, steps=steps, lr=LR, image_size=size, seed=0, param="pixel",
+                        decorrelate=True, transforms="none", objective=dv.channel(layer), verbose=False)  # fmt: skip
 
 
-def _inits(model, size) -> np.ndarray:
+def _inits(model, filters, size) -> np.ndarray:
     """The starting parameters construct uses (its documented key derivation), for the torch side."""
     param = dv.pixel(decorrelate=True)
-    keys = [jax.random.split(dv.filter_key(0, f))[0] for f in FILTERS]
+    keys = [jax.random.split(dv.filter_key(0, f))[0] for f in filters]
     return np.stack([np.asarray(param.init(k, size, model.dtype)) for k in keys])
 
 
@@ -93,29 +96,34 @@ def _color_matrix(dtype) -> np.ndarray:
     return np.asarray(COLOR_CORRELATION, dtype).T
 
 
-def _float64_check(tm, size: int, steps: int) -> float:
+def _float64_check(tm, layer, filters, size: int, steps: int) -> float:
     tm64 = copy.deepcopy(tm).double()
     with jax.enable_x64(True):
         model = converters.from_torchvision(tm64)
-        out = _jax_construct(model, steps, size)
-        inits = _inits(model, size)
-    ref = _torch_construct(tm64.features[:7], inits, FILTERS, steps, _color_matrix(np.float64))
+        out = _jax_construct(model, layer, filters, steps, size)
+        inits = _inits(model, filters, size)
+    top = model.arch.conv_op_index(layer)
+    ref = _torch_construct(tm64.features[: top + 1], inits, filters, steps, _color_matrix(np.float64))
     return max_rel(out, ref)
 
 
 def run(quick: bool) -> list[Row]:
-    size, steps = (96, 16) if quick else (224, 64)
-    tm = torch_model("alexnet")
-    model = converters.from_torchvision(tm)
-    first, jax_s, out = time_jax(lambda: _jax_construct(model, steps, size), 1 if quick else 2)
-    inits = _inits(model, size)
-    torch_s, ref = time_torch(
-        lambda: _torch_construct(tm.features[:7], inits, FILTERS, steps, _color_matrix(np.float32)), 1 if quick else 2
-    )
-    check = checked("f64 images", _float64_check(tm, 67 if quick else size, 4 if quick else 8), 1e-8)
-    check += f"; f32 after {steps} steps {max_rel(out, ref):.0e}"
-    gflops = _conv_flops(model.arch, "conv3", size, len(FILTERS), steps) / jax_s / 1e9
-    peak = matmul_peak_gflops()
-    extra = {"conv GFLOP/s": f"{gflops:.1f} = {gflops / peak:.0%} of the measured fp32 matmul peak {peak:.0f}"}
-    name = f"construct alexnet conv3 {len(FILTERS)}x{steps} steps {size}px"
-    return [Row(name, jax_s, torch_s, first - jax_s, check, extra)]
+    rows, peak = [], matmul_peak_gflops()
+    for arch, layer, filters, size, steps in CASES[:1] if quick else CASES:
+        size, steps = (96, 16) if quick else (size, steps)
+        tm = torch_model(arch)
+        model = converters.from_torchvision(tm)
+        top = model.arch.conv_op_index(layer)
+        first, jax_s, out = time_jax(lambda: _jax_construct(model, layer, filters, steps, size), 1 if quick else 2)
+        inits = _inits(model, filters, size)
+        torch_s, ref = time_torch(
+            lambda: _torch_construct(tm.features[: top + 1], inits, filters, steps, _color_matrix(np.float32)),
+            1 if quick else 2,
+        )
+        check = checked("f64 images", _float64_check(tm, layer, filters, min(size, 67), 4 if quick else 8), 1e-8)
+        check += f"; f32 after {steps} steps {max_rel(out, ref):.0e}"
+        gflops = _conv_flops(model.arch, layer, size, len(filters), steps) / jax_s / 1e9
+        extra = {"conv GFLOP/s": f"{gflops:.1f} = {gflops / peak:.0%} of the measured fp32 matmul peak {peak:.0f}"}
+        name = f"construct {arch} {layer} {len(filters)}x{steps} steps {size}px"
+        rows.append(Row(name, jax_s, torch_s, first - jax_s, check, extra))
+    return rows

@@ -59,6 +59,7 @@ from deepvis_jax._src.deconv import Visualization as Visualization
 from deepvis_jax._src.deconv import forward as forward
 from deepvis_jax._src.deconv import project as project
 from deepvis_jax._src.deconv import project_channels as project_channels
+from deepvis_jax._src.deconv import project_units as project_units
 from deepvis_jax._src.deconv import visualize as visualize
 from deepvis_jax._src.occlusion import OcclusionResult as OcclusionResult
 from deepvis_jax._src.occlusion import occlusion as occlusion

@@ -27,7 +27,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .deconv import forward, project
+from .deconv import forward, project_units
 from .nets import AnyArchitecture, Layer, Model, _arch_of, layer_channels, layer_hw, layer_name, normalize
 from .rules import check_method
 
@@ -356,13 +356,13 @@ def _crop(a: Array, top: Array, left: Array, size: int) -> Array:
 @functools.partial(jax.jit, static_argnames=("name", "size", "method"))
 def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int,
                      method: str = "deconv"):  # fmt: skip
+    """Each winner's projection (`method`) on the crop holding its receptive field, and its image patch."""
     x = normalize(images.astype(model.dtype) / 255.0)
-    act, switches = forward(model, x, name)
-    n = act.shape[0]
-    signal = jnp.zeros_like(act).at[jnp.arange(n), rows, cols, chans].set(values.astype(act.dtype))
-    recon = project(model, switches, signal, name, method)
+    _, switches = forward(model, x, name)
+    units = jnp.stack([jnp.arange(images.shape[0]), rows, cols, chans], axis=1)
+    recon = project_units(model, switches, units, values.astype(model.dtype), name, method, crop_to_field=True)
     crop = jax.vmap(functools.partial(_crop, size=size))
-    return crop(recon.astype(jnp.float32), tops, lefts), crop(images, tops, lefts)
+    return recon.astype(jnp.float32), crop(images, tops, lefts)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -540,10 +540,10 @@ def atlas_project(
     """Fill in ``projections`` and ``patches`` of `result` for `channels` (default: all).
 
     `images` must give the stream's images by index: a sequence of arrays, a folder (as passed to `atlas`), or
-    the source `atlas` used internally. Each winner's image is run again through `forward` for its switches, a
-    one-hot signal with the winner's activation at its position is projected with `project` (`method`:
-    ``"deconv"``, the DeconvNet, by default; ``"guided"`` or ``"gradient"``), and the receptive field
-    (``result.receptive_field``) is cropped from the projection and from the image.
+    the source `atlas` used internally. Each winner's image is run again through `forward` for its switches, and
+    the winner's activation at its position is projected with `project_units` (`method`: ``"deconv"``, the
+    DeconvNet, by default; ``"guided"`` or ``"gradient"``) onto its receptive field (``result.receptive_field``),
+    the window also cropped from the image.
     """
     check_method(method)
     name, k = result.layer, result.values.shape[1]

@@ -22,7 +22,7 @@ from flax import struct
 from jax import lax
 
 from .nets import Layer, Model, check_input, layer_hw, layer_name, normalize
-from .rules import METHODS, Record, Replay, Switches, check_method
+from .rules import METHODS, CropReplay, Record, Replay, Shapes, Switches, check_method
 
 Array = jax.Array
 
@@ -124,6 +124,121 @@ def project_channels(
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Single units, on the crop that holds their receptive field
+# --------------------------------------------------------------------------------------------------------------
+
+_GEOMETRY: dict = {}
+
+
+def receptive_field_of(model: Model, name: str) -> tuple[int, int, int]:
+    """(size, stride, offset) of one unit of `name`, from the (kernel, stride, padding) path below it."""
+    size, stride, offset = 1, 1, 0
+    for k, s, p in reversed(model.arch.spatial(name)):
+        size, offset, stride = (size - 1) * s + k, offset * s - p, stride * s
+    return size, stride, offset
+
+
+def _geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple:
+    """Each ReLU's map and each max-pool's input/output maps on an `hw` image, in call order, with their
+    cumulative strides (from a second trace at ``hw + stride``: a map grows by stride / its own stride)."""
+    key = (model.arch, name, tuple(hw))
+    if key not in _GEOMETRY:
+        _, stride, _ = receptive_field_of(model, name)
+
+        def calls(h, w):
+            ops = Shapes()
+            jax.eval_shape(lambda m, x: m.apply(x, upto=name, ops=ops), model,
+                           jax.ShapeDtypeStruct((1, h, w, 3), model.dtype))  # fmt: skip
+            return ops.calls
+
+        def stride_of(a, b):
+            grown = (b[0] - a[0], b[1] - a[1])
+            assert grown[0] == grown[1] and stride % grown[0] == 0, (a, b, stride)
+            return stride // grown[0]
+
+        geometry = []
+        for a, b in zip(calls(*hw), calls(hw[0] + stride, hw[1] + stride)):
+            if a[0] == "relu":
+                geometry.append(("relu", a[1], stride_of(a[1], b[1])))
+            else:
+                geometry.append(("pool", a[1], a[2], stride_of(a[2], b[2])))
+        _GEOMETRY[key] = tuple(geometry)
+    return _GEOMETRY[key]
+
+
+def crop_geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple[tuple[int, int], int, int, int]:
+    """The crop `project_units` computes on: its (height, width), and the unit's receptive field size, stride and
+    offset. A crop is `size + stride - 1` pixels (the field, and the slack to start at a multiple of the stride),
+    or the whole image along an axis where that is not smaller."""
+    size, stride, offset = receptive_field_of(model, name)
+    side = size + stride - 1
+    return (min(side, hw[0]), min(side, hw[1])), size, stride, offset
+
+
+def _project_unit(model, switches, unit, value, name, method, crop_to_field):
+    """One unit's projection: (H, W, 3), or (R, R, 3) with `crop_to_field` (its receptive field's window)."""
+    H, W = switches.input_hw
+    (hc, wc), size, stride, offset = crop_geometry(model, name, (H, W))
+    n, row, col, channel = unit[0], unit[1], unit[2], unit[3]
+    first = -(offset // stride)  # how many strides the field starts before its unit: ceil(-offset / stride)
+    tops = jnp.stack([stride * (row - first) if hc < H else 0 * row, stride * (col - first) if wc < W else 0 * col])
+    one = jax.tree_util.tree_map(lambda a: lax.dynamic_index_in_dim(a, n, 0, keepdims=True), switches)
+    geometry = _geometry(model, name, (H, W))
+    channels = jnp.reshape(channel, (1,))
+
+    def replay(x):
+        ops = CropReplay(one, method, geometry, tops)
+        return model.apply(x, upto=name, channels=channels, ops=ops)
+
+    x0 = jnp.zeros((1, hc, wc, 3), model.dtype)
+    out, vjp = jax.vjp(replay, x0)
+    at = (row - tops[0] // stride, col - tops[1] // stride)
+    signal = jnp.zeros(out.shape, model.dtype).at[0, at[0], at[1], 0].set(value.astype(model.dtype))
+    (crop,) = vjp(signal)
+    if crop_to_field:  # the field's window: it starts `offset` pixels from the unit's stride position
+        canvas_hw, origin = (size, size), (stride * row + offset, stride * col + offset)
+    else:
+        canvas_hw, origin = (H, W), (0, 0)
+    # place the crop on a canvas framed by a crop-sized margin, then cut the canvas out (clipping the image edges)
+    canvas = jnp.zeros((canvas_hw[0] + 2 * hc, canvas_hw[1] + 2 * wc, 3), model.dtype)
+    zero = jnp.zeros((), tops.dtype)  # one index dtype (int64 literals under x64)
+    canvas = lax.dynamic_update_slice(canvas, crop[0], (tops[0] - origin[0] + hc, tops[1] - origin[1] + wc, zero))
+    out = canvas[hc : hc + canvas_hw[0], wc : wc + canvas_hw[1]]
+    if crop_to_field:  # zero outside the image, as the whole image's projection is
+        rows = origin[0] + jnp.arange(size)
+        cols = origin[1] + jnp.arange(size)
+        inside = ((rows >= 0) & (rows < H))[:, None, None] & ((cols >= 0) & (cols < W))[None, :, None]
+        out = jnp.where(inside, out, jnp.zeros((), out.dtype))
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("layer", "method", "crop_to_field"))
+def project_units(model: Model, switches: Switches, units: Array, values: Array, layer: Layer,
+                  method: str = "deconv", crop_to_field: bool = False) -> Array:  # fmt: skip
+    """Projections of single units, each computed on the crop of the input that holds its receptive field.
+
+    `units` (K, 4) int: (image n, row, col, channel) in `layer`'s map of the images `switches` were recorded on
+    (``forward(model, x, layer)``); `values` (K,): the signal at each unit (its activation, for the paper's
+    figures). Returns (K, H, W, 3): the same as ``project`` of a signal that is `values[k]` at unit k and zero
+    elsewhere (float64: to rounding), but each unit's vjp runs on a crop of ``receptive field + stride - 1``
+    pixels aligned to the layer's cumulative stride, so that every pool and strided conv sees the windows it sees
+    on the whole image; where the field runs past the image, the crop's ReLU and pool outputs are zeroed as the
+    whole network's padding is. With ``crop_to_field=True`` each projection is returned as its receptive field's
+    window (K, R, R, 3), zero outside the image (what the atlas shows). Vmapped over the K units.
+    """
+    name = layer_name(model, layer)
+    check_method(method)
+    if getattr(units, "ndim", None) != 2 or units.shape[1] != 4:
+        raise ValueError(f"units must be shaped (K, 4): (image, row, col, channel) each; got {getattr(units, 'shape', None)}")
+    if getattr(values, "shape", None) != units.shape[:1]:
+        raise ValueError(f"values must be shaped ({units.shape[0]},), one per unit; got {getattr(values, 'shape', None)}")
+    if method != "deconv" and not switches.relus:
+        raise ValueError(f"method {method!r} needs the forward ReLU masks; record the switches with forward()")
+    return jax.vmap(lambda u, v: _project_unit(model, switches, u, v, name, method, crop_to_field))(
+        units.astype(jnp.int32), values)
+
+
+# --------------------------------------------------------------------------------------------------------------
 # visualize
 # --------------------------------------------------------------------------------------------------------------
 
@@ -174,9 +289,15 @@ def _visualize(
     a = act[0]
     score = jnp.max(a, axis=(0, 1)) if rank == "max" else jnp.mean(a, axis=(0, 1))
     scores, channels = lax.top_k(score, top_k)
-    signals = _signals(a, channels, mode)
-    # every signal has one non-zero channel: project through the top_k selected filters only, all in one vmap
-    projections = jax.vmap(lambda s: _project(model, switches, s, name, method, channels))(signals)[:, 0]
+    if mode == "max":  # single units: each on the crop that holds its receptive field, all in one vmap
+        flat = jnp.argmax(a[:, :, channels].reshape(-1, top_k), axis=0)
+        rows, cols = flat // a.shape[1], flat % a.shape[1]
+        units = jnp.stack([jnp.zeros_like(rows), rows, cols, channels], axis=1)
+        projections = jax.vmap(lambda u, v: _project_unit(model, switches, u, v, name, method, False))(
+            units, a[rows, cols, channels])
+    else:  # every signal has one non-zero channel: project through the top_k selected filters only, in one vmap
+        signals = _signals(a, channels, mode)
+        projections = jax.vmap(lambda s: _project(model, switches, s, name, method, channels))(signals)[:, 0]
     return Visualization(a, channels, scores, projections, layer=name, mode=mode, rank=rank, method=method)
 
 

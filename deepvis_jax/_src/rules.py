@@ -28,6 +28,7 @@ the (padded) input, row-major; ties keep the first maximum, NaN counts as the ma
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -95,10 +96,24 @@ def _pad(x: Array, padding: int, value) -> Array:
     return lax.pad(x, jnp.asarray(value, x.dtype), ((0, 0, 0), (padding, padding, 0), (padding, padding, 0), (0, 0, 0)))
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def max_pool(x: Array, window: int, stride: int, padding: int = 0) -> Array:
-    """torch.nn.MaxPool2d(window, stride, padding) (floor mode) on NHWC; padded positions never win."""
+    """torch.nn.MaxPool2d(window, stride, padding) (floor mode) on NHWC; padded positions never win.
+
+    Differentiated through its switches: the tangent is `gather_at_switches` of the input's tangent, so the
+    gradient is the switch unpooling (`unpool`: each window's cotangent goes to its first maximum, as PyTorch's
+    max_pool2d backward does). XLA's own gradient of a max `reduce_window` (select-and-scatter) is exact too but
+    runs 10-40x slower on CPU (measured: 8x224x224x64, 2x2/2: 385 ms against 37 ms, forward and backward).
+    """
     pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
     return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), pad)
+
+
+@max_pool.defjvp
+def _max_pool_jvp(window, stride, padding, primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y, switches = max_pool_with_switches(x, window, stride, padding)
+    return y, gather_at_switches(dx, switches)
 
 
 def max_pool_with_switches(x: Array, window: int, stride: int, padding: int = 0) -> tuple[Array, PoolSwitches]:
@@ -256,3 +271,79 @@ class Replay(Plain):
                 f"{x.shape[1]}x{x.shape[2]}; record the switches with forward() on the same model and input size"
             )
         return gather_at_switches(x, sw)
+
+
+class Shapes(Plain):
+    """Plain values; records the spatial size of every ReLU's map and every max-pool's input and output, in the
+    order the forward pass calls them (the geometry `CropReplay` needs)."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def relu(self, x: Array, channels: Array | None = None) -> Array:
+        self.calls.append(("relu", tuple(x.shape[1:3])))
+        return jax.nn.relu(x)
+
+    def max_pool(self, x: Array, window: int, stride: int, padding: int = 0) -> Array:
+        y = max_pool(x, window, stride, padding)
+        self.calls.append(("pool", tuple(x.shape[1:3]), tuple(y.shape[1:3])))
+        return y
+
+
+def _slice_map(a: Array, start: Array, size: tuple, fill) -> Array:
+    """a[:, start[0] : start[0] + size[0], start[1] : start[1] + size[1]], reading `fill` outside `a`."""
+    h, w = size
+    padded = lax.pad(a, jnp.asarray(fill, a.dtype), ((0, 0, 0), (h, h, 0), (w, w, 0), (0, 0, 0)))
+    zero = jnp.zeros((), start.dtype)
+    return lax.dynamic_slice(padded, (zero, start[0] + h, start[1] + w, zero), (a.shape[0], h, w, a.shape[3]))
+
+
+def _valid(start: Array, size: tuple, full: tuple) -> Array:
+    """(1, h, w, 1) bool: which positions of a window at `start` (in a map of size `full`) lie inside the map."""
+    rows = start[0] + jnp.arange(size[0])
+    cols = start[1] + jnp.arange(size[1])
+    ok = ((rows >= 0) & (rows < full[0]))[:, None] & ((cols >= 0) & (cols < full[1]))[None, :]
+    return ok[None, :, :, None]
+
+
+class CropReplay(Replay):
+    """`Replay` on a window of the input (a crop holding one unit's receptive field) instead of the whole image.
+
+    `switches` are the whole image's; `geometry` lists, in call order, each ReLU's and max-pool's map sizes on the
+    whole image together with their cumulative strides, and `offset` (traced, a multiple of every stride) is the
+    crop's top-left corner in the image. Each max-pool gathers at the whole image's switches read at the crop's
+    window, each ReLU takes the window of its recorded mask, and every ReLU's and pool's output is zeroed where the
+    window lies outside the whole image's map: there the whole network has padding, not units. Inside the unit's
+    receptive field every switch, mask and weight is the same as on the whole image, so the vjp from that unit is
+    the same projection, computed on the crop.
+    """
+
+    def __init__(self, switches: Switches, method: str, geometry: tuple, offset: Array):
+        super().__init__(switches, method)
+        self.geometry, self.offset, self.n_calls = geometry, offset, 0
+
+    def _next(self, kind: str) -> tuple:
+        call = self.geometry[self.n_calls]
+        self.n_calls += 1
+        assert call[0] == kind, (call, kind)  # the same network, called in the same order
+        return call
+
+    def relu(self, x: Array, channels: Array | None = None) -> Array:
+        _, full, stride = self._next("relu")
+        start = self.offset // stride
+        size = tuple(x.shape[1:3])
+        if self.method != "deconv":  # the rules read the masks: take their window (False outside the map)
+            i = self.n_relus
+            self.relus[i] = _slice_map(self.relus[i], start, size, False)
+        y = super().relu(x, channels)
+        return jnp.where(_valid(start, size, full), y, jnp.zeros((), y.dtype))
+
+    def max_pool(self, x: Array, window: int, stride: int, padding: int = 0) -> Array:
+        _, _, full_out, out_stride = self._next("pool")
+        sw = self.pools[self.n_pools]
+        start = self.offset // out_stride
+        out_size = ((x.shape[1] + 2 * padding - window) // stride + 1, (x.shape[2] + 2 * padding - window) // stride + 1)
+        index = _slice_map(sw.index, start, out_size, 0)
+        self.pools[self.n_pools] = sw.replace(index=index, in_hw=tuple(x.shape[1:3]))
+        y = super().max_pool(x, window, stride, padding)
+        return jnp.where(_valid(start, out_size, full_out), y, jnp.zeros((), y.dtype))

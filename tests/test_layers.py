@@ -1,0 +1,73 @@
+"""The two fast backward passes (issue 15): max pooling differentiated through its switches, and strided
+convolutions over few channels differentiated through space to depth. Both against torch autograd in float64,
+with `jax.test_util.check_grads` for their custom JVPs."""
+
+import jax
+import jax.numpy as jnp
+import jax.test_util
+import numpy as np
+import pytest
+import torch
+
+from deepvis_jax._src.nets.layers import SPACE_TO_DEPTH_MAX_CHANNELS, conv2d, space_to_depth_conv
+from deepvis_jax._src.rules import max_pool
+from reference import nchw, nhwc
+
+
+@pytest.mark.parametrize("window,stride,padding", [(3, 2, 0), (2, 2, 0), (3, 2, 1)])
+def test_max_pool_gradient_is_torch_autograd_with_ties(window, stride, padding):
+    """Small integers (ties everywhere, negative values so padding could only lose): the gradient goes to each
+    window's first maximum, exactly as torch's max_pool2d backward."""
+    rng = np.random.default_rng(window + padding)
+    x = rng.integers(-2, 3, (2, 11, 9, 4)).astype(np.float64)
+    with jax.enable_x64(True):
+        y, vjp = jax.vjp(lambda v: max_pool(v, window, stride, padding), jnp.asarray(x))
+        g = rng.standard_normal(y.shape)
+        (ours,) = vjp(jnp.asarray(g))
+        xt = nchw(x).requires_grad_(True)
+        torch.nn.functional.max_pool2d(xt, window, stride, padding).backward(nchw(g))
+        np.testing.assert_array_equal(y, nhwc(torch.nn.functional.max_pool2d(nchw(x), window, stride, padding)))
+        np.testing.assert_array_equal(ours, nhwc(xt.grad))
+        smooth = jnp.asarray(rng.standard_normal((2, 11, 9, 4)))  # no ties: finite differences are valid
+        jax.test_util.check_grads(lambda v: max_pool(v, window, stride, padding), (smooth,), order=2,
+                                  modes=("fwd", "rev"))  # fmt: skip
+
+
+CONVS = [(11, 4, 2, 3), (7, 2, 3, 3), (5, 3, 1, 2), (3, 2, 1, 4), (4, 4, 0, 3)]  # kernel, stride, padding, channels
+
+
+@pytest.mark.parametrize("kernel,stride,padding,channels", CONVS)
+def test_space_to_depth_conv_equals_torch_conv_and_its_gradients(kernel, stride, padding, channels):
+    assert channels * stride * stride <= SPACE_TO_DEPTH_MAX_CHANNELS  # conv2d takes the space-to-depth path
+    rng = np.random.default_rng(kernel * 10 + stride)
+    x = rng.standard_normal((2, 23, 30, channels))  # odd sizes: the last rows are not read by every stride
+    k = rng.standard_normal((kernel, kernel, channels, 5))
+    with jax.enable_x64(True):
+        xt = nchw(x).requires_grad_(True)
+        kt = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).requires_grad_(True)
+        ref = torch.nn.functional.conv2d(xt, kt, stride=stride, padding=padding)
+        g = rng.standard_normal(ref.shape)
+        ref.backward(torch.from_numpy(g))
+        np.testing.assert_allclose(space_to_depth_conv(jnp.asarray(x), jnp.asarray(k), stride, padding),
+                                   nhwc(ref), rtol=1e-12, atol=1e-12 * np.abs(nhwc(ref)).max())  # fmt: skip
+        y, vjp = jax.vjp(lambda v, w: conv2d(v, w, stride, padding), jnp.asarray(x), jnp.asarray(k))
+        np.testing.assert_allclose(y, nhwc(ref), rtol=1e-12, atol=1e-12 * np.abs(nhwc(ref)).max())
+        dx, dk = vjp(jnp.asarray(g.transpose(0, 2, 3, 1)))
+        np.testing.assert_allclose(dx, nhwc(xt.grad), rtol=1e-12, atol=1e-12 * np.abs(xt.grad.numpy()).max())
+        np.testing.assert_allclose(dk, kt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-12,
+                                   atol=1e-12 * np.abs(kt.grad.numpy()).max())  # fmt: skip
+        # the custom JVP: both modes, second order (forward-over-reverse works too)
+        jax.test_util.check_grads(lambda v, w: conv2d(v, w, stride, padding), (jnp.asarray(x[:1, :12, :13]),
+                                  jnp.asarray(k)), order=2, modes=("fwd", "rev"))  # fmt: skip
+
+
+def test_space_to_depth_gradient_is_a_stride_one_transpose():
+    """What makes it fast: the input gradient of AlexNet's conv1 contains no lhs-dilated (strided transposed)
+    convolution any more."""
+    x = jnp.zeros((1, 67, 67, 3))
+    k = jnp.zeros((11, 11, 3, 64))
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda v: jnp.sum(conv2d(v, k, 4, 2))))(x))
+    assert "lhs_dilation=(4, 4)" not in jaxpr and "conv_general_dilated" in jaxpr
+    wide = str(jax.make_jaxpr(jax.grad(lambda v: jnp.sum(conv2d(v, jnp.zeros((3, 3, 64, 8)), 2, 1))))(
+        jnp.zeros((1, 16, 16, 64))))  # 64 channels x 2 x 2 > 64: the plain strided conv
+    assert "lhs_dilation=(2, 2)" in wide
