@@ -387,7 +387,7 @@ def test_cli_atlas_page_in_headless_chromium(tmp_path, capsys):
     assert channels == [str(c) for c in range(64)]
     srcs = re.findall(r'<img src="([^"]+)"', dom)
     assert len(srcs) == 64 and all((out / "conv1" / s).is_file() for s in srcs)
-    status = re.search(r'<p id="status" data-loaded="(\d+)" data-broken="(\d+)"', dom)
+    status = re.search(r'<p id="status"[^>]* data-loaded="(\d+)" data-broken="(\d+)"', dom)
     assert status is not None, "the page's load script did not run"
     assert status.groups() == ("64", "0")  # every image decoded with a non-zero naturalWidth
 

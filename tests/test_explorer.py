@@ -29,6 +29,7 @@ import deepvis_jax as dv
 from deepvis_jax import cli
 from deepvis_jax._src.explorer import build, features, live, server
 from deepvis_jax._src.optvis import construct as construct_mod
+from deepvis_jax._src.rules import METHODS
 
 from browser import CHROMIUM, Browser
 
@@ -232,6 +233,36 @@ def live_server(model, tmp_path):
     httpd.shutdown()
     thread.join(timeout=30)
     assert not thread.is_alive() and not ex.tmp.exists() and not any((tmp_path / "tmp").iterdir())
+
+
+def test_live_click_projects_the_strongest_unit_without_compiling(model, tmp_path):
+    """A click: the channel's strongest unit projected by every method, equal to `project` of that one-hot signal;
+    neither another channel nor another image compiles anything (no browser needed)."""
+    ex = live.Explorer(model, size=64, construct_size=32, construct_steps=1, tmpdir=tmp_path)
+    try:
+        sample = ex.sample_id
+        ex.channel(sample, "conv3", 0)  # compiles the layer's two programs
+        sizes = (live._layer_state._cache_size(), live._channel_projections._cache_size())
+        other = ex.add_image(np.asarray(Image.open(PHOTOS / "astronaut_1.jpg").convert("RGB")), "astronaut_1.jpg")
+        for image, c in ((sample, 7), (other, 7), (other, 100)):
+            v = ex.channel(image, "conv3", c)
+            assert (v.layer, v.channel, sorted(v.projections)) == ("conv3", c, sorted(METHODS))
+            assert all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in v.projections.values())
+        assert (live._layer_state._cache_size(), live._channel_projections._cache_size()) == sizes
+        # what the click shows: the unit is the map's maximum, each projection that of its one-hot signal
+        act, switches = live._layer_state(model, ex.image(other), "conv3")
+        proj, value, row, col = live._channel_projections(model, switches, act, np.int32(100), "conv3")
+        a = np.asarray(act)
+        assert (int(row), int(col)) == np.unravel_index(np.argmax(a[:, :, 100]), a.shape[:2]) and value > 0
+        assert float(value) == a[:, :, 100].max() and value == v.value
+        signal = np.zeros((1, *a.shape), np.float32)
+        signal[0, int(row), int(col), 100] = float(value)
+        for method, p in zip(METHODS, np.asarray(proj)):
+            ref = np.asarray(dv.project(model, switches, signal, "conv3", method))[0]
+            np.testing.assert_allclose(p, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max(), err_msg=method)
+    finally:
+        ex.close()
+    assert not ex.tmp.exists()
 
 
 PROJECTIONS_SHOWN = """['proj-deconv', 'proj-guided', 'proj-gradient'].every(id => {

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from ..deconv import forward, project_channels
+from ..deconv import _project_unit, forward
 from ..images import ImageError, check_image_size, load_image, resize_shorter, sample_image
 from ..nets import Model, layer_channels, layer_name, layers, min_size, normalize
 from ..optvis.construct import construct
@@ -55,15 +55,18 @@ def _layer_state(model: Model, image: jax.Array, name: str):
 
 @functools.partial(jax.jit, static_argnames=("name",))
 def _channel_projections(model: Model, switches, act: jax.Array, channel: jax.Array, name: str):
-    """The strongest unit of `channel` (traced) projected by every method: ((3, H, W, 3), value, row, col)."""
-    h, w, _ = act.shape
+    """The strongest unit of `channel` (traced) projected by every method: ((3, H, W, 3), value, row, col).
+
+    Each is `project` of a signal that is the unit's activation at the unit and zero elsewhere, computed on the
+    crop that holds the unit's receptive field (`_project_unit`, as `visualize(mode="max")` does).
+    """
+    w = act.shape[1]
     amap = jnp.take(act, channel, axis=2)  # (h, w)
     j = jnp.argmax(amap.reshape(-1))
     row, col = j // w, j % w
     value = amap.reshape(-1)[j]
-    signal = jnp.zeros((1, h, w, 1), act.dtype).at[0, row, col, 0].set(value)
-    chans = jnp.reshape(channel, (1,))
-    proj = [project_channels(model, switches, signal, chans, name, m)[0] for m in METHODS]
+    unit = jnp.stack([jnp.zeros_like(row), row, col, jnp.asarray(channel, row.dtype)]).astype(jnp.int32)
+    proj = [_project_unit(model, switches, unit, value, name, m, False) for m in METHODS]
     return jnp.stack(proj), value, row, col
 
 
