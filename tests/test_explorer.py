@@ -356,23 +356,37 @@ def test_live_server_answers_concurrent_requests_and_errors(live_server):
     assert status == 200 and json.loads(body) == {"image": image, "name": "sample.jpg"}  # same pixels, same id
 
 
-def test_atlas_construct_options(capsys, tmp_path):
-    """`--construct` alone means every layer; its options are checked before any work (no model is loaded)."""
-    argv = ["atlas", "--images", str(PHOTOS), "--layer", "conv2", "conv5", "--out", str(tmp_path / "o"),
-            "--weights", "random", "--cache-dir", "off"]  # fmt: skip
-    for extra, msg in ((["--construct", "--construct-size", "40"], "--construct-size 40 is too small for conv5"),
-                       (["--construct", "conv2", "--construct-size", "40"], None),
-                       (["--construct-batch", "0"], "--construct-batch must be at least 1"),
-                       (["--channels", "0-191"], "--channels 0-191 is out of range for conv5: use 0..255"),
-                       (["--layer", "conv2", "--construct", "conv5"], "--construct conv5: not one of")):  # fmt: skip
-        if msg is None:  # conv2 alone is reachable at 40 px: the next check, the existing folder, speaks
-            (tmp_path / "o").mkdir(exist_ok=True)
-            (tmp_path / "o" / "x").write_text("")
-            msg = "is not empty; pass --overwrite"
-        args = [a for a in argv] if "--layer" not in extra else argv[:4] + argv[6:]
-        assert cli.main(args + extra) == 2
+def test_atlas_construct_options(capsys, tmp_path, monkeypatch):
+    """`--construct` alone means every layer, `--construct L` only those; every option is checked before any work:
+    no model is loaded, nothing is written, the error is one line."""
+
+    def no_model(arch, weights):
+        raise AssertionError("a bad option must be refused before the model is loaded")
+
+    monkeypatch.setattr(cli, "_resolve_weights", no_model)
+    out = tmp_path / "o"
+
+    def argv(layers, *extra):
+        return ["atlas", "--images", str(PHOTOS), "--layer", *layers, "--out", str(out), "--weights", "random",
+                "--cache-dir", "off", *extra]  # fmt: skip
+
+    both = ["conv2", "conv5"]  # alexnet: conv2 needs 15 px, conv5 31 px; 192 and 256 channels
+    cases = [(argv(both, "--construct", "--construct-size", "20"), "--construct-size 20 is too small for conv5"),
+             (argv(both, "--construct-batch", "0"), "--construct-batch must be at least 1"),
+             (argv(both, "--construct-steps", "0"), "--construct-steps must be at least 1"),
+             (argv(both, "--channels", "0-255"), "--channels 0-255 is out of range for conv2: use 0..191"),
+             (argv(["conv2"], "--construct", "conv5"), "--construct conv5: not one of the atlas's layers (conv2)")]
+    for args, msg in cases:
+        assert cli.main(args) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("deepvis: error: ") and msg in err[0], (extra, err)
+        assert len(err) == 1 and err[0].startswith("deepvis: error: ") and msg in err[0], (args, err)
+        assert not out.exists()
+    # --construct conv2 alone is fine at 20 px: the next check, the existing folder, speaks
+    out.mkdir()
+    (out / "x").write_text("")
+    assert cli.main(argv(both, "--construct", "conv2", "--construct-size", "20")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not empty; pass --overwrite" in err[0], err
 
 
 def test_serve_command(tmp_path, capsys):
