@@ -7,7 +7,8 @@
     deepvis convert --from vgg16.onnx --preprocessing caffe --out vgg16.msgpack   (needs onnx)
     deepvis layers --model vgg16
     deepvis occlusion --weights random --layer conv5     # occlusion sensitivity maps (the paper's Fig. 7)
-    deepvis atlas --images DIR --layer conv5 --out DIR     # top-9 of every channel over a folder, index.html
+    deepvis atlas --images DIR --layer conv4 conv5 --out DIR [--construct]   # a static site over a folder
+    deepvis serve --weights random                        # a local web app on http://127.0.0.1:8000/
     deepvis check --model vgg16 --weights random          (needs torch)
 
 Bad input never shows a traceback: the library raises typed exceptions (ValueError and its subclasses
@@ -29,8 +30,8 @@ import numpy as np
 
 import deepvis_jax as dv
 from deepvis_jax._src.atlas import _layer_hw, list_images, load_square, read_ahead
-from deepvis_jax._src.atlas_render import write_index, write_sheets
 from deepvis_jax._src.deconv import visualize_chunk
+from deepvis_jax._src.explorer.build import STATE_FILE
 from deepvis_jax._src.images import check_image_size, imagenet_labels, resize_shorter
 from deepvis_jax._src.render import batch_names, batch_paths, summary_row
 from deepvis_jax._src.nets import get_architecture
@@ -41,8 +42,6 @@ EXIT_MISMATCH = 1
 EXIT_INTERRUPTED = 130
 CACHE_ENV = "DEEPVIS_JAX_CACHE"
 MODELS = ", ".join(dv.ARCHITECTURES)
-STATE_FILE = "atlas_state.npz"  # `atlas`: the running state, in its output folder
-CHUNK = 32  # `atlas`: channels projected and rendered at a time (bounds the memory of the projections)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -468,38 +467,79 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_atlas(args: argparse.Namespace) -> int:
     import jax
-    from tqdm.auto import tqdm
+
+    from deepvis_jax._src.explorer import build, site
 
     for flag, v in (("--top-k", args.top_k), ("--batch-size", args.batch_size), ("--size", args.size),
-                    ("--checkpoint-every", args.checkpoint_every)):  # fmt: skip
+                    ("--checkpoint-every", args.checkpoint_every), ("--construct-size", args.construct_size),
+                    ("--construct-steps", args.construct_steps), ("--construct-batch", args.construct_batch)):  # fmt: skip
         if v < 1:
             raise ValueError(f"{flag} must be at least 1, got {v}")
     out = Path(args.out)
-    list_images(args.images)  # fail early on a missing or empty folder
+    n_images = len(list_images(args.images))  # fail early on a missing or empty folder
+    arch = get_architecture(args.model)
+    names = list(dict.fromkeys(dv.layer_name(arch, layer) for layer in args.layer))  # in the order given
+    selected = {n: build.parse_channels(args.channels, dv.layer_channels(arch, n), n) for n in names}
+    constructed = [] if args.construct is None else names if not args.construct else list(
+        dict.fromkeys(dv.layer_name(arch, layer) for layer in args.construct))
+    for n in constructed:
+        if n not in names:
+            raise ValueError(f"--construct {n}: not one of the atlas's layers ({', '.join(names)}); add it to --layer")
+    for n in names:
+        _layer_hw(arch, n, (args.size, args.size))  # ValueError when --size is too small for the layer
+        if n in constructed and args.construct_size < dv.min_image_size(arch, n):
+            raise ValueError(f"--construct-size {args.construct_size} is too small for {n} of {arch.name}: it needs "
+                             f"at least {dv.min_image_size(arch, n)} pixels")  # fmt: skip
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (args.overwrite or args.resume):
         raise FileExistsError(f"{out} is not empty; pass --overwrite to replace the atlas or --resume to continue it")
-    model, _ = _resolve_weights(args.model, args.weights)
-    name = dv.layer_name(model, args.layer)
-    _layer_hw(model, name, (args.size, args.size))  # ValueError when --size is too small for the layer
-    state = out / STATE_FILE
-    if args.overwrite and not args.resume and state.exists():
-        state.unlink()
-    result = dv.atlas(model, args.images, name, top_k=args.top_k, batch_size=args.batch_size, size=args.size,
-                      project=False, checkpoint=state, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                      progress=not args.quiet)  # fmt: skip
-    n_ch = result.values.shape[0]
-    writer = jax.process_index() == 0  # every process projects (the arrays span all hosts); one writes
-    for s in tqdm(range(0, n_ch, CHUNK), desc="projections", unit="chunk", disable=args.quiet or not writer):
-        chunk = dv.atlas_project(model, result, args.images, channels=range(s, min(s + CHUNK, n_ch)),
-                                 batch_size=args.batch_size, size=args.size)  # fmt: skip
+    model, _ = _resolve_weights(arch.name, args.weights)
+    opts = build.ConstructOptions(args.construct_size, args.construct_steps, args.construct_batch)
+    info = site.SiteInfo(arch.name, n_images, opts.describe() if constructed else None)
+    digest = build.weights_digest(model) if constructed else None
+    writer = jax.process_index() == 0
+    summaries = []
+    for n in names:
+        layer_dir = out / n
+        if args.overwrite and not args.resume and writer:
+            build.clear_layer(layer_dir)
+        summaries.append(build.build_layer(
+            model, args.images, n, layer_dir, channels=selected[n], top_k=args.top_k, batch_size=args.batch_size,
+            size=args.size, checkpoint_every=args.checkpoint_every, resume=args.resume,
+            construct=opts if n in constructed else None, replace_features=args.overwrite, info=info,
+            progress=not args.quiet, digest=digest))  # fmt: skip
         if writer:
-            write_sheets(chunk, out)
-    if not writer:
-        return 0
-    page = write_index(result, out, title=f"{model.arch.name} {name}: top-{args.top_k} over {result.num_images} images")
-    print(f"atlas of {model.arch.name} {name}: {n_ch} channels, {result.num_images} images -> {page}")
+            print(f"atlas of {arch.name} {n}: {len(selected[n])} of {summaries[-1].channels} channels, {n_images} "
+                  f"images -> {layer_dir / 'index.html'}")  # fmt: skip
+    if writer:
+        print(f"site: {site.write_site_index(out, summaries, info)}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from deepvis_jax._src.explorer import live, server
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    for flag, v in (("--size", args.size), ("--construct-size", args.construct_size),
+                    ("--construct-steps", args.construct_steps)):  # fmt: skip
+        if v < 1:
+            raise ValueError(f"{flag} must be at least 1, got {v}")
+    if not args.max_upload > 0:
+        raise ValueError(f"--max-upload must be a positive number of megabytes, got {args.max_upload:g}")
+    arch = get_architecture(args.model)
+    model, _ = _resolve_weights(arch.name, args.weights)
+    explorer = live.Explorer(model, size=args.size, construct_size=args.construct_size,
+                             construct_steps=args.construct_steps)  # fmt: skip
+    httpd = server.make_server(explorer, args.host, args.port, max_upload=int(args.max_upload * 1e6),
+                               weights=args.weights)  # fmt: skip
+    host, port = httpd.server_address[:2]
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        _warn(f"--host {args.host}: the explorer is reachable from other machines; it has no authentication")
+    print(f"serving {arch.name} on http://{'[' + host + ']' if ':' in host else host}:{port}/ (Ctrl-C stops)",
+          flush=True)  # fmt: skip
+    server.serve(httpd)
     return 0
 
 
@@ -655,28 +695,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check, compiles=True)
 
     p = sub.add_parser("atlas", parents=[common],
-                       help="top-k activations of every channel over a folder of images, as a browsable atlas",
+                       help="top-k activations of every channel over a folder of images, as a static site",
                        description="Stream a folder of images through the network (sharded over every device), "
-                       "keep each channel's top-k activations, project them to pixel space (DeconvNet) beside their "
-                       "image patches, and write one PNG sheet per channel plus an index.html to browse them (open "
-                       "it from the file system). The running state is saved in "
-                       f"OUT/{STATE_FILE}; --resume continues an interrupted run.")  # fmt: skip
+                       "keep each channel's top-k activations of each layer, project them to pixel space by "
+                       "DeconvNet and guided backprop beside their image patches, optionally grow each channel's "
+                       "feature visualization (--construct), and write a static site to browse them: OUT/index.html "
+                       "(the layers), OUT/LAYER/index.html (every channel) and a page per channel (open them from the "
+                       f"file system). Each layer's running state is saved in OUT/LAYER/{STATE_FILE}; --resume "
+                       "continues an interrupted run, and finished feature visualizations are never recomputed.")  # fmt: skip
     p.add_argument("--images", required=True, metavar="DIR", help="folder of images (searched recursively)")
-    layer_arg(p)
+    p.add_argument("--layer", required=True, nargs="+", metavar="L",
+                   help="one or more layers: 1-based index or name, e.g. conv4_3 conv5_3 (see `deepvis layers`)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     model_arg(p)
     weights_arg(p)
+    p.add_argument("--channels", nargs="+", default=None, metavar="C",
+                   help="only these channels of each layer: numbers and ranges, e.g. 0-63 100 (default: all)")
     p.add_argument("--top-k", type=int, default=9, metavar="K", help="activations kept per channel (default: 9)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
                    help="images per step, over all devices (default: 32)")  # fmt: skip
     p.add_argument("--size", type=int, default=224, metavar="S",
                    help="images are resized (shorter side) and center-cropped to SxS (default: 224)")  # fmt: skip
+    p.add_argument("--construct", nargs="*", default=None, metavar="L",
+                   help="also grow each channel's feature visualization (dv.construct's default recipe; slow on a "
+                   "CPU: see the README), cached per channel in OUT/LAYER/features; for every layer, or only for "
+                   "the layers named")  # fmt: skip
+    p.add_argument("--construct-size", type=int, default=128, metavar="S",
+                   help="side of the feature visualizations, pixels (default: 128)")
+    p.add_argument("--construct-steps", type=int, default=256, metavar="N",
+                   help="gradient-ascent steps per feature visualization (default: 256)")
+    p.add_argument("--construct-batch", type=int, default=8, metavar="N",
+                   help="channels optimized together in one compiled program (default: 8)")
     p.add_argument("--checkpoint-every", type=int, default=20, metavar="N",
                    help="save the running state every N batches (default: 20)")  # fmt: skip
-    p.add_argument("--resume", action="store_true", help=f"continue from OUT/{STATE_FILE} if it exists")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing atlas in OUT")
+    p.add_argument("--resume", action="store_true", help=f"continue from OUT/LAYER/{STATE_FILE} if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing atlas in OUT (feature visualizations made with the same weights and "
+                   "settings are kept)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_atlas, compiles=True)
+
+    p = sub.add_parser("serve", parents=[common], help="a local web app: click a channel, see what drives it",
+                       description="Serve a local web page: pick the sample photo or upload one, pick a layer, see "
+                       "its activation grid, click a channel to see its DeconvNet, guided-backprop and gradient "
+                       "projections and its feature visualization (computed on demand and cached). Images are "
+                       "resized (shorter side) and center-cropped to SxS. Uploads are held in memory and a "
+                       "temporary folder that is removed on exit.")  # fmt: skip
+    model_arg(p)
+    weights_arg(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; the app has no "
+                   "authentication)")  # fmt: skip
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--size", type=int, default=224, metavar="S",
+                   help="images are resized (shorter side, only ever shrunk) and center-cropped to SxS (default: 224)")
+    p.add_argument("--max-upload", type=float, default=20.0, metavar="MB",
+                   help="largest upload accepted, megabytes (default: 20)")
+    p.add_argument("--construct-size", type=int, default=128, metavar="S",
+                   help="side of the feature visualizations, pixels (default: 128)")
+    p.add_argument("--construct-steps", type=int, default=256, metavar="N",
+                   help="gradient-ascent steps per feature visualization (default: 256)")
+    p.set_defaults(func=cmd_serve, compiles=True)
     return parser
 
 

@@ -371,8 +371,8 @@ def test_cli_atlas_page_in_headless_chromium(tmp_path, capsys):
     argv = ["atlas", "--images", str(tmp_path / "images"), "--layer", "1", "--out", str(out), "--weights", "random",
             "--size", "48", "--batch-size", "16", "--quiet"]  # fmt: skip
     assert _cli(argv + ["--cache-dir", "off"]) == 0
-    assert "64 channels, 30 images" in capsys.readouterr().out
-    assert (out / STATE_FILE).exists()
+    assert "64 of 64 channels, 30 images" in capsys.readouterr().out
+    assert (out / "conv1" / STATE_FILE).exists()
     assert _cli(argv + ["--cache-dir", "off"]) == 2  # the real CLI: one line, no clobbering
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("deepvis: error:") and "--overwrite" in err[0]
@@ -380,14 +380,14 @@ def test_cli_atlas_page_in_headless_chromium(tmp_path, capsys):
     dom = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (out / "index.html").as_uri()],
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (out / "conv1" / "index.html").as_uri()],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
     channels = re.findall(r'<figure id="channel-(\d+)"', dom)
     assert channels == [str(c) for c in range(64)]
     srcs = re.findall(r'<img src="([^"]+)"', dom)
-    assert len(srcs) == 64 and all((out / s).is_file() for s in srcs)
-    status = re.search(r'<p id="status" data-loaded="(\d+)" data-broken="(\d+)"', dom)
+    assert len(srcs) == 64 and all((out / "conv1" / s).is_file() for s in srcs)
+    status = re.search(r'<p id="status"[^>]* data-loaded="(\d+)" data-broken="(\d+)"', dom)
     assert status is not None, "the page's load script did not run"
     assert status.groups() == ("64", "0")  # every image decoded with a non-zero naturalWidth
 

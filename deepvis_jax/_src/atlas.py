@@ -30,6 +30,7 @@ from jax.sharding import PartitionSpec as P
 from .deconv import project_units
 from .images import IMAGE_EXTENSIONS, load_image
 from .nets import Layer, Model, ReceptiveField, layer_channels, layer_hw, layer_name, normalize, receptive_field
+from .rules import check_method
 
 Array = jax.Array
 
@@ -363,13 +364,14 @@ def _crop(a: Array, top: Array, left: Array, size: int) -> Array:
     return lax.dynamic_slice(padded, (top + size, left + size, zero), (size, size, a.shape[-1]))
 
 
-@functools.partial(jax.jit, static_argnames=("name", "size"))
-def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int):
-    """Each winner's DeconvNet projection on the crop holding its receptive field, and its image patch."""
+@functools.partial(jax.jit, static_argnames=("name", "size", "method"))
+def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int,
+                     method: str = "deconv"):  # fmt: skip
+    """Each winner's projection (`method`) on the crop holding its receptive field, and its image patch."""
     x = normalize(images.astype(model.dtype) / 255.0)
     units = jnp.stack([jnp.arange(images.shape[0]), rows, cols, chans], axis=1)
     # forward and projection on each winner's receptive-field crop only
-    recon = project_units(model, x, units, values.astype(model.dtype), name, crop_to_field=True)
+    recon = project_units(model, x, units, values.astype(model.dtype), name, method, crop_to_field=True)
     crop = jax.vmap(functools.partial(_crop, size=size))
     return recon.astype(jnp.float32), crop(images, tops, lefts)
 
@@ -544,15 +546,18 @@ def atlas_project(
     batch_size: int = 32,
     devices: Sequence[Any] | None = None,
     size: int = 224,
+    method: str = "deconv",
 ) -> Atlas:
     """Fill in ``projections`` and ``patches`` of `result` for `channels` (default: all).
 
     `images` must give the stream's images by index: a sequence of arrays, a folder (as passed to `atlas`), or
     the source `atlas` used internally. Each winner's unit (its activation as the signal) is projected with
-    ``project_units(model, images, ..., crop_to_field=True)``, whose forward pass (for the switches) and projection
-    both run on the crop holding the unit's receptive field only; it returns that field's window
-    (``result.receptive_field``), and the same window is cropped from the image.
+    ``project_units(model, images, ..., method, crop_to_field=True)`` (`method`: ``"deconv"``, the DeconvNet, by
+    default; ``"guided"`` or ``"gradient"``), whose forward pass (for the switches) and projection both run on the
+    crop holding the unit's receptive field only; it returns that field's window (``result.receptive_field``), and
+    the same window is cropped from the image.
     """
+    check_method(method)
     name, k = result.layer, result.values.shape[1]
     if isinstance(images, (str, os.PathLike)):
         source: Any = _Indexed(list_images(images), size)
@@ -586,7 +591,7 @@ def atlas_project(
             (rf.offset + rf.stride * pos[:, 0]).astype(np.int32), (rf.offset + rf.stride * pos[:, 1]).astype(np.int32),
         )  # fmt: skip
         proj, patch = _project_winners(model, _put(mesh, imgs, P(AXIS)), *(_put(mesh, a, P(AXIS)) for a in args),
-                                       name=name, size=r)  # fmt: skip
+                                       name=name, size=r, method=method)  # fmt: skip
         proj, patch = _to_host(proj), _to_host(patch)
         for t, (i, c, j) in enumerate(chunk):
             projections[i, j], patches[i, j] = proj[t], patch[t]
