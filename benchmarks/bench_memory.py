@@ -1,8 +1,8 @@
 """Peak memory of `construct`: VGG16 conv5_3 at 224 px with 1, 8 and 32 filters, each case in its own process.
 
 Each case runs in a fresh subprocess (``python -m benchmarks.bench_memory CASE``) that reports its own peak resident
-memory twice: the whole process's (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, read before the reset below and
-at the end), which includes creating the
+memory twice: the whole process's (VmHWM read before the reset below, and the larger of that and the peak after
+it; not ``ru_maxrss``, which a child started by a large parent inherits from it across fork), which includes creating the
 random-weight model (Flax's initializers peak at ~2.2 GB for VGG16's 138 M parameters, more than a trained model's
 file takes to load), and the peak while `construct` runs (Linux's VmHWM, reset after the model is loaded: the
 model's resident weights, compiling and every batch), and the seconds per filter-step of a second, steady-state call. The first call (compile + run) is untimed; it takes the
@@ -17,7 +17,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import resource
 import subprocess
 import sys
 import time
@@ -43,8 +42,8 @@ def _case(n: int, batch_size: int | None, size: int, steps: int) -> dict:
 
     model = jax.block_until_ready(dv.load_model(ARCH, seed=0))
     gc.collect()
-    load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
-    _reset_peak()  # (also resets ru_maxrss)
+    load_peak = _peak()
+    _reset_peak()
     filters = list(range(0, 2 * n, 2))
     b = dv.default_batch_size(model, LAYER, size) if batch_size is None else batch_size
     k, width = batches(n, b)
@@ -57,7 +56,7 @@ def _case(n: int, batch_size: int | None, size: int, steps: int) -> dict:
     seconds = time.perf_counter() - t0
     if not (np.array_equal(imgs[:width], warm) and np.isfinite(imgs).all() and 0 <= imgs.min() <= imgs.max() <= 1):
         raise AssertionError("construct: a batch's images changed between calls, or left [0, 1]; timing is void")
-    peak = max(load_peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = max(load_peak, _peak())
     return dict(n=n, batch_size=b, batches=k, width=width, seconds=seconds, first_s=first, peak_bytes=peak,
                 construct_peak_bytes=_peak(), warm_filter_steps=width * steps,
                 s_per_filter_step=seconds / (n * steps))  # fmt: skip

@@ -7,7 +7,7 @@ docs/trained_pictures.py). Needs the dev extra and Debian's chromium; about 25 m
     python docs/explorer_pictures.py          # writes docs/explorer_site.png and docs/explorer_live.png
 
 1. The static site: `deepvis atlas` over the 32 photos of tests/data/photos, layers conv4_3 and conv5_3, channels
-   130-141, feature visualizations (`--construct`) for conv4_3. The feature visualizations are first computed with
+   134-139, feature visualizations (`--construct`) for conv4_3. The feature visualizations are first computed with
    `construct_features` alone, timed; the CLI run then finds them cached and skips them.
 2. The live mode: `deepvis serve`'s explorer in this process, the sample photo, layer conv5_3; the strongest
    channels are clicked one after another (the first click compiles, the others must not) and the time from
@@ -35,7 +35,7 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from browser import Browser  # noqa: E402
 
-LAYERS, CONSTRUCTED, CHANNELS, SHOWN = ("conv4_3", "conv5_3"), "conv4_3", "130-141", 138
+LAYERS, CONSTRUCTED, CHANNELS, SHOWN = ("conv4_3", "conv5_3"), "conv4_3", "134-139", 138
 
 
 def tumor_onnx() -> Path:
