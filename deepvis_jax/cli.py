@@ -567,6 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default=default, required=default is None,
                        help=f"architecture: {MODELS}" + (f" (default: {default})" if default else ""))  # fmt: skip
 
+    def construct_args(p: argparse.ArgumentParser) -> None:  # the feature visualizations of atlas and serve
+        p.add_argument("--construct-size", type=int, default=128, metavar="S",
+                       help="side of the feature visualizations, pixels (default: 128)")
+        p.add_argument("--construct-steps", type=int, default=256, metavar="N",
+                       help="gradient-ascent steps per feature visualization (default: 256)")
+
     def weights_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
                        help="imagenet: torchvision's pretrained weights (downloaded once, cached; the default); "
@@ -720,10 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also grow each channel's feature visualization (dv.construct's default recipe; slow on a "
                    "CPU: see the README), cached per channel in OUT/LAYER/features; for every layer, or only for "
                    "the layers named")  # fmt: skip
-    p.add_argument("--construct-size", type=int, default=128, metavar="S",
-                   help="side of the feature visualizations, pixels (default: 128)")
-    p.add_argument("--construct-steps", type=int, default=256, metavar="N",
-                   help="gradient-ascent steps per feature visualization (default: 256)")
+    construct_args(p)
     p.add_argument("--construct-batch", type=int, default=8, metavar="N",
                    help="channels optimized together in one compiled program (default: 8)")
     p.add_argument("--checkpoint-every", type=int, default=20, metavar="N",
@@ -751,10 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images are resized (shorter side, only ever shrunk) and center-cropped to SxS (default: 224)")
     p.add_argument("--max-upload", type=float, default=20.0, metavar="MB",
                    help="largest upload accepted, megabytes (default: 20)")
-    p.add_argument("--construct-size", type=int, default=128, metavar="S",
-                   help="side of the feature visualizations, pixels (default: 128)")
-    p.add_argument("--construct-steps", type=int, default=256, metavar="N",
-                   help="gradient-ascent steps per feature visualization (default: 256)")
+    construct_args(p)
     p.set_defaults(func=cmd_serve, compiles=True)
     return parser
 
