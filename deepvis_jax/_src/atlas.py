@@ -30,7 +30,7 @@ from jax.sharding import PartitionSpec as P
 from .deconv import project_units
 from .images import IMAGE_EXTENSIONS, load_image
 from .nets import Layer, Model, ReceptiveField, layer_channels, layer_hw, layer_name, normalize, receptive_field
-from .rules import check_method
+from .rules import _slice_map, check_method
 
 Array = jax.Array
 
@@ -357,13 +357,6 @@ def load_state(path: str | os.PathLike, meta: dict) -> tuple[TopK, int]:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _crop(a: Array, top: Array, left: Array, size: int) -> Array:
-    """The ``size x size`` window at (top, left) of an (H, W, 3) image; outside the image reads as zero."""
-    padded = jnp.pad(a, ((size, size), (size, size), (0, 0)))
-    zero = jnp.zeros((), jnp.asarray(top).dtype)  # one index dtype for all three (int64 literals under x64)
-    return lax.dynamic_slice(padded, (top + size, left + size, zero), (size, size, a.shape[-1]))
-
-
 @functools.partial(jax.jit, static_argnames=("name", "size", "method"))
 def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int,
                      method: str = "deconv"):  # fmt: skip
@@ -372,8 +365,10 @@ def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, n
     units = jnp.stack([jnp.arange(images.shape[0]), rows, cols, chans], axis=1)
     # forward and projection on each winner's receptive-field crop only
     recon = project_units(model, x, units, values.astype(model.dtype), name, method, crop_to_field=True)
-    crop = jax.vmap(functools.partial(_crop, size=size))
-    return recon.astype(jnp.float32), crop(images, tops, lefts)
+    # the same window of each image (zero outside it)
+    window = lambda a, t, l: _slice_map(a[None], jnp.stack([t, l]), (size, size), 0)[0]  # noqa: E731
+    patches = jax.vmap(window)(images, tops, lefts)
+    return recon.astype(jnp.float32), patches
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from flax import struct
 from jax import lax
 
 from .nets import Layer, Model, check_input, layer_hw, layer_name, normalize, receptive_field
-from .rules import METHODS, CropRecord, CropReplay, Record, Replay, Shapes, Switches, _slice_map, check_method
+from .rules import METHODS, CropRecord, CropReplay, Record, Replay, Shapes, Switches, _slice_map, _valid, check_method
 
 Array = jax.Array
 
@@ -204,9 +204,7 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
     canvas = lax.dynamic_update_slice(canvas, crop[0], (tops[0] - origin[0] + hc, tops[1] - origin[1] + wc, zero))
     out = canvas[hc : hc + canvas_hw[0], wc : wc + canvas_hw[1]]
     if crop_to_field:  # zero outside the image, as the whole image's projection is
-        rows = origin[0] + jnp.arange(size)
-        cols = origin[1] + jnp.arange(size)
-        inside = ((rows >= 0) & (rows < H))[:, None, None] & ((cols >= 0) & (cols < W))[None, :, None]
+        inside = _valid(jnp.stack(origin), (size, size), (H, W))[0]
         out = jnp.where(inside, out, jnp.zeros((), out.dtype))
     return out
 
@@ -231,9 +229,11 @@ def project_units(model: Model, source: Switches | Array, units: Array, values: 
     name = layer_name(model, layer)
     check_method(method)
     if getattr(units, "ndim", None) != 2 or units.shape[1] != 4:
-        raise ValueError(f"units must be shaped (K, 4): (image, row, col, channel) each; got {getattr(units, 'shape', None)}")
+        raise ValueError("units must be shaped (K, 4): (image, row, col, channel) each; "
+                         f"got {getattr(units, 'shape', None)}")
     if getattr(values, "shape", None) != units.shape[:1]:
-        raise ValueError(f"values must be shaped ({units.shape[0]},), one per unit; got {getattr(values, 'shape', None)}")
+        raise ValueError(f"values must be shaped ({units.shape[0]},), one per unit; "
+                         f"got {getattr(values, 'shape', None)}")
     if isinstance(source, Switches):
         if method != "deconv" and not source.relus:
             raise ValueError(f"method {method!r} needs the forward ReLU masks; record the switches with forward()")
