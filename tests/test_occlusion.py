@@ -44,6 +44,23 @@ def test_known_answer_on_a_hand_built_network():
     assert r.baseline_feature == pytest.approx(pixel.sum(), rel=1e-5)
 
 
+def test_chunks_pad_the_fewest_images_and_carry_the_baseline(monkeypatch):
+    """9 positions + the unoccluded image at chunk 6: 2 chunks of 6 would evaluate 12 images; the plan is 2 of 5
+    (nothing wasted), and the answers stay the hand-computed ones."""
+    from deepvis_jax._src import occlusion as occ
+
+    widths, real = [], occ._occlusion_chunk
+    monkeypatch.setattr(occ, "_occlusion_chunk", lambda *a, **k: widths.append(len(a[3])) or real(*a, **k))
+    img = np.random.default_rng(1).uniform(0, 1, (10, 12, 3)).astype(np.float32)
+    r = occlusion(_tiny_model(), img, patch=4, stride=3, fill=0.5, chunk=6)
+    assert widths == [5, 5]
+    pixel = img.sum(-1).astype(np.float64)
+    assert r.baseline_feature == pytest.approx(pixel.sum(), rel=1e-5)
+    occluded = pixel.copy()
+    occluded[6:10, 6:10] = 1.5
+    assert r.feature[2, 2] == pytest.approx(occluded.sum(), rel=1e-5)  # the last position, in the last chunk
+
+
 @pytest.fixture(scope="module")
 def alexnet():
     return dv.load_model("alexnet", seed=0)

@@ -16,6 +16,7 @@ import numpy as np
 from jax import lax
 
 from .nets import IMAGENET_MEAN, Layer, Model, layer_channels, layer_name, layers, normalize
+from .optvis.construct import batches
 
 Array = jax.Array
 
@@ -60,29 +61,32 @@ def _measure(model, img01, layer, channel, target):
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "patch"))
-def _occlusion_chunk(model, image01, fill, corners, layer, channel, target, patch):
-    """(feature, probability, top class) for each corner of one chunk (K, 2): one vmapped, compiled batch."""
+def _occlusion_chunk(model, image01, fill, corners, occlude, layer, channel, target, patch):
+    """(feature, probability, top class) for each corner of one chunk (K, 2): one vmapped, compiled batch.
+    Where `occlude` (K,) is False the image is measured as it is (the unoccluded baseline rides in a chunk)."""
     square = jnp.broadcast_to(fill.reshape(1, 1, 3), (patch, patch, 3)).astype(image01.dtype)
 
-    def one(corner):
+    def one(corner, occ):
         occluded = lax.dynamic_update_slice(image01, square, (corner[0], corner[1], 0))
-        return _measure(model, occluded, layer, channel, target)
+        return _measure(model, jnp.where(occ, occluded, image01), layer, channel, target)
 
-    return jax.vmap(one)(corners)
+    return jax.vmap(one)(corners, occlude)
 
 
 def _occlusion_maps(model, image01, fill, corners, layer, channel, target, patch, chunk):
-    """All corners, `chunk` at a time (the last chunk padded with repeats, so one compiled program serves all);
-    a Python loop over compiled chunks rather than lax.map, whose while body XLA:CPU runs about 1.6x slower."""
+    """All corners and the unoccluded image, in chunks of at most `chunk` images whose width pads the fewest
+    (144 positions + 1 at chunk 32: 5 chunks of 29, not 5 of 32 with 15 wasted images); the last chunk is padded
+    with repeats, so one compiled program serves all. A Python loop over compiled chunks rather than lax.map,
+    whose while body XLA:CPU runs about 1.6x slower."""
     n = len(corners)
-    padded = np.concatenate([corners, np.repeat(corners[-1:], -n % chunk, axis=0)])
-    parts = [_occlusion_chunk(model, image01, fill, padded[i : i + chunk], layer, channel, target, patch)
-             for i in range(0, len(padded), chunk)]  # fmt: skip
-    maps = tuple(jnp.concatenate(p)[:n] for p in zip(*parts))
-    return maps, _measure_jit(model, image01, layer, channel, target)
-
-
-_measure_jit = jax.jit(_measure, static_argnames="layer")
+    count, width = batches(n + 1, chunk)
+    items = np.concatenate([corners, corners[-1:]])  # the last item is the unoccluded image
+    occlude = np.arange(count * width) < n
+    items = np.concatenate([items, np.repeat(items[-1:], count * width - n - 1, axis=0)])
+    parts = [_occlusion_chunk(model, image01, fill, items[i : i + width], occlude[i : i + width], layer, channel,
+                              target, patch) for i in range(0, count * width, width)]  # fmt: skip
+    feat, prob, top = (jnp.concatenate(p) for p in zip(*parts))
+    return (feat[:n], prob[:n], top[:n]), (feat[n], prob[n], top[n])
 
 
 def occlusion(
@@ -103,7 +107,8 @@ def occlusion(
     mean, i.e. zero after normalization: the paper's grey). layer: conv layer of the feature map (default the top
     one); channel: its feature map (default the strongest, by max activation, on the unoccluded image). target:
     class whose probability is mapped (default the class predicted for the unoccluded image). chunk: occluded
-    images evaluated at once (bounds memory; the result does not depend on it). For a model whose classifier is
+    images evaluated at once, at most (bounds memory; the result does not depend on it; the chunks' width is
+    chosen to pad the fewest images, as `construct` chooses its batches). For a model whose classifier is
     untrained (``model.classifier``, copied to ``result.classifier``) the class maps are computed but mean
     nothing; `occlusion_figure` leaves them out.
     """
@@ -137,7 +142,7 @@ def occlusion(
     rows, cols = _positions(h, patch, stride), _positions(w, patch, stride)
     corners = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2).astype(np.int32)
     (feat, prob, top), (f0, p0, _) = _occlusion_maps(
-        model, x, jnp.asarray(fill, dtype), corners, name, channel, target, patch, min(chunk, len(corners))
+        model, x, jnp.asarray(fill, dtype), corners, name, channel, target, patch, chunk
     )
     shape = (len(rows), len(cols))
     return OcclusionResult(
