@@ -104,9 +104,20 @@ def max_pool(x: Array, window: int, stride: int, padding: int = 0) -> Array:
     gradient is the switch unpooling (`unpool`: each window's cotangent goes to its first maximum, as PyTorch's
     max_pool2d backward does). XLA's own gradient of a max `reduce_window` (select-and-scatter) is exact too but
     runs 10-40x slower on CPU (measured: 8x224x224x64, 2x2/2: 385 ms against 37 ms, forward and backward).
+
+    The value is a separable maximum of strided slices (over the window's rows, then its columns), the same numbers
+    as a max `reduce_window`, which XLA:CPU runs 3-8x slower at AlexNet's 3x3/2 pools (29x55x55x64: 3.8 against
+    0.9 ms; `python -m benchmarks --only profile` shows what the pools cost in a whole program).
     """
-    pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), pad)
+    H, W = x.shape[1:3]
+    h, w = _out_size(H, window, stride, padding), _out_size(W, window, stride, padding)
+    xp = _pad(x, padding, -jnp.inf)
+    n, _, wp, c = xp.shape
+    span_h, span_w = stride * (h - 1) + 1, stride * (w - 1) + 1
+    rows = [lax.slice(xp, (0, i, 0, 0), (n, i + span_h, wp, c), (1, stride, 1, 1)) for i in range(window)]
+    rows = functools.reduce(jnp.maximum, rows)
+    cols = [lax.slice(rows, (0, 0, j, 0), (n, h, j + span_w, c), (1, 1, stride, 1)) for j in range(window)]
+    return functools.reduce(jnp.maximum, cols)
 
 
 @max_pool.defjvp
