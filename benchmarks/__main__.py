@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["classify", "visualize", "units", "batch", "construct", "atlas", "coldstart", "occlusion", "memory"]
+BENCHMARKS = ["classify", "visualize", "units", "batch", "construct", "atlas", "coldstart", "occlusion", "memory", "profile"]
 
 
 def main(argv=None) -> int:
