@@ -24,6 +24,7 @@ from deepvis_jax._src.optvis.transforms import random_rotate as random_rotate
 from deepvis_jax._src.optvis.transforms import random_scale as random_scale
 from deepvis_jax._src.optvis.transforms import standard_transforms as standard_transforms
 from deepvis_jax._src.optvis.construct import total_variation as total_variation
+from deepvis_jax._src.compile import COMPILER_OPTIONS as COMPILER_OPTIONS
 from deepvis_jax._src.nets import ARCHITECTURES as ARCHITECTURES
 from deepvis_jax._src.nets import Model as Model
 from deepvis_jax._src.nets import classify as classify

@@ -27,6 +27,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from .compile import jit
 from .deconv import project_units
 from .images import IMAGE_EXTENSIONS, load_image
 from .nets import Layer, Model, ReceptiveField, layer_channels, layer_hw, layer_name, normalize, receptive_field
@@ -102,7 +103,7 @@ def _batch_topk(model: Model, name: str, k: int, images: Array, index: Array, mi
     )
 
 
-@functools.partial(jax.jit, static_argnames=("name", "k", "mesh", "micro"))
+@functools.partial(jit, static_argnames=("name", "k", "mesh", "micro"))
 def _update(model: Model, state: TopK, images: Array, index: Array, *, name: str, k: int, mesh: Mesh, micro: int):
     """Merge one batch (batch axis sharded over `mesh`) into the replicated running top-k."""
 
@@ -357,7 +358,7 @@ def load_state(path: str | os.PathLike, meta: dict) -> tuple[TopK, int]:
 # --------------------------------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("name", "size", "method"))
+@functools.partial(jit, static_argnames=("name", "size", "method"))
 def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int,
                      method: str = "deconv"):  # fmt: skip
     """Each winner's projection (`method`) on the crop holding its receptive field, and its image patch."""

@@ -21,6 +21,7 @@ import numpy as np
 from flax import struct
 from jax import lax
 
+from .compile import jit
 from .nets import Layer, Model, check_input, layer_hw, layer_name, normalize, receptive_field
 from .rules import METHODS, CropRecord, CropReplay, Record, Replay, Shapes, Switches, _slice_map, _valid, check_method
 
@@ -43,7 +44,7 @@ def _forward(model: Model, x: Array, name: str) -> tuple[Array, Switches]:
     return act, ops.switches(input_hw)
 
 
-@functools.partial(jax.jit, static_argnames=("layer",))
+@functools.partial(jit, static_argnames=("layer",))
 def forward(model: Model, x: Array, layer: Layer) -> tuple[Array, Switches]:
     """Run `model` on normalized NHWC `x` up to `layer` (after its ReLU); nothing above is computed.
 
@@ -93,7 +94,7 @@ def _project(model: Model, switches: Switches, signal: Array, name: str, method:
     return vjp(signal.astype(model.dtype))[0]
 
 
-@functools.partial(jax.jit, static_argnames=("layer", "method"))
+@functools.partial(jit, static_argnames=("layer", "method"))
 def project(model: Model, switches: Switches, signal: Array, layer: Layer, method: str = "deconv") -> Array:
     """Projection of `signal` (shaped like `layer`'s activation) to input space, (N, H, W, 3).
 
@@ -109,7 +110,7 @@ def project(model: Model, switches: Switches, signal: Array, layer: Layer, metho
     return _project(model, switches, signal, name, method)
 
 
-@functools.partial(jax.jit, static_argnames=("layer", "method"))
+@functools.partial(jit, static_argnames=("layer", "method"))
 def project_channels(
     model: Model, switches: Switches, signal: Array, channels: Array, layer: Layer, method: str = "deconv"
 ) -> Array:
@@ -209,7 +210,7 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("layer", "method", "crop_to_field"))
+@functools.partial(jit, static_argnames=("layer", "method", "crop_to_field"))
 def project_units(model: Model, source: Switches | Array, units: Array, values: Array, layer: Layer,
                   method: str = "deconv", crop_to_field: bool = False) -> Array:  # fmt: skip
     """Projections of single units, each computed on the crop of the input that holds its receptive field.
@@ -331,7 +332,7 @@ def _as_input(model: Model, images: Array) -> Array:
     return normalize(x)
 
 
-@functools.partial(jax.jit, static_argnames=("name", "top_k", "mode", "rank", "method"))
+@functools.partial(jit, static_argnames=("name", "top_k", "mode", "rank", "method"))
 def _visualize(
     model: Model, image: Array, name: str, top_k: int, mode: str, rank: str, method: str = "deconv"
 ) -> Visualization:
@@ -341,7 +342,7 @@ def _visualize(
     return Visualization(a, channels, scores, projections, layer=name, mode=mode, rank=rank, method=method)
 
 
-@functools.partial(jax.jit, static_argnames=("name", "top_k", "mode", "rank", "method"))
+@functools.partial(jit, static_argnames=("name", "top_k", "mode", "rank", "method"))
 def _visualize_batch(
     model: Model, images: Array, name: str, top_k: int, mode: str, rank: str, method: str = "deconv"
 ) -> Visualization:

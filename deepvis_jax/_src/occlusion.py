@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .compile import jit
 from .nets import IMAGENET_MEAN, Layer, Model, layer_channels, layer_name, layers, normalize
 from .optvis.construct import batches
 
@@ -60,7 +61,7 @@ def _measure(model, img01, layer, channel, target):
     return feature, probs[target], jnp.argmax(probs)
 
 
-@functools.partial(jax.jit, static_argnames=("layer", "patch"))
+@functools.partial(jit, static_argnames=("layer", "patch"))
 def _occlusion_chunk(model, image01, fill, corners, occlude, layer, channel, target, patch):
     """(feature, probability, top class) for each corner of one chunk (K, 2): one vmapped, compiled batch.
     Where `occlude` (K,) is False the image is measured as it is (the unoccluded baseline rides in a chunk)."""

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from ..compile import jit
 from ..deconv import _project_unit, forward
 from ..images import ImageError, check_image_size, load_image, resize_shorter, sample_image
 from ..nets import Model, layer_channels, layer_name, layers, min_size, normalize
@@ -45,7 +46,7 @@ GRID_CELL = 48  # smallest cell of the activation grid, pixels (maps are enlarge
 # --------------------------------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("name",))
+@functools.partial(jit, static_argnames=("name",))
 def _layer_state(model: Model, image: jax.Array, name: str):
     """(activation (h, w, C), switches) of one uint8 image (H, W, 3)."""
     x = normalize(image.astype(model.dtype) / 255)[None]
@@ -53,7 +54,7 @@ def _layer_state(model: Model, image: jax.Array, name: str):
     return act[0], switches
 
 
-@functools.partial(jax.jit, static_argnames=("name",))
+@functools.partial(jit, static_argnames=("name",))
 def _channel_projections(model: Model, switches, act: jax.Array, channel: jax.Array, name: str):
     """The strongest unit of `channel` (traced) projected by every method: ((3, H, W, 3), value, row, col).
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ..compile import jit
 from . import alexnet_vgg, resnet
 from .alexnet_vgg import Architecture
 from .resnet import ResNetArchitecture
@@ -98,7 +99,7 @@ def init_model(arch: str | AnyArchitecture, seed: int = 0, dtype=None) -> Model:
     return Model(variables=dict(_init(a, dtype, jax.random.key(seed))), arch=a)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@functools.partial(jit, static_argnums=(0, 1))
 def _init(arch: AnyArchitecture, dtype, key: Array) -> dict:
     # 64 px is enough for every architecture to reach its classifier (AdaptiveAvgPool fixes its input size)
     return arch.module().init(key, jnp.zeros((1, 64, 64, 3), dtype))
@@ -243,13 +244,13 @@ def denormalize(x: Any) -> Array:
     return x * _channel_const(IMAGENET_STD, x) + _channel_const(IMAGENET_MEAN, x)
 
 
-@jax.jit
+@jit
 def classify(model: Model, x: Array) -> Array:
     """Logits (N, num_classes) for normalized NHWC input of any size the network accepts."""
     return model.apply(x)
 
 
-@jax.jit
+@jit
 def all_activations(model: Model, x: Array) -> tuple[Array, dict[str, Array]]:
     """(logits, {layer: its activation}) in one pass."""
     return model.apply(x, collect=True)

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from ..compile import jit
 from ..nets import Model, denormalize, layer_hw, layer_name, normalize
 from .objectives import Objective, channel
 from .param import Parameterization, _periodic_blur, fft, pixel
@@ -91,7 +92,7 @@ def filter_key(seed, target) -> Array:
     return jax.random.fold_in(jax.random.key(seed), target)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "dtype"))
+@functools.partial(jit, static_argnames=("spec", "dtype"))
 def _init(spec: _Spec, dtype, seed: Array, filters: Array, start: Any = None) -> _State:
     _TRACES["init"] += 1
 
@@ -108,7 +109,7 @@ def _to_input(spec: _Spec, img: Array) -> Array:
     return img if spec.normalized else normalize(img)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@functools.partial(jit, static_argnames=("spec",))
 def _run_chunk(spec: _Spec, model: Model, state: _State, filters: Array, step0: Array, steps: Array) -> _State:
     """`spec.chunk` optimization steps (steps numbered >= `steps` are skipped), vmapped over filters."""
     _TRACES["chunk"] += 1
@@ -153,7 +154,7 @@ def _run_chunk(spec: _Spec, model: Model, state: _State, filters: Array, step0: 
     return jax.vmap(one)(filters, state)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@functools.partial(jit, static_argnames=("spec",))
 def _images(spec: _Spec, state: _State) -> Array:
     if spec.keep_best:
         return state.best_image
@@ -197,7 +198,7 @@ def seed_sizes(image_size: int, start: int = 56, factor: float = 1.2) -> list[in
     return sizes
 
 
-@functools.partial(jax.jit, static_argnames=("size", "blur"))
+@functools.partial(jit, static_argnames=("size", "blur"))
 def _grow(params: Array, size: int, blur: int) -> Array:
     """Between stages: back to RGB, bicubic resize to `size`, box blur, normalized again (vmapped over filters)."""
 
