@@ -4,9 +4,12 @@ occlusion), op by op.
 Each program is timed whole on both sides (one `construct` Adam step, one atlas batch, one occlusion chunk), then
 every convolution in it alone, at the program's own shapes: its forward and, for `construct`, its input gradient
 (JAX: the vjp with the forward not re-run; torch: `aten.convolution_backward` for the input only, what autograd
-calls). JAX runs XLA:CPU's convolutions, torch oneDNN's. The row's ratio is the whole program's; "ceiling" is
-torch's whole program over JAX's convolutions alone: the best torch/JAX ratio this program could reach with
-XLA:CPU's convolutions if everything else in it were free.
+calls). JAX runs XLA:CPU's convolutions as deepvis_jax compiles them (`dv.COMPILER_OPTIONS`: Eigen, YNNPACK off),
+each shown after the time under XLA's default options (YNNPACK), as ``default->ours/torch``; torch runs oneDNN's.
+The row's ratio is the whole program's; "ceiling" is torch's whole program over JAX's convolutions alone: the best
+torch/JAX ratio this program could reach with XLA:CPU's convolutions if everything else in it were free (timed
+alone, a convolution also pays for its freshly allocated output: where that is hundreds of MB, VGG16 at 224 px,
+the sum exceeds the program and the ceiling is low).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 
 import converters
 import deepvis_jax as dv
+from deepvis_jax._src.compile import jit
 from deepvis_jax._src.nets import IMAGENET_MEAN
 from deepvis_jax._src.nets.layers import conv2d
 from deepvis_jax._src.occlusion import _occlusion_chunk
@@ -58,18 +62,20 @@ def _convs(convs, repeats: int, grad: bool, last_channels: int | None = None) ->
             kernel = kernel[..., :last_channels]
         x = rng.standard_normal(shape).astype(np.float32)
         xj, xt = jnp.asarray(x.transpose(0, 2, 3, 1)), torch.from_numpy(x)
-        fwd = jax.jit(lambda a, kernel=kernel, s=s, p=p: conv2d(a, kernel, s, p))
+        fwd = jit(lambda a, kernel=kernel, s=s, p=p: conv2d(a, kernel, s, p))
         _, jf, yj = time_jax(lambda: fwd(xj), repeats)
+        _, jf0, _ = time_jax(lambda: jax.jit(fwd.__wrapped__)(xj), repeats)  # XLA's default options
         with torch.no_grad():
             tf, yt = time_torch(lambda: torch.nn.functional.conv2d(xt, w, stride=s, padding=p), repeats)
         err = max(err, max_rel(yj, yt.numpy().transpose(0, 2, 3, 1)[..., : kernel.shape[-1]]))
-        desc = f"{m.in_channels}->{m.out_channels} k{k}s{s} {shape[2]}px: f {jf * 1e3:.1f}/{tf * 1e3:.1f}"
+        desc = f"{m.in_channels}->{m.out_channels} k{k}s{s} {shape[2]}px: f {jf0 * 1e3:.1f}->{jf * 1e3:.1f}/{tf * 1e3:.1f}"
         jax_total, torch_total = jax_total + jf, torch_total + tf
         if grad:
             ct = rng.standard_normal(yt.shape).astype(np.float32)
             ctj, ctt = jnp.asarray(ct.transpose(0, 2, 3, 1)[..., : kernel.shape[-1]]), torch.from_numpy(ct)
-            back = jax.jit(lambda a, c, kernel=kernel, s=s, p=p: jax.vjp(lambda b: conv2d(b, kernel, s, p), a)[1](c)[0])
+            back = jit(lambda a, c, kernel=kernel, s=s, p=p: jax.vjp(lambda b: conv2d(b, kernel, s, p), a)[1](c)[0])
             _, jg, gj = time_jax(lambda: back(xj, ctj), repeats)
+            _, jg0, _ = time_jax(lambda: jax.jit(back.__wrapped__)(xj, ctj), repeats)
 
             def torch_back():
                 return torch.ops.aten.convolution_backward(ctt, xt, w, None, [s, s], [p, p], [1, 1], False, [0, 0], 1,
@@ -79,7 +85,7 @@ def _convs(convs, repeats: int, grad: bool, last_channels: int | None = None) ->
                 tg, gt = time_torch(torch_back, repeats)
             if last_channels is None or i < len(convs) - 1:  # the torch side's last gradient comes from all channels
                 err = max(err, max_rel(gj, gt.numpy().transpose(0, 2, 3, 1)))
-            desc += f" g {jg * 1e3:.1f}/{tg * 1e3:.1f}"
+            desc += f" g {jg0 * 1e3:.1f}->{jg * 1e3:.1f}/{tg * 1e3:.1f}"
             jax_total, torch_total = jax_total + jg, torch_total + tg
         parts.append(desc)
     return jax_total, torch_total, parts, err
@@ -88,7 +94,7 @@ def _convs(convs, repeats: int, grad: bool, last_channels: int | None = None) ->
 def _row(name: str, jax_s: float, torch_s: float, convs: tuple, what: str) -> Row:
     cj, ct, parts, err = convs
     extra = {
-        f"convolutions, ms JAX/torch ({what})": "; ".join(parts) + f"; sum {cj * 1e3:.1f}/{ct * 1e3:.1f}",
+        f"convolutions, ms JAX XLA-default->ours/torch ({what})": "; ".join(parts) + f"; sum {cj * 1e3:.1f}/{ct * 1e3:.1f}",
         "JAX program": f"{cj / jax_s:.0%} convolution, {max(jax_s - cj, 0) * 1e3:.1f} ms the rest",
         "torch program": f"{ct / torch_s:.0%} convolution, {max(torch_s - ct, 0) * 1e3:.1f} ms the rest",
         "ceiling": f"torch program / JAX convolutions = {torch_s / cj:.2f}x",

@@ -644,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ImageNet class of map (b), 0-based (default: the class predicted for the unoccluded "
                    "image)")  # fmt: skip
     p.add_argument("--chunk", type=int, default=32, metavar="N",
-                   help="occluded images evaluated at once; bounds memory (default: 32)")  # fmt: skip
+                   help="occluded images evaluated at once, at most; bounds memory (default: 32)")  # fmt: skip
     output_args(p, "replace an existing output file")
     p.set_defaults(func=cmd_occlusion, compiles=True)
 
