@@ -34,7 +34,6 @@ def _options() -> dict:
 COMPILER_OPTIONS: dict = _options()
 
 
-
 def _top_level() -> bool:
     """Whether no trace (jit, grad, vmap, ...) is active: only then may a jit carry compiler options."""
     try:
