@@ -34,14 +34,15 @@ def _options() -> dict:
 COMPILER_OPTIONS: dict = _options()
 
 
+try:  # no public API says whether a trace is active; without this, never risk the nested-jit error
+    from jax._src.core import trace_ctx as _trace_ctx
+except ImportError:
+    _trace_ctx = None
+
+
 def _top_level() -> bool:
     """Whether no trace (jit, grad, vmap, ...) is active: only then may a jit carry compiler options."""
-    try:
-        from jax._src import core  # no public API says this; without it, never risk the nested-jit error
-    except ImportError:
-        return False
-    state = getattr(core, "trace_ctx", None)
-    return bool(state is not None and hasattr(state, "is_top_level") and state.is_top_level())
+    return bool(_trace_ctx is not None and hasattr(_trace_ctx, "is_top_level") and _trace_ctx.is_top_level())
 
 
 def jit(fun=None, **kwargs):
