@@ -220,14 +220,73 @@ def check_method(method: str) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Activations other than ReLU (graph networks): the values, as torch computes them
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _hardtanh(x: Array, min_val: float = -1.0, max_val: float = 1.0) -> Array:
+    return jnp.clip(x, jnp.asarray(min_val, x.dtype), jnp.asarray(max_val, x.dtype))
+
+
+def _leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
+    return jnp.where(x > 0, x, x * jnp.asarray(negative_slope, x.dtype))
+
+
+def _elu(x: Array, alpha: float = 1.0) -> Array:
+    return jnp.where(x > 0, x, jnp.asarray(alpha, x.dtype) * jnp.expm1(jnp.minimum(x, 0)))
+
+
+def _gelu(x: Array, approximate: str = "none") -> Array:
+    return jax.nn.gelu(x, approximate=approximate == "tanh")
+
+
+def _silu(x: Array) -> Array:
+    return x * jax.nn.sigmoid(x)
+
+
+def _hardswish(x: Array) -> Array:
+    return x * jnp.clip(x + 3, 0, 6) / 6
+
+
+ACTIVATIONS = {
+    "hardtanh": _hardtanh,  # ReLU6 is hardtanh(0, 6)
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    "gelu": _gelu,
+    "silu": _silu,
+    "hardswish": _hardswish,
+}
+"""The rectifier-like activations other than ReLU that ``ops.activation(x, kind, **params)`` computes (graph
+networks keep each as one op), by their torch names; ``params`` are torch's arguments (``min_val``/``max_val``,
+``negative_slope``, ``alpha``, ``approximate``)."""
+
+
 class Plain:
-    """Ordinary ReLU and max pooling."""
+    """Ordinary values: ReLU, max pooling, activations and other nonlinearities as the network computes them.
+
+    The interface every `ops` object has (networks call nothing else that depends on the method):
+
+    - ``relu(x, channels=None)``: a ReLU.
+    - ``max_pool(x, window, stride, padding=0)``: torch's max pooling on NHWC.
+    - ``activation(x, kind, **params)``: a rectifier-like activation other than ReLU (`ACTIVATIONS`), which a
+      projection method may give its own backward rule.
+    - ``linearized(fn, *args)``: ``fn(*args)`` for any other function that is nonlinear in the data (gates such as
+      ``x * sigmoid(s)``, normalizations, softmax, products of two data tensors): projections pass its true
+      gradient, taken at the recorded forward point.
+    """
 
     def relu(self, x: Array, channels: Array | None = None) -> Array:
         return jax.nn.relu(x)
 
     def max_pool(self, x: Array, window: int, stride: int, padding: int = 0) -> Array:
         return max_pool(x, window, stride, padding)
+
+    def activation(self, x: Array, kind: str, **params) -> Array:
+        return ACTIVATIONS[kind](x, **params)
+
+    def linearized(self, fn, *args) -> Array:
+        return fn(*args)
 
 
 PLAIN = Plain()
