@@ -2,8 +2,10 @@
 
     import converters
     model = converters.from_torchvision(torchvision.models.vgg16())   # needs the [torch] extra
+    model = converters.from_torch(module, example_input)  # any module torch.export captures (a graph network)
     model = converters.from_onnx("vgg16.onnx", preprocessing="caffe")  # needs the [onnx] extra (no torch)
     converters.save(model, "vgg16.msgpack")        # loads later with dv.load_model("vgg16", weights=...)
+    converters.save(graph_model, "net.msgpack")    # a graph network: dv.load_model("net.msgpack"), no torch
     converters.compare(torch_module, model, x)      # per-layer max abs / rel differences
     converters.backward_features(torch_module, "conv3", "deconv")   # torch reference of dv.project
 
@@ -20,7 +22,7 @@ try:
 except ImportError:  # the [onnx] extra alone: the torch converters are not available
     _TORCH_NAMES = (
         "Difference", "backward_features", "compare", "detect_architecture", "detect_state_dict", "from_state_dict",
-        "from_torchvision", "imagenet_state_dict", "load_pth", "torch_activations",
+        "from_torch", "from_torchvision", "imagenet_state_dict", "load_pth", "torch_activations",
     )  # fmt: skip
 
     def __getattr__(name):
@@ -30,6 +32,7 @@ except ImportError:  # the [onnx] extra alone: the torch converters are not avai
         raise AttributeError(f"module 'converters' has no attribute {name!r}")
 
 else:
+    from converters._export import from_torch as from_torch
     from converters._reference import backward_features as backward_features
     from converters._torchvision import Difference as Difference
     from converters._torchvision import compare as compare
@@ -50,6 +53,7 @@ __all__ = [
     "fold_preprocessing",
     "from_onnx",
     "from_state_dict",
+    "from_torch",
     "from_torchvision",
     "imagenet_state_dict",
     "load_pth",

@@ -226,8 +226,17 @@ def detect_architecture(module: tnn.Module) -> str:
 
 
 def from_torchvision(module: tnn.Module) -> "Model":  # noqa: F821
-    """Convert a torchvision AlexNet / VGG / VGG-BN / ResNet module (eval-mode semantics) to a deepvis_jax Model."""
-    return from_state_dict(module.state_dict(), detect_architecture(module))
+    """Convert a torchvision module (eval-mode semantics) to a deepvis_jax Model.
+
+    AlexNet / VGG / VGG-BN / ResNet become the hand-written families (layers ``conv1``..., ``layer1.0``...); any
+    other module is imported as a graph network with `converters.from_torch` (224 px example input)."""
+    try:
+        arch = detect_architecture(module)
+    except ValueError:
+        from converters._export import from_torch
+
+        return from_torch(module)
+    return from_state_dict(module.state_dict(), arch)
 
 
 @functools.lru_cache(maxsize=None)

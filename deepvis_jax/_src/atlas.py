@@ -514,7 +514,7 @@ def atlas(
 
 
 def _result(model: Model, name: str, state: TopK, consumed: int, hw: tuple, files) -> Atlas:
-    rf = receptive_field(model, name)
+    rf = receptive_field(model, name, hw)
     h, w = hw
     _, mw = _layer_hw(model, name, hw)
     ok = state.index != NONE

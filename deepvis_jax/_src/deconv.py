@@ -22,7 +22,7 @@ from flax import struct
 from jax import lax
 
 from .compile import jit
-from .nets import Layer, Model, check_input, layer_hw, layer_name, normalize, receptive_field
+from .nets import GraphArchitecture, Layer, Model, check_input, layer_hw, layer_name, normalize, receptive_field
 from .rules import METHODS, CropRecord, CropReplay, Record, Replay, Shapes, Switches, _slice_map, _valid, check_method
 
 Array = jax.Array
@@ -159,12 +159,16 @@ def _geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple:
     return _GEOMETRY[key]
 
 
-def crop_geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple[tuple[int, int], int, int, int]:
+def crop_geometry(model: Model, name: str, hw: tuple[int, int], with_switches: bool = True
+                  ) -> tuple[tuple[int, int], int, int, int]:  # fmt: skip
     """The crop `project_units` computes on: its (height, width), and the unit's receptive field size, stride and
     offset. A crop is `size + stride - 1` pixels (the field, and the slack to start at a multiple of the stride),
-    or the whole image along an axis where that is not smaller."""
-    size, stride, offset = receptive_field(model, name)
+    or the whole image along an axis where that is not smaller. A graph network's layer whose field is the whole
+    image, or whose recorded decisions a crop cannot replay (`GraphArchitecture.crops`), uses the whole image."""
+    size, stride, offset = receptive_field(model, name, hw)
     side = size + stride - 1
+    if isinstance(model.arch, GraphArchitecture) and not model.arch.crops(name, with_switches):
+        side = max(hw)
     return (min(side, hw[0]), min(side, hw[1])), size, stride, offset
 
 
@@ -174,21 +178,38 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
     too (recording the crop's own switches)."""
     from_images = not isinstance(source, Switches)
     H, W = source.shape[1:3] if from_images else source.input_hw
-    (hc, wc), size, stride, offset = crop_geometry(model, name, (H, W))
+    (hc, wc), size, stride, offset = crop_geometry(model, name, (H, W), not from_images)
     n, row, col, channel = unit[0], unit[1], unit[2], unit[3]
     first = -(offset // stride)  # how many strides the field starts before its unit: ceil(-offset / stride)
     tops = jnp.stack([stride * (row - first) if hc < H else 0 * row, stride * (col - first) if wc < W else 0 * col])
     one = jax.tree_util.tree_map(lambda a: lax.dynamic_index_in_dim(a, n, 0, keepdims=True), source)
-    geometry = _geometry(model, name, (H, W))
     channels = jnp.reshape(channel, (1,))
+    graph = isinstance(model.arch, GraphArchitecture)
+    if graph and (hc, wc) == (H, W):  # the whole image: the plain record and replay
+        def record_ops():
+            return Record()
+
+        def replay_ops():
+            return Replay(one, method)
+
+        extra = {}
+    else:  # a crop; a graph network also zeroes every map outside the whole image's map (its `crop` argument)
+        geometry = model.arch.crop_calls(name, (H, W)) if graph else _geometry(model, name, (H, W))
+
+        def record_ops():
+            return CropRecord(geometry, tops)
+
+        def replay_ops():
+            return CropReplay(one, method, geometry, tops, local=from_images)
+
+        extra = {"crop": (tops, (H, W))} if graph else {}
     if from_images:  # the crop's forward pass records the switches and masks the projection reads
-        record = CropRecord(geometry, tops)
-        model.apply(_slice_map(one, tops, (hc, wc), 0), upto=name, ops=record)
+        record = record_ops()
+        model.apply(_slice_map(one, tops, (hc, wc), 0), upto=name, ops=record, **extra)
         one = record.switches((hc, wc))
 
     def replay(x):
-        ops = CropReplay(one, method, geometry, tops, local=from_images)
-        return model.apply(x, upto=name, channels=channels, ops=ops)
+        return model.apply(x, upto=name, channels=channels, ops=replay_ops(), **extra)
 
     x0 = jnp.zeros((1, hc, wc, 3), model.dtype)
     out, vjp = jax.vjp(replay, x0)

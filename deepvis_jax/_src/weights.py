@@ -5,6 +5,11 @@ The converted-file format is Flax's msgpack serialization (`flax.serialization.m
 "classifier": "trained" | "untrained"}``: numpy arrays in a plain msgpack map, readable with no torch installed
 and no code executed on load. A file without "classifier" (written before it existed) is "trained".
 
+A graph network (`converters.from_torch`) is stored as version 2: the same map with ``"graph"``, the captured
+graph as JSON text (`nets.graph.to_json`: op names, static arguments, module paths, layers; no pickles, no code),
+and its weights ``{"params": {torch name: array}}``. ``load_model(path)`` reads either version from the path
+alone.
+
 PyTorch weights (a torchvision ``.pth`` file, ``weights="imagenet"``) are read by *weight loaders* that other
 packages register under the entry-point group ``deepvis_jax.weights`` (see `LOADER_GROUP`), so this package imports
 neither torch nor the package that converts torch weights (it registers its loaders in pyproject.toml).
@@ -22,9 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
-from .nets import AnyArchitecture, Model, get_architecture, init_model
+from .nets import AnyArchitecture, GraphArchitecture, Model, get_architecture, init_model
+from .nets.graph import from_json, to_json
 
 FORMAT, VERSION = "deepvis_jax", 1
+GRAPH_VERSION = 2  # a graph network: the graph stored beside the weights
 
 LOADER_GROUP = "deepvis_jax.weights"
 """Entry-point group of the weight loaders that `load_model` needs for PyTorch weights, looked up by name:
@@ -83,16 +90,20 @@ def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndar
 
 
 def save_model(model: Model, path: str | os.PathLike) -> Path:
-    """Write `model` to a converted file (msgpack) that `load_model(arch, weights=path)` reads without torch."""
+    """Write `model` to a converted file (msgpack) that `load_model(arch, weights=path)` (a graph network:
+    `load_model(path)`) reads without torch."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    graph = isinstance(model.arch, GraphArchitecture)
     state = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": GRAPH_VERSION if graph else VERSION,
         "arch": model.arch.name,
         "variables": jax.tree_util.tree_map(np.asarray, model.variables),
         "classifier": model.classifier,
     }
+    if graph:
+        state["graph"] = to_json(model.arch)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(serialization.msgpack_serialize(state))
     os.replace(tmp, path)  # never leave a half-written file under the real name
@@ -111,6 +122,11 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
                            "it may be truncated or corrupt: convert it again") from None  # fmt: skip
     if not isinstance(state, dict) or state.get("format") != FORMAT or "variables" not in state:
         raise WeightsError(f"{path} is not a deepvis_jax weights file; convert one with `deepvis convert`")
+    if state.get("version") == GRAPH_VERSION:
+        return _read_graph(path, state, arch)
+    if state.get("version") != VERSION:
+        raise WeightsError(f"{path} has format version {state.get('version')!r}, which this version of deepvis_jax "
+                           "cannot read; convert it again")  # fmt: skip
     file_arch = get_architecture(state["arch"])
     if arch is not None:
         want = get_architecture(arch) if isinstance(arch, str) else arch
@@ -121,6 +137,34 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
         raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
     flat = traverse_util.flatten_dict(state["variables"])
     return model_from_arrays(file_arch, flat, str(path), classifier)
+
+
+def _read_graph(path: Path, state: dict, arch) -> Model:
+    """A stored graph network: its graph (JSON) and its weights, every weight the graph reads present and shaped
+    as the graph says."""
+    try:
+        graph = from_json(state["graph"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path} holds no readable graph ({e}); convert it again") from None
+    if arch is not None:
+        want = arch if isinstance(arch, str) else arch.name
+        if want != graph.name:
+            raise WeightsError(f"{path} holds the graph network {graph.name}, not {want}")
+    params = state["variables"].get("params", {}) if isinstance(state["variables"], dict) else {}
+    for n in graph.nodes:
+        if n.op != "param":
+            continue
+        v = params.get(n.args[0])
+        if v is None:
+            raise WeightsError(f"{path}: missing the weight {n.args[0]} that the graph reads")
+        if tuple(np.shape(v)) != tuple(n.shape):
+            raise WeightsError(f"{path}: {n.args[0]} has shape {tuple(np.shape(v))}, the graph expects {n.shape}")
+    dtype = _target_dtype(np.asarray(next(iter(params.values()))).dtype) if params else np.dtype(np.float32)
+    variables = {"params": {k: jnp.asarray(np.asarray(v, dtype=dtype)) for k, v in params.items()}}
+    classifier = state.get("classifier", "trained")
+    if classifier not in ("trained", "untrained"):
+        raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
+    return Model(variables=variables, arch=graph, classifier=classifier)
 
 
 def weight_loader(name: str, entry_points: Iterable[Any] | None = None) -> Callable[..., Model] | None:
@@ -171,13 +215,29 @@ def load_imagenet(arch: AnyArchitecture, progress: bool = True) -> Model:
     return model
 
 
-def load_model(arch: str, weights: str | os.PathLike | None = None, seed: int = 0) -> Model:
-    """A model by architecture name.
+def _is_path(arch) -> bool:
+    return isinstance(arch, os.PathLike) or (isinstance(arch, str) and (arch.lower().endswith(".msgpack")
+                                                                        or os.sep in arch or "/" in arch))  # fmt: skip
+
+
+def load_model(arch: str | os.PathLike, weights: str | os.PathLike | None = None, seed: int = 0) -> Model:
+    """A model by architecture name, or a converted file by its path.
+
+    ``load_model("googlenet.msgpack")``: the model a converted file holds, read without torch (a graph network
+    that `converters.from_torch` imported and `converters.save` wrote, or a hand-written family's weights).
 
     weights: None (random init from Flax initializers, seeded by `seed`), ``"imagenet"`` (torchvision's pretrained
     weights via its download cache, converted once and cached beside it), a converted ``.msgpack`` file, or a
     torchvision state-dict ``.pth``/``.pt`` file (needs torch; loaded with ``weights_only=True``).
     """
+    if _is_path(arch):
+        if weights is not None:
+            raise ValueError(f"load_model({str(arch)!r}) reads the model and its weights from that file; "
+                             "pass no weights")  # fmt: skip
+        path = Path(arch)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+        return read_converted(path)
     a = get_architecture(arch)
     if weights is None:
         return init_model(a, seed=seed)

@@ -2,13 +2,17 @@
 
 - `alexnet_vgg.py`: torchvision's AlexNet and VGG 11/13/16/19 (± BatchNorm), one module `ConvNet`.
 - `resnet.py`: torchvision's ResNet-18/34/50/101/152 and Wide ResNet-50-2, one module `ResNet`.
+- `graph.py` (with its op table `graph_ops.py`): any network torch.export captures, held as plain data and run by
+  an interpreter (`converters.from_torch` imports one).
 - `layers.py`: the shared layers (Conv2d, BatchNorm2d, AdaptiveAvgPool2d); ReLU and max pooling go through the
   `ops` of `rules.py`, so that one definition classifies, records switches and replays them.
 
 Every architecture object is a static, hashable NamedTuple with ``name``, ``num_classes``, ``layers`` (the
 visualizable layers, bottom to top), ``channels(layer)``, ``spatial(layer)`` (the (kernel, stride, padding) of
 every conv and pool on the path up to the layer: sizes and receptive fields follow from it) and ``module()``.
-Every module takes ``(x, upto=None, channels=None, pre_relu=False, collect=False, ops=PLAIN)``.
+Every module takes ``(x, upto=None, channels=None, pre_relu=False, collect=False, ops=PLAIN)``. A graph network's
+architecture (`GraphArchitecture`) has no single path: it answers sizes and receptive fields itself
+(``layer_hw``, ``min_size``, `graph.receptive_field_of`).
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from flax import struct
 from ..compile import jit
 from . import alexnet_vgg, resnet
 from .alexnet_vgg import Architecture
+from .graph import GraphArchitecture, receptive_field_of
 from .resnet import ResNetArchitecture
 
 Array = jax.Array
 Layer = Union[str, int]
-AnyArchitecture = Union[Architecture, ResNetArchitecture]
+AnyArchitecture = Union[Architecture, ResNetArchitecture, GraphArchitecture]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -59,7 +64,7 @@ class Model:
     """
 
     variables: dict
-    arch: Any = struct.field(pytree_node=False)  # an Architecture or ResNetArchitecture
+    arch: Any = struct.field(pytree_node=False)  # an Architecture, ResNetArchitecture or GraphArchitecture
     classifier: str = struct.field(pytree_node=False, default="trained")  # "trained" | "untrained"
 
     @property
@@ -95,6 +100,9 @@ class Model:
 def init_model(arch: str | AnyArchitecture, seed: int = 0, dtype=None) -> Model:
     """Random weights from Flax initializers (torchvision's VGG scheme), seeded; BN statistics at their defaults."""
     a = get_architecture(arch) if isinstance(arch, str) else arch
+    if isinstance(a, GraphArchitecture):
+        raise ValueError(f"{a.name} is an imported graph network: its weights come from torch "
+                         "(converters.from_torch) or a saved file (dv.load_model(path)), not from random init")
     dtype = np.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
     return Model(variables=dict(_init(a, dtype, jax.random.key(seed))), arch=a)
 
@@ -113,14 +121,16 @@ def _init(arch: AnyArchitecture, dtype, key: Array) -> dict:
 def _arch_of(model) -> AnyArchitecture:
     if isinstance(model, Model):
         return model.arch
-    if isinstance(model, (Architecture, ResNetArchitecture)):
+    if isinstance(model, (Architecture, ResNetArchitecture, GraphArchitecture)):
         return model
     return get_architecture(model)
 
 
 def layers(model: Model | AnyArchitecture | str) -> list[str]:
     """Every visualizable layer, bottom to top: ``conv1``...``conv5`` (AlexNet), ``conv1_1``...``conv5_3`` (VGG16),
-    ``conv1`` (the stem) and ``layer1.0``...``layer4.2`` (ResNets: each block's output after its final ReLU)."""
+    ``conv1`` (the stem) and ``layer1.0``...``layer4.2`` (ResNets: each block's output after its final ReLU); for
+    a graph network every torch module path whose output is one feature map (``inception4a``, ``features.5.2``),
+    as a forward hook on that module returns it."""
     return list(_arch_of(model).layers)
 
 
@@ -180,12 +190,26 @@ class ReceptiveField(NamedTuple):
         return max(t, 0), min(t + self.size, hw[0]), max(l, 0), min(l + self.size, hw[1])
 
 
-def receptive_field(model: Model | AnyArchitecture | str, layer: Layer) -> ReceptiveField:
+def receptive_field(model: Model | AnyArchitecture | str, layer: Layer,
+                    hw: Sequence[int] | None = None) -> ReceptiveField:  # fmt: skip
     """Receptive field of one unit of conv `layer` (after its ReLU), from the kernels, strides and paddings below.
 
     AlexNet conv1: ``ReceptiveField(size=11, stride=4, offset=-2)``, so unit (0, 0) covers rows and columns -2..8.
+
+    Graph networks: over every path from the image (the largest size, the smallest offset; strides agree where
+    paths merge). A layer above an op that mixes all positions (a mean over space, attention, flatten + linear,
+    upsampling, a gate computed from the whole map) sees the whole image: for an image of size `hw` its field is
+    then ``ReceptiveField(size=S + m - 1, stride=1, offset=-(m - 1))`` (S the image's longer side, m the map's),
+    whose window holds the whole image from every unit; without `hw` that raises ValueError.
     """
     arch = _arch_of(model)
+    if isinstance(arch, GraphArchitecture):
+        name = layer_name(arch, layer)
+        field = receptive_field_of(arch, name, hw)
+        if field is None:
+            raise ValueError(f"{name} of {arch.name} sees the whole image (it is above an op that mixes all "
+                             "positions); pass the image size, receptive_field(model, layer, hw=(H, W))")  # fmt: skip
+        return ReceptiveField(*field)
     size, stride, offset = 1, 1, 0
     for k, s, p in reversed(arch.spatial(layer_name(arch, layer))):
         size, offset, stride = (size - 1) * s + k, offset * s - p, stride * s
@@ -202,15 +226,21 @@ def _min_size(arch: AnyArchitecture, layer: str | None) -> int:
 
 
 def min_size(model: Model | AnyArchitecture | str, layer: Layer | None = None) -> int:
-    """Smallest side (pixels) an image needs so that `layer` (or, with None, the whole network) has a feature map."""
+    """Smallest side (pixels) an image needs so that `layer` (or, with None, the whole network) has a feature map
+    (a graph network captured for one input size: that size)."""
     arch = _arch_of(model)
-    return _min_size(arch, None if layer is None else layer_name(arch, layer))
+    name = None if layer is None else layer_name(arch, layer)
+    if isinstance(arch, GraphArchitecture):
+        return arch.min_size(name)
+    return _min_size(arch, name)
 
 
 def layer_hw(model: Model | AnyArchitecture | str, layer: Layer, hw: Sequence[int]) -> tuple[int, int]:
     """The feature map size (h, w) of `layer` for an input of size `hw`; ValueError naming the minimum if too small."""
     arch = _arch_of(model)
     name = layer_name(arch, layer)
+    if isinstance(arch, GraphArchitecture):
+        return arch.layer_hw(name, hw)
     out = spatial_size(arch.spatial(name), hw)
     if out is None:
         s = min_size(arch, name)
@@ -247,6 +277,9 @@ def denormalize(x: Any) -> Array:
 @jit
 def classify(model: Model, x: Array) -> Array:
     """Logits (N, num_classes) for normalized NHWC input of any size the network accepts."""
+    if model.arch.num_classes is None:
+        raise ValueError(f"{model.arch.name} has no class logits (its output is not one (N, classes) tensor, e.g. a "
+                         "backbone's feature maps); use model.apply(x) for its outputs")  # fmt: skip
     return model.apply(x)
 
 
