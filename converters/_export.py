@@ -110,17 +110,46 @@ def _is_detector(module: torch.nn.Module) -> bool:
         getattr(module, "transform", None), torch.nn.Module)  # fmt: skip
 
 
-def capture(module: torch.nn.Module, x: torch.Tensor):
-    """``(exported program decomposed to core ATen, dynamic spatial size?)``, trying dynamic batch and size, then
-    dynamic batch only, then static shapes; CaptureError (torch's first line) when none works."""
+DYNAMIC_SECONDS = 180.0
+"""How long the capture with a dynamic image size may take before `from_torch` captures one size instead
+(torch.export's symbolic reasoning about sizes can take very long, e.g. on Swin's window padding)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None):
+    """Raise TimeoutError in the block after `seconds` (main thread only; elsewhere no limit)."""
+    import signal
+    import threading
+
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError(f"no dynamic capture within {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def capture(module: torch.nn.Module, x: torch.Tensor, dynamic: bool | None = None):
+    """``(exported program decomposed to core ATen, dynamic spatial size?)``, trying dynamic batch and size (for
+    at most `DYNAMIC_SECONDS` when `dynamic` is None; not at all when False), then dynamic batch only, then static
+    shapes; CaptureError (torch's first line) when none works."""
     from torch.export import Dim
 
-    attempts = [({"x": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}}, True), ({"x": {0: Dim.AUTO}}, False),
-                (None, False)]  # fmt: skip
+    attempts = [({"x": {0: Dim.AUTO}}, False), (None, False)]
+    if dynamic is not False:
+        attempts.insert(0, ({"x": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}}, True))
     errors = []
     for dynamic_shapes, spatial in attempts:
         try:
-            with _quiet():
+            with _quiet(), _time_limit(DYNAMIC_SECONDS if spatial and dynamic is None else None):
                 ep = torch.export.export(module, (x,), dynamic_shapes=_named(module, dynamic_shapes))
         except Exception as e:  # noqa: BLE001 - torch raises many types; the last attempt's reason is reported
             errors.append(e)
@@ -450,13 +479,17 @@ def _expr(d):
 # --------------------------------------------------------------------------------------------------------------
 
 
-def from_torch(module: torch.nn.Module, example_input: Any = None, *, name: str | None = None) -> Model:
+def from_torch(module: torch.nn.Module, example_input: Any = None, *, name: str | None = None,
+               dynamic: bool | None = None) -> Model:
     """Import any module `torch.export` can capture as a deepvis_jax graph network (eval-mode semantics).
 
     `example_input`: one image tensor (N, 3, H, W) the module accepts (default: 2 random 224 px images); the graph
     is captured with the batch and the image size dynamic where torch allows, so the model takes other sizes too.
     `name`: the model's name (default: the module's class name, lower case). Layers are the module paths whose
     output is one feature map (``dv.layers(model)``), as a forward hook on that module returns it.
+    `dynamic`: None tries a capture with a dynamic image size for at most `DYNAMIC_SECONDS`, then one size;
+    False captures the example's image size only (a graph that then takes that size alone); True tries the
+    dynamic capture without a time limit.
 
     Raises ValueError (one line) for a whole detector (pass its ``.backbone``), an input that is not one image
     tensor, a module torch.export cannot capture (with torch's reason), or an op with no JAX lowering (named,
@@ -472,7 +505,7 @@ def from_torch(module: torch.nn.Module, example_input: Any = None, *, name: str 
     was_training = module.training
     module.eval()
     try:
-        ep, spatial = capture(module, x)
+        ep, spatial = capture(module, x, dynamic)
     finally:
         module.train(was_training)
     dtype = _target_dtype(np.dtype(str(x.dtype).removeprefix("torch.")))

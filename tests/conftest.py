@@ -6,6 +6,20 @@ import pytest
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--families", action="store_true",
+                     help="also run the tests marked `families` (every torchvision family as a graph network)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--families"):
+        return
+    skip = pytest.mark.skip(reason="every torchvision family: run with --families")
+    for item in items:
+        if "families" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
     try:
