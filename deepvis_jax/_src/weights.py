@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
-from .nets import AnyArchitecture, GraphArchitecture, Model, get_architecture, init_model
+from .nets import ARCHITECTURES, AnyArchitecture, GraphArchitecture, Model, get_architecture, init_model
 from .nets.graph import from_json, to_json
 
 FORMAT, VERSION = "deepvis_jax", 1
@@ -124,7 +124,7 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
         raise WeightsError(f"{path} is not a deepvis_jax weights file; convert one with `deepvis convert`")
     if state.get("version") == GRAPH_VERSION:
         return _read_graph(path, state, arch)
-    if state.get("version") != VERSION:
+    if state.get("version", VERSION) != VERSION:
         raise WeightsError(f"{path} has format version {state.get('version')!r}, which this version of deepvis_jax "
                            "cannot read; convert it again")  # fmt: skip
     file_arch = get_architecture(state["arch"])
@@ -198,6 +198,14 @@ def converted_cache_path(arch: str) -> Path:
     return torch_cache_dir() / f"deepvis_jax-{arch}.msgpack"
 
 
+def _is_file_argument(arch: Any) -> bool:
+    """Whether `load_model`'s first argument names a file rather than an architecture."""
+    if isinstance(arch, os.PathLike):
+        return True
+    name = str(arch)
+    return name.lower() not in ARCHITECTURES and (Path(name).suffix != "" or os.sep in name or Path(name).is_file())
+
+
 def load_imagenet(arch: AnyArchitecture, progress: bool = True) -> Model:
     """torchvision's pretrained weights: the converted cache if present, else torchvision's download/cache + convert."""
     cached = converted_cache_path(arch.name)
@@ -215,29 +223,23 @@ def load_imagenet(arch: AnyArchitecture, progress: bool = True) -> Model:
     return model
 
 
-def _is_path(arch) -> bool:
-    return isinstance(arch, os.PathLike) or (isinstance(arch, str) and (arch.lower().endswith(".msgpack")
-                                                                        or os.sep in arch or "/" in arch))  # fmt: skip
-
-
 def load_model(arch: str | os.PathLike, weights: str | os.PathLike | None = None, seed: int = 0) -> Model:
-    """A model by architecture name, or a converted file by its path.
+    """A model by architecture name, or a converted file.
 
-    ``load_model("googlenet.msgpack")``: the model a converted file holds, read without torch (a graph network
-    that `converters.from_torch` imported and `converters.save` wrote, or a hand-written family's weights).
-
-    weights: None (random init from Flax initializers, seeded by `seed`), ``"imagenet"`` (torchvision's pretrained
-    weights via its download cache, converted once and cached beside it), a converted ``.msgpack`` file, or a
-    torchvision state-dict ``.pth``/``.pt`` file (needs torch; loaded with ``weights_only=True``).
+    ``load_model(path)``: a converted ``.msgpack`` file (`save_model`, `deepvis convert`) as the only argument
+    loads the architecture the file records. ``load_model(arch, weights)``: `arch` names the architecture and
+    weights is None (random init from Flax initializers, seeded by `seed`), ``"imagenet"`` (torchvision's
+    pretrained weights via its download cache, converted once and cached beside it), a converted ``.msgpack`` file
+    (which must hold `arch`), or a torchvision state-dict ``.pth``/``.pt`` file (needs torch; loaded with
+    ``weights_only=True``).
     """
-    if _is_path(arch):
+    if _is_file_argument(arch):
         if weights is not None:
-            raise ValueError(f"load_model({str(arch)!r}) reads the model and its weights from that file; "
-                             "pass no weights")  # fmt: skip
-        path = Path(arch)
-        if not path.is_file():
-            raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-        return read_converted(path)
+            raise ValueError(f"load_model({str(arch)!r}, weights=...): a converted file records its architecture "
+                             "and weights; pass it alone, or an architecture name with weights=")  # fmt: skip
+        if not Path(arch).is_file():
+            raise FileNotFoundError(f"weights file {str(arch)!r} does not exist")
+        return read_converted(arch)
     a = get_architecture(arch)
     if weights is None:
         return init_model(a, seed=seed)
