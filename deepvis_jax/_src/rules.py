@@ -22,20 +22,32 @@ Every network calls two operations whose behaviour is chosen by an `ops` object 
   transposed by autodiff, for any graph. Nothing in the backward pass depends on the replayed forward values (the
   masks come from the switches), so XLA drops the forward computation.
 
-Switch convention: ``index[n, i, j, c]`` is the argmax's offset ``di * window + dj`` inside window ``(i, j)`` of
-the (padded) input, row-major; ties keep the first maximum, NaN counts as the maximum (PyTorch's CPU kernels).
+Max pooling, its switches and unpooling live in `pooling.py` (re-exported here).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 from jax import lax
+
+from .activations import ACTIVATIONS as ACTIVATIONS
+from .activations import activation_rule, check_activation
+from .pooling import (
+    PoolSwitches as PoolSwitches,
+    _compact_padding,
+    _describe,
+    gather_at_switches as gather_at_switches,
+    max_pool as max_pool,
+    max_pool_with_switches as max_pool_with_switches,
+    pool_geometry as pool_geometry,
+    pool_output_hw as pool_output_hw,
+    pool_padding as pool_padding,
+    unpool as unpool,
+)
 
 Array = jax.Array
 
@@ -48,225 +60,22 @@ METHODS = ("deconv", "guided", "gradient")
 
 
 @struct.dataclass
-class PoolSwitches:
-    """Switches of one max-pool: ``index`` (N, h, w, C) int32, the argmax's row-major offset ``di * kw + dj`` in
-    its (kh, kw) window.
-
-    ``in_hw`` (the pool's input size: floor mode loses it), ``window``, ``stride`` and ``padding`` are static, in
-    the compact forms of `pool_geometry` (an int where both axes agree, as torch's square pools give).
-    """
-
-    index: Array
-    in_hw: tuple = struct.field(pytree_node=False)
-    window: int | tuple = struct.field(pytree_node=False)
-    stride: int | tuple = struct.field(pytree_node=False)
-    padding: int | tuple = struct.field(pytree_node=False, default=0)
-
-    def geometry(self) -> tuple[tuple[int, int], tuple[int, int], tuple[tuple[int, int], tuple[int, int]]]:
-        """``((kh, kw), (sh, sw), ((top, bottom), (left, right)))``: the pool's window, stride and padding."""
-        return pool_geometry(self.window, self.stride, self.padding)
-
-
-@struct.dataclass
 class Switches:
     """Every max-pool's switches below a layer, bottom to top; ``input_hw`` (static) is the image size.
 
     ``relus``: the forward mask ``input > 0`` (bool, shaped like the ReLU's input) of every ReLU up to and
     including the layer's own, bottom to top (in the order the forward pass applies them); ``"guided"`` and
     ``"gradient"`` projections need them, the DeconvNet does not.
+
+    ``records``: what the rules of the other nonlinearities read, in call order, one tuple per call: ``(input,)``
+    of each activation (`ops.activation`), the data arguments of each linearized function (`ops.linearized`).
+    Empty for networks without them (AlexNet, VGG, ResNet).
     """
 
     pools: tuple  # tuple[PoolSwitches, ...]
     input_hw: tuple = struct.field(pytree_node=False)
     relus: tuple = ()  # tuple[bool Array, ...]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Max pooling: plain, with switches, gathered at switches, and its transpose
-# --------------------------------------------------------------------------------------------------------------
-
-
-Pair = tuple[int, int]
-Pads = tuple[Pair, Pair]
-
-
-def _ints(v, what: str, n: int, low: int) -> tuple:
-    """`v` (an int, or a sequence of `n` ints) as a tuple of `n` ints >= `low`; ValueError otherwise."""
-    items = (v,) * n if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
-    try:
-        items = tuple(items)
-        ok = len(items) == n and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in items)
-    except TypeError:
-        ok = False
-    if not ok or any(a < low for a in items):
-        raise ValueError(f"max-pool {what} must be an int >= {low} or {n} such ints, got {v!r}")
-    return tuple(int(a) for a in items)
-
-
-def pool_geometry(window, stride, padding=0) -> tuple[Pair, Pair, Pads]:
-    """A max-pool's ``window`` and ``stride`` (an int, or an (h, w) pair) and ``padding`` (an int; an (h, w) pair,
-    as torch writes it; or ``((top, bottom), (left, right))``, whose extra bottom/right rows and columns express
-    torch's ``ceil_mode``: `pool_padding`) as ``((kh, kw), (sh, sw), ((top, bottom), (left, right)))``."""
-    kh, kw = _ints(window, "window", 2, 1)
-    sh, sw = _ints(stride, "stride", 2, 1)
-    if isinstance(padding, (int, np.integer)) or (
-        isinstance(padding, (tuple, list)) and all(isinstance(p, (int, np.integer)) for p in padding)
-    ):
-        ph, pw = _ints(padding, "padding", 2, 0)
-        pads = ((ph, ph), (pw, pw))
-    else:
-        try:
-            pads = tuple(_ints(p, "padding", 2, 0) for p in padding)
-        except (TypeError, ValueError):
-            pads = ()
-        if len(pads) != 2:
-            raise ValueError(f"max-pool padding must be an int, an (h, w) pair or ((top, bottom), (left, right)); "
-                             f"got {padding!r}")  # fmt: skip
-    return (kh, kw), (sh, sw), pads
-
-
-def _compact(pair):
-    """An int where both axes agree (how PoolSwitches stores what torch's square pools give), else the pair."""
-    return pair[0] if pair[0] == pair[1] and not isinstance(pair[0], tuple) else pair
-
-
-def _compact_padding(pads: Pads):
-    (t, b), (l, r) = pads
-    return t if t == b == l == r else pads
-
-
-def _describe(geometry: tuple) -> str:
-    """'3x3/2' (window/stride), with ' padding ((0, 1), (0, 1))' where the pool pads."""
-    (kh, kw), (sh, sw), pads = geometry
-    text = f"{kh}x{kw}/{sh if sh == sw else (sh, sw)}"
-    return text + (f" padding {pads}" if any(any(p) for p in pads) else "")
-
-
-def pool_output_hw(in_hw: Sequence[int], window, stride, padding=0) -> Pair:
-    """The output size (h, w) of a max-pool on an `in_hw` map (floor of the padded map's windows)."""
-    (kh, kw), (sh, sw), ((t, b), (l, r)) = pool_geometry(window, stride, padding)
-    return (in_hw[0] + t + b - kh) // sh + 1, (in_hw[1] + l + r - kw) // sw + 1
-
-
-def pool_padding(in_hw: Sequence[int], window, stride, padding=0, ceil_mode: bool = False) -> Pads:
-    """torch's ``max_pool2d(window, stride, padding, ceil_mode=ceil_mode)`` on an `in_hw` map as the
-    ``((top, bottom), (left, right))`` padding that gives the same output with floor rounding: ceil mode adds
-    bottom/right rows and columns (padded positions never win) for every extra window torch keeps (one that starts
-    inside the input or its top/left padding)."""
-    (kh, kw), (sh, sw), pads = pool_geometry(window, stride, padding)
-    if not ceil_mode:
-        return pads
-    out = []
-    for n, k, s, (lo, hi) in zip(in_hw, (kh, kw), (sh, sw), pads):
-        size = -(-(n + lo + hi - k) // s) + 1  # ceil
-        if (size - 1) * s >= n + lo:  # torch drops a last window that starts in the bottom/right padding
-            size -= 1
-        out.append((lo, max(hi, (size - 1) * s + k - n - lo)))
-    return tuple(out)
-
-
-def _window_slice(x: Array, di: int, dj: int, h: int, w: int, stride: Pair) -> Array:
-    """x[:, di + sh*i, dj + sw*j] for i < h, j < w."""
-    n, _, _, c = x.shape
-    sh, sw = stride
-    end = (n, di + sh * (h - 1) + 1, dj + sw * (w - 1) + 1, c)
-    return lax.slice(x, (0, di, dj, 0), end, (1, sh, sw, 1))
-
-
-def _pad(x: Array, pads: Pads, value) -> Array:
-    (t, b), (l, r) = pads
-    if not (t or b or l or r):
-        return x
-    return lax.pad(x, jnp.asarray(value, x.dtype), ((0, 0, 0), (t, b, 0), (l, r, 0), (0, 0, 0)))
-
-
-def max_pool(x: Array, window, stride, padding=0) -> Array:
-    """torch.nn.MaxPool2d(window, stride, padding) (floor mode) on NHWC; padded positions never win.
-
-    `window` and `stride`: an int or an (h, w) pair; `padding`: an int, an (h, w) pair or ((top, bottom),
-    (left, right)) (ceil mode: `pool_padding`). Differentiated through its switches: the tangent is
-    `gather_at_switches` of the input's tangent, so the gradient is the switch unpooling (`unpool`: each window's
-    cotangent goes to its first maximum, as PyTorch's max_pool2d backward does). XLA's own gradient of a max
-    `reduce_window` (select-and-scatter) is exact too but much slower on CPU.
-
-    The value is a separable maximum of strided slices (over the window's rows, then its columns), the same numbers
-    as a max `reduce_window`, which XLA:CPU runs slower at AlexNet's 3x3/2 pools (`python -m benchmarks --only
-    profile` shows what the pools cost in a whole program).
-    """
-    return _max_pool(x, *pool_geometry(window, stride, padding))
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def _max_pool(x: Array, window: Pair, stride: Pair, pads: Pads) -> Array:
-    h, w = pool_output_hw(x.shape[1:3], window, stride, pads)
-    if h < 1 or w < 1:
-        raise ValueError(f"a {window[0]}x{window[1]} max-pool with padding {pads} has no window on a "
-                         f"{x.shape[1]}x{x.shape[2]} map; use a larger input")  # fmt: skip
-    xp = _pad(x, pads, -jnp.inf)
-    n, _, wp, c = xp.shape
-    (kh, kw), (sh, sw) = window, stride
-    span_h, span_w = sh * (h - 1) + 1, sw * (w - 1) + 1
-    rows = [lax.slice(xp, (0, i, 0, 0), (n, i + span_h, wp, c), (1, sh, 1, 1)) for i in range(kh)]
-    rows = functools.reduce(jnp.maximum, rows)
-    cols = [lax.slice(rows, (0, 0, j, 0), (n, h, j + span_w, c), (1, 1, sw, 1)) for j in range(kw)]
-    return functools.reduce(jnp.maximum, cols)
-
-
-@_max_pool.defjvp
-def _max_pool_jvp(window, stride, pads, primals, tangents):
-    (x,), (dx,) = primals, tangents
-    y, switches = max_pool_with_switches(x, window, stride, pads)
-    return y, gather_at_switches(dx, switches)
-
-
-def max_pool_with_switches(x: Array, window, stride, padding=0) -> tuple[Array, PoolSwitches]:
-    """torch.nn.MaxPool2d(window, stride, padding) on NHWC (floor mode; forms as in `max_pool`), and its
-    switches."""
-    (kh, kw), (sh, sw), pads = pool_geometry(window, stride, padding)
-    H, W = x.shape[1:3]
-    h, w = pool_output_hw((H, W), (kh, kw), (sh, sw), pads)
-    if h < 1 or w < 1:
-        raise ValueError(f"a {kh}x{kw} max-pool with padding {pads} has no window on a {H}x{W} map; "
-                         "use a larger input")  # fmt: skip
-    xp = _pad(x, pads, -jnp.inf)
-    best = _window_slice(xp, 0, 0, h, w, (sh, sw))
-    index = jnp.zeros(best.shape, jnp.int32)
-    for k in range(1, kh * kw):
-        v = _window_slice(xp, k // kw, k % kw, h, w, (sh, sw))
-        take = (v > best) | jnp.isnan(v)  # strict: ties keep the first maximum
-        best = jnp.where(take, v, best)
-        index = jnp.where(take, jnp.int32(k), index)
-    sw_ = PoolSwitches(index=index, in_hw=(H, W), window=_compact((kh, kw)), stride=_compact((sh, sw)),
-                       padding=_compact_padding(pads))  # fmt: skip
-    return best, sw_
-
-
-def gather_at_switches(x: Array, switches: PoolSwitches) -> Array:
-    """Each window's value at its recorded switch: max pooling with the decisions fixed, a linear map of `x`."""
-    n, h, w, c = switches.index.shape
-    (kh, kw), stride, pads = switches.geometry()
-    xp = _pad(x, pads, 0)
-    zero = jnp.zeros((), x.dtype)
-    out = jnp.zeros((x.shape[0], h, w, c), x.dtype)
-    for k in range(kh * kw):
-        out = out + jnp.where(switches.index == k, _window_slice(xp, k // kw, k % kw, h, w, stride), zero)
-    return out
-
-
-def unpool(signal: Array, switches: PoolSwitches) -> Array:
-    """Transpose of max pooling (of `gather_at_switches`): each value goes to its window's switch; overlapping
-    windows add; padded positions receive nothing."""
-    n, h, w, c = signal.shape
-    (kh, kw), (sh, sw), ((t, b), (l, r)) = switches.geometry()
-    H, W = switches.in_hw[0] + t + b, switches.in_hw[1] + l + r
-    out = jnp.zeros((n, H, W, c), signal.dtype)
-    zero = jnp.zeros((), signal.dtype)
-    for k in range(kh * kw):
-        di, dj = k // kw, k % kw
-        v = jnp.where(switches.index == k, signal, zero)
-        pad = ((0, 0, 0), (di, H - di - sh * (h - 1) - 1, sh - 1), (dj, W - dj - sw * (w - 1) - 1, sw - 1), (0, 0, 0))
-        out = out + lax.pad(v, zero, pad)
-    return out[:, t : H - b, l : W - r] if (t or b or l or r) else out
+    records: tuple = ()  # tuple[tuple[Array, ...], ...]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -314,50 +123,29 @@ def check_method(method: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The three kinds of ops a network's forward pass runs with
+# Any other nonlinearity: the vjp of its linearization at the recorded point
 # --------------------------------------------------------------------------------------------------------------
 
 
+def linearized_rule(fn, recorded: tuple, args: tuple):
+    """``fn``'s linearization at the `recorded` arguments, applied to `args`: a linear map of `args` whose vjp is
+    ``fn``'s vjp at `recorded`, whatever `args` hold. Arguments that are not floating point (indices, masks) are
+    held at their recorded values."""
+    data = [k for k, r in enumerate(recorded) if jnp.issubdtype(jnp.result_type(r), jnp.inexact)]
+
+    def at(*values):
+        full = list(recorded)
+        for k, v in zip(data, values):
+            full[k] = v
+        return fn(*full)
+
+    _, linear = jax.linearize(at, *(recorded[k] for k in data))
+    return linear(*(args[k] for k in data))
+
+
 # --------------------------------------------------------------------------------------------------------------
-# Activations other than ReLU (graph networks): the values, as torch computes them
+# The kinds of ops a network's forward pass runs with
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _hardtanh(x: Array, min_val: float = -1.0, max_val: float = 1.0) -> Array:
-    return jnp.clip(x, jnp.asarray(min_val, x.dtype), jnp.asarray(max_val, x.dtype))
-
-
-def _leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
-    return jnp.where(x > 0, x, x * jnp.asarray(negative_slope, x.dtype))
-
-
-def _elu(x: Array, alpha: float = 1.0) -> Array:
-    return jnp.where(x > 0, x, jnp.asarray(alpha, x.dtype) * jnp.expm1(jnp.minimum(x, 0)))
-
-
-def _gelu(x: Array, approximate: str = "none") -> Array:
-    return jax.nn.gelu(x, approximate=approximate == "tanh")
-
-
-def _silu(x: Array) -> Array:
-    return x * jax.nn.sigmoid(x)
-
-
-def _hardswish(x: Array) -> Array:
-    return x * jnp.clip(x + 3, 0, 6) / 6
-
-
-ACTIVATIONS = {
-    "hardtanh": _hardtanh,  # ReLU6 is hardtanh(0, 6)
-    "leaky_relu": _leaky_relu,
-    "elu": _elu,
-    "gelu": _gelu,
-    "silu": _silu,
-    "hardswish": _hardswish,
-}
-"""The rectifier-like activations other than ReLU that ``ops.activation(x, kind, **params)`` computes (graph
-networks keep each as one op), by their torch names; ``params`` are torch's arguments (``min_val``/``max_val``,
-``negative_slope``, ``alpha``, ``approximate``)."""
 
 
 class Plain:
@@ -366,12 +154,16 @@ class Plain:
     The interface every `ops` object has (networks call nothing else that depends on the method):
 
     - ``relu(x, channels=None)``: a ReLU.
-    - ``max_pool(x, window, stride, padding=0)``: torch's max pooling on NHWC.
-    - ``activation(x, kind, **params)``: a rectifier-like activation other than ReLU (`ACTIVATIONS`), which a
-      projection method may give its own backward rule.
+    - ``max_pool(x, window, stride, padding=0)``: torch's max pooling on NHWC (every form of `pool_geometry`).
+    - ``activation(x, kind, channels=None, **params)``: a rectifier-like activation other than ReLU
+      (`ACTIVATIONS`, torch's names and parameters), which each projection method gives its own backward rule.
     - ``linearized(fn, *args)``: ``fn(*args)`` for any other function that is nonlinear in the data (gates such as
       ``x * sigmoid(s)``, normalizations, softmax, products of two data tensors): projections pass its true
-      gradient, taken at the recorded forward point.
+      gradient, taken at the recorded forward point. `args` are the data tensors; weights and constants belong in
+      ``fn``'s closure (passed as arguments they would be recorded with every forward pass).
+
+    ``channels`` (ReLU and activations): the op is the top of a layer computed for only those output channels
+    (`project_channels`); `x` holds just them.
     """
 
     def relu(self, x: Array, channels: Array | None = None) -> Array:
@@ -380,10 +172,11 @@ class Plain:
     def max_pool(self, x: Array, window, stride, padding=0) -> Array:
         return max_pool(x, window, stride, padding)
 
-    def activation(self, x: Array, kind: str, **params) -> Array:
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        check_activation(kind, params)
         return ACTIVATIONS[kind](x, **params)
 
-    def linearized(self, fn, *args) -> Array:
+    def linearized(self, fn, *args):
         return fn(*args)
 
 
@@ -391,11 +184,13 @@ PLAIN = Plain()
 
 
 class Record(Plain):
-    """Plain values; records each max-pool's switches and each ReLU's forward mask, in order."""
+    """Plain values; records, in call order, each max-pool's switches, each ReLU's forward mask, each activation's
+    input and each linearized function's data arguments (what the projection rules read)."""
 
     def __init__(self):
         self.pools: list[PoolSwitches] = []
         self.relus: list[Array] = []
+        self.records: list[tuple] = []
 
     def relu(self, x: Array, channels: Array | None = None) -> Array:
         self.relus.append(x > 0)
@@ -406,21 +201,34 @@ class Record(Plain):
         self.pools.append(sw)
         return y
 
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        y = super().activation(x, kind, channels, **params)
+        self.records.append((x,))
+        return y
+
+    def linearized(self, fn, *args):
+        args = tuple(jnp.asarray(a) for a in args)
+        self.records.append(args)
+        return fn(*args)
+
     def switches(self, input_hw: Sequence[int]) -> Switches:
-        return Switches(pools=tuple(self.pools), input_hw=tuple(int(d) for d in input_hw), relus=tuple(self.relus))
+        return Switches(pools=tuple(self.pools), input_hw=tuple(int(d) for d in input_hw), relus=tuple(self.relus),
+                        records=tuple(self.records))  # fmt: skip
 
 
 class Replay(Plain):
-    """Max-pools gather at the recorded switches; ReLUs carry `method`'s backward rule (masks from the record).
+    """Max-pools gather at the recorded switches; ReLUs and activations carry `method`'s backward rule (masks and
+    inputs from the record); every linearized function is its linearization at the recorded arguments.
 
-    ``relu(x, channels)``: a ReLU computed for only those output channels (the top of `project_channels`) uses
-    those channels of its recorded mask.
+    ``relu(x, channels)`` and ``activation(x, kind, channels)``: computed for only those output channels (the top
+    of `project_channels`), they use those channels of their record.
     """
 
     def __init__(self, switches: Switches, method: str):
         check_method(method)
         self.pools, self.relus, self.method = list(switches.pools), list(switches.relus), method
-        self.n_pools = self.n_relus = 0
+        self.records = list(switches.records)
+        self.n_pools = self.n_relus = self.n_records = 0
 
     def relu(self, x: Array, channels: Array | None = None) -> Array:
         i, self.n_relus = self.n_relus, self.n_relus + 1
@@ -441,10 +249,38 @@ class Replay(Plain):
             )
         return gather_at_switches(x, sw)
 
+    def _record(self, what: str, args: tuple, channels: Array | None = None) -> tuple:
+        """The next record, checked against the replayed call's arguments."""
+        i, self.n_records = self.n_records, self.n_records + 1
+        if i >= len(self.records):
+            raise ValueError(
+                f"these switches hold {len(self.records)} records of activations and other nonlinearities, but this "
+                "network has more; record the switches with forward() on the same model, layer and input size"
+            )
+        record = self.records[i]
+        if channels is not None:
+            record = (record[0][..., channels],)
+        if [jnp.shape(r) for r in record] != [jnp.shape(a) for a in args]:
+            raise ValueError(
+                f"record {i + 1} of these switches holds shapes {[jnp.shape(r) for r in record]}, but this network's "
+                f"{what} takes {[jnp.shape(a) for a in args]}; record the switches with forward() on the same model "
+                "and input size"
+            )
+        return record
+
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        check_activation(kind, params)
+        (recorded,) = self._record(f"{kind} activation", (x,), channels)
+        return activation_rule(x, recorded, kind, tuple(sorted(params.items())), self.method)
+
+    def linearized(self, fn, *args):
+        return linearized_rule(fn, self._record("linearized function", args), args)
+
 
 class Shapes(Plain):
-    """Plain values; records the spatial size of every ReLU's map and every max-pool's input and output, in the
-    order the forward pass calls them (the geometry `CropReplay` needs)."""
+    """Plain values; records, in the order the forward pass calls them, the spatial size of every ReLU's and
+    activation's map, every max-pool's input and output, and every linearized function's 4-D (NHWC) arguments
+    (the geometry `CropReplay` needs)."""
 
     def __init__(self):
         self.calls: list[tuple] = []
@@ -457,6 +293,41 @@ class Shapes(Plain):
         y = max_pool(x, window, stride, padding)
         self.calls.append(("pool", tuple(x.shape[1:3]), tuple(y.shape[1:3])))
         return y
+
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        self.calls.append(("act", tuple(x.shape[1:3])))
+        return super().activation(x, kind, channels, **params)
+
+    def linearized(self, fn, *args):
+        self.calls.append(("lin", tuple(tuple(jnp.shape(a)[1:3]) if jnp.ndim(a) == 4 else None for a in args)))
+        return fn(*args)
+
+
+def window_geometry(calls: Sequence[tuple], grown: Sequence[tuple], stride: int) -> tuple:
+    """The geometry of `_Window` from `Shapes` calls on an image (`calls`) and on one `stride` pixels larger
+    (`grown`), `stride` being the layer's cumulative stride: each call's map sizes on the image with their own
+    cumulative strides (a map grows by ``stride / its stride``). A linearized function's 4-D argument that does
+    not grow like a map (attention weights, a pooled vector) gets None: it is read whole."""
+
+    def stride_of(a, b):
+        growth = (b[0] - a[0], b[1] - a[1])
+        assert growth[0] == growth[1] and stride % growth[0] == 0, (a, b, stride)
+        return stride // growth[0]
+
+    def map_stride(a, b):
+        if a is None or b is None or b[0] - a[0] != b[1] - a[1] or b[0] <= a[0] or stride % (b[0] - a[0]):
+            return None
+        return a, stride // (b[0] - a[0])
+
+    geometry = []
+    for a, b in zip(calls, grown):
+        if a[0] in ("relu", "act"):
+            geometry.append((a[0], a[1], stride_of(a[1], b[1])))
+        elif a[0] == "lin":
+            geometry.append(("lin", tuple(map_stride(p, q) for p, q in zip(a[1], b[1]))))
+        else:
+            geometry.append(("pool", a[1], a[2], stride_of(a[2], b[2])))
+    return tuple(geometry)
 
 
 def _slice_map(a: Array, start: Array, size: tuple, fill) -> Array:
@@ -507,10 +378,23 @@ class CropRecord(_Window, Record):
     def max_pool(self, x: Array, window, stride, padding=0) -> Array:
         _, full_in, full_out, out_stride = self._next("pool")
         _, (sh, sw), _ = pool_geometry(window, stride, padding)
-        in_stride = out_stride // sh if sh == sw else jnp.asarray([out_stride // sh, out_stride // sw], self.offset.dtype)
+        in_stride = out_stride // sh
+        if sh != sw:
+            in_stride = jnp.asarray([out_stride // sh, out_stride // sw], self.offset.dtype)
         inside = _valid(self.offset // in_stride, tuple(x.shape[1:3]), full_in)
         y = super().max_pool(jnp.where(inside, x, jnp.asarray(-jnp.inf, x.dtype)), window, stride, padding)
         return jnp.where(_valid(self.offset // out_stride, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
+
+
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        _, full, stride = self._next("act")
+        inside = _valid(self.offset // stride, tuple(x.shape[1:3]), full)
+        y = super().activation(jnp.where(inside, x, jnp.zeros((), x.dtype)), kind, channels, **params)
+        return jnp.where(inside, y, jnp.zeros((), y.dtype))
+
+    def linearized(self, fn, *args):
+        self._next("lin")
+        return super().linearized(fn, *args)
 
 
 class CropReplay(_Window, Replay):
@@ -543,6 +427,28 @@ class CropReplay(_Window, Replay):
         if not self.local:
             sw = self.pools[self.n_pools]
             index = _slice_map(sw.index, start, pool_output_hw(x.shape[1:3], window, stride, padding), 0)
+            pads = pool_geometry(window, stride, padding)[2]
+            if [p[0] for p in pads] == [p[0] for p in sw.geometry()[2]]:  # a ceil-mode pool pads a crop's bottom and
+                sw = sw.replace(padding=_compact_padding(pads))  # right edges by the crop's own size
             self.pools[self.n_pools] = sw.replace(index=index, in_hw=tuple(x.shape[1:3]))
         y = super().max_pool(x, window, stride, padding)
         return jnp.where(_valid(start, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
+
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        _, full, stride = self._next("act")
+        start, size = self.offset // stride, tuple(x.shape[1:3])
+        i = self.n_records
+        if not self.local and i < len(self.records):  # the rule reads the recorded input: take its window
+            self.records[i] = (_slice_map(self.records[i][0], start, size, 0),)
+        y = super().activation(x, kind, channels, **params)
+        return jnp.where(_valid(start, size, full), y, jnp.zeros((), y.dtype))
+
+    def linearized(self, fn, *args):
+        _, maps = self._next("lin")
+        i = self.n_records
+        if not self.local and i < len(self.records):  # the recorded arguments' windows, where they are maps
+            self.records[i] = tuple(
+                r if m is None else _slice_map(r, self.offset // m[1], tuple(a.shape[1:3]), 0)
+                for r, a, m in zip(self.records[i], args, maps)
+            )
+        return super().linearized(fn, *args)
