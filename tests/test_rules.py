@@ -127,6 +127,28 @@ def test_linearized_rule_is_the_vjp_at_the_recorded_point():
     jax.test_util.check_grads(at_record, recorded[:2], order=1, modes=("rev",))
 
 
+def test_linearized_records_arrays_and_takes_constants_from_the_replayed_call():
+    """A graph op's arguments as the interpreter passes them: data, an int index array, and Python constants (a
+    shape list, None, an int): only arrays are recorded (and come back from jit as arrays), constants are passed
+    again; the projection is the vjp at the recorded data."""
+    rng = np.random.default_rng(9)
+    x, g = jnp.asarray(rng.standard_normal((2, 3, 4))), jnp.asarray(rng.standard_normal((2, 12)))
+    order = jnp.asarray([3, 1, 0, 2])
+
+    def fn(t, shape, nothing, axis, idx):
+        assert nothing is None and isinstance(shape, list) and isinstance(axis, int)
+        return jax.nn.softmax(t[..., idx], axis=axis).reshape(shape) * t.reshape(shape)
+
+    def net(v, ops):
+        return ops.linearized(fn, v, [2, 12], None, -1, order)
+
+    switches = jax.jit(lambda v: (net(v, record := Record()), record.switches((3, 4)))[1])(x)
+    assert [np.shape(r) for r in switches.records[0]] == [(2, 3, 4), (4,)]
+    (ours,) = jax.jit(lambda s: jax.vjp(lambda v: net(v, Replay(s, "deconv")), jnp.zeros(x.shape))[1](g))(switches)
+    (want,) = jax.vjp(lambda v: fn(v, [2, 12], None, -1, order), x)[1](g)
+    np.testing.assert_allclose(ours, want, rtol=1e-14, atol=1e-15)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # A tiny network in both frameworks: conv -> activation -> squeeze-excitation gate -> conv -> ReLU -> ceil-mode
 # max-pool -> layer norm -> activation
@@ -304,6 +326,37 @@ def test_crop_replay_of_activations_and_linearized_equals_the_whole_image(method
         assert np.abs(whole).max() > 0
         for p, is_local in zip(placed, [False, True]):
             assert_close(p, whole, 1e-12, err_msg=f"{method} unit {(row, col)} local={is_local}")
+
+
+def test_crop_geometry_of_relus_and_pools_only_replays_the_crops_own_records():
+    """A geometry without the activation and linearized calls (a graph interpreter zeroing its maps itself): inside
+    the image the crop's own records give the whole image's projection; the whole image's records are refused."""
+    mods = _torch_net()
+    x = jnp.asarray(np.random.default_rng(6).standard_normal((1, 13, 12, 3)))
+    net = functools.partial(_crop_net, mods)
+    shapes = [Shapes(), Shapes()]
+    for ops, hw in zip(shapes, [(13, 12), (15, 14)]):
+        jax.eval_shape(lambda v: net(v, ops), jax.ShapeDtypeStruct((1, *hw, 3), jnp.float64))
+    geometry = tuple(c for c in window_geometry(shapes[0].calls, shapes[1].calls, 2) if c[0] == "pool")
+    tops = jnp.array([2, 0])  # unit (3, 2): its 9x9 crop lies inside the image
+
+    @jax.jit
+    def both():
+        act = net(x, record := Record())
+        switches = record.switches((13, 12))
+        (whole,) = jax.vjp(lambda v: net(v, Replay(switches, "guided")), jnp.zeros(x.shape))[1](
+            jnp.zeros(act.shape).at[0, 3, 2, 1].set(1.0))
+        crop = _slice_map(x, tops, (9, 9), 0)
+        net(crop, local := CropRecord(geometry, tops))
+        ops = CropReplay(local.switches((9, 9)), "guided", geometry, tops, local=True)
+        out, vjp = jax.vjp(lambda v: net(v, ops), jnp.zeros(crop.shape))
+        return whole[0, 2:11, 0:9], vjp(jnp.zeros(out.shape).at[0, 2, 2, 1].set(1.0))[0][0], switches
+
+    whole, part, switches = both()
+    assert np.abs(whole).max() > 0
+    assert_close(part, whole, 1e-12)
+    with pytest.raises(ValueError, match="crop's geometry does not describe the network's linearized function calls"):
+        jax.eval_shape(lambda v: net(v, CropReplay(switches, "guided", geometry, tops)), jnp.zeros((1, 9, 9, 3)))
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ unpooling) and each ReLU's backward is the method's rule, ``relu(g)`` (``"deconv
 (``"guided"``) or ``g * (x > 0)`` (``"gradient"``). Convolutions (their exact transposes, no bias), BatchNorm (its
 eval scale) and residual additions are transposed by autodiff. For the DeconvNet this is Zeiler & Fergus §2.1;
 each method equals PyTorch autograd with every ReLU's backward replaced by its rule (Captum's Deconvolution,
-GuidedBackprop, and Saliency without the absolute value).
+GuidedBackprop, and Saliency without the absolute value). Graph networks' other nonlinearities (GELU, SiLU, gates,
+softmax, ...) follow the table in `rules.py` (docs/projection-rules.md).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def forward(model: Model, x: Array, layer: Layer) -> tuple[Array, Switches]:
     """Run `model` on normalized NHWC `x` up to `layer` (after its ReLU); nothing above is computed.
 
     Returns ``(activation (N, h, w, C), switches)``: the layer's output, equal to ``model.apply(x, upto=layer)``,
-    and a `Switches` pytree with every max-pool below the layer and every ReLU's forward mask up to it.
+    and a `Switches` pytree with every max-pool below the layer and every ReLU's forward mask up to it (and, for
+    networks with other nonlinearities, what their projection rules read).
     """
     check_input(x)
     return _forward(model, x, layer_name(model, layer))
@@ -119,7 +121,8 @@ def project(model: Model, switches: Switches, signal: Array, layer: Layer, metho
     ``forward(model, x, layer)``) and every ReLU's backward is `method`'s rule: ``relu(g)`` (``"deconv"``, the
     DeconvNet), ``relu(g) * (input > 0)`` (``"guided"`` backprop) or ``g * (input > 0)`` (``"gradient"``: the vjp
     of ``model.apply(x, upto=layer)``). So going down, BatchNorm multiplies by its eval scale, each conv applies its
-    exact transpose (no bias), each max-pool unpools through its switches. Pure and linear between rectifications;
+    exact transpose (no bias), each max-pool unpools through its switches; other nonlinearities follow the table
+    in `rules.py`. Pure and linear between rectifications;
     vmap it over signals sharing one set of switches with ``in_axes=(None, None, 0, None)``.
     """
     name = layer_name(model, layer)

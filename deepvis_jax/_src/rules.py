@@ -1,27 +1,62 @@
-"""Switches and ReLU rules: how one network definition computes, records, and replays its decisions.
+"""Switches and projection rules: how one network definition computes, records, and replays its decisions.
 
-Every network calls two operations whose behaviour is chosen by an `ops` object passed down the forward pass:
-``ops.relu(x)`` and ``ops.max_pool(x, window, stride, padding)``. Three kinds of `ops` exist:
+Every network calls four operations whose behaviour is chosen by an `ops` object passed down the forward pass:
+``ops.relu(x)``, ``ops.max_pool(x, window, stride, padding)``, ``ops.activation(x, kind, **params)`` (a
+rectifier-like activation other than ReLU, by torch's name) and ``ops.linearized(fn, *args)`` (any other function
+nonlinear in the data). The hand-written networks call only the first two. The kinds of `ops`:
 
-- `PLAIN`: ordinary ReLU and max pooling (classification, activation maximization).
-- `Record`: the same values, and it records every max-pool's switches (`PoolSwitches`) and every ReLU's forward
-  mask ``input > 0``, bottom to top: `forward` returns them as a `Switches` pytree.
-- `Replay`: given those switches, each max-pool is a *gather at its switches* (a linear map of its input whose
-  transpose is the unpooling: a value goes to its window's switch, overlapping windows add, padded positions are
-  never chosen) and each ReLU carries the backward rule of a method through `jax.custom_vjp`:
+- `PLAIN`: ordinary values (classification, activation maximization).
+- `Record`: the same values, and it records what the rules below read, bottom to top: every max-pool's switches
+  (`PoolSwitches`), every ReLU's forward mask ``input > 0``, every activation's input and every linearized
+  function's data arguments: `forward` returns them as a `Switches` pytree.
+- `Replay`: given those switches, each op's backward is the method's rule (custom vjps, or a linearization at the
+  recorded point). A projection is then the vjp of the replayed forward pass from a zero input: convolutions,
+  BatchNorm, residual additions, concatenations and every other linear op are transposed by autodiff, for any
+  graph. Nothing in the backward pass depends on the replayed forward values (every decision and every derivative
+  is taken at the recorded forward pass), so XLA drops the forward computation.
+- `Shapes`, `CropRecord`, `CropReplay`: the geometry of each op, and the same on a crop holding one unit's
+  receptive field (`project_units`).
 
-  ====================  ======================================  =========================================
-  method                ReLU backward (``g``: the cotangent)    known as
-  ====================  ======================================  =========================================
-  ``"deconv"``          ``relu(g)``                              Zeiler & Fergus's DeconvNet
-  ``"guided"``          ``relu(g) * (x > 0)``                    guided backpropagation (Springenberg et al.)
-  ``"gradient"``        ``g * (x > 0)``                          the ordinary gradient (saliency)
-  ====================  ======================================  =========================================
+The rules (``g``: the cotangent arriving from above; ``x``: the op's recorded forward input; ``f'``: the
+activation's derivative as torch's backward takes it, kinks included; `activations.py`):
 
-  A projection is then the vjp of the replayed forward pass: convolutions, BatchNorm and residual additions are
-  transposed by autodiff, for any graph. Nothing in the backward pass depends on the replayed forward values (the
-  masks come from the switches), so XLA drops the forward computation.
+========================================  ===============  =====================  ===============================
+op                                        ``"deconv"``     ``"guided"``           ``"gradient"``
+========================================  ===============  =====================  ===============================
+ReLU                                      ``relu(g)``      ``relu(g) * (x > 0)``  ``g * (x > 0)``
+ReLU6 / hardtanh, leaky_relu, elu,        ``relu(g)``      ``relu(g) * f'(x)``    ``g * f'(x)``
+gelu, silu, hardswish (`ACTIVATIONS`)
+``linearized``: sigmoid/hardsigmoid       vjp of ``fn`` at the recorded arguments, for every method
+gates, softmax, layer norm, tanh,
+products and quotients of data tensors
+max-pool                                  unpooling through the recorded switches, for every method
+linear ops (conv, linear, BatchNorm,      their transpose, for every method
+add, concat, average pool, reshape)
+========================================  ===============  =====================  ===============================
 
+Why, row by row:
+
+- ReLU: Zeiler & Fergus's DeconvNet rectifies the signal going down, blind to the forward pass (§2.1: "we pass
+  the reconstructed signal through a relu non-linearity"); guided backpropagation (Springenberg et al. 2015) also
+  applies the forward pass's gate; the gradient is the ordinary vjp (Captum's Deconvolution, GuidedBackprop and
+  Saliency without the absolute value).
+- Rectifier-like activations, ``"deconv"``: ``relu(g)``, the DeconvNet's own backward rectifier, keeps
+  reconstructions positive whatever the forward activation was (Xplique's deconv policy does this for ReLUs with a
+  ``max_value``, i.e. ReLU6). Applying ``f`` itself to the signal would make the picture depend on the signal's
+  scale wherever ``f`` is bounded or curved (ReLU6, GELU); ``relu(g)`` keeps a projection positively homogeneous
+  in its signal. Captum overrides only ``nn.ReLU`` modules, so its DeconvNet of a GELU network (ConvNeXt, ViT)
+  is the plain gradient: we rectify every rectifier-like activation instead.
+- Rectifier-like activations, ``"guided"``: ``relu(g) * f'(x)``, the DeconvNet's rectified signal times the
+  local gradient: for ReLU exactly Springenberg et al.'s rule, for ReLU6 the gradient's own gate ``0 < x < 6``
+  (nothing passes where the unit is saturated; Xplique gates ReLU6 at ``x > 0`` only), for leaky_relu and elu the
+  negative side's slope, for gelu, silu and hardswish their smooth derivative, which is slightly negative below
+  about -0.75, -1.28 and -1.5 respectively, so guided pictures of such networks can carry small negative parts.
+- Rectifier-like activations, ``"gradient"``: ``g * f'(x)``, the true vjp.
+- ``linearized`` functions: gates, attention and normalizations are not rectifiers; every method passes their
+  true gradient at the recorded forward point, as Captum does for every module other than ``nn.ReLU``.
+- Max-pools and linear ops: their exact transposes (the DeconvNet's unpooling and transposed filters).
+
+The torch reference with the same rules is ``converters.projection_rules`` (a ``TorchFunctionMode``).
 Max pooling, its switches and unpooling live in `pooling.py` (re-exported here).
 """
 
@@ -31,6 +66,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from jax import lax
 
@@ -127,11 +163,15 @@ def check_method(method: str) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _is_array(a) -> bool:
+    return isinstance(a, (jax.Array, np.ndarray))
+
+
 def linearized_rule(fn, recorded: tuple, args: tuple):
     """``fn``'s linearization at the `recorded` arguments, applied to `args`: a linear map of `args` whose vjp is
-    ``fn``'s vjp at `recorded`, whatever `args` hold. Arguments that are not floating point (indices, masks) are
-    held at their recorded values."""
-    data = [k for k, r in enumerate(recorded) if jnp.issubdtype(jnp.result_type(r), jnp.inexact)]
+    ``fn``'s vjp at `recorded`, whatever `args` hold. Arguments that are not floating-point arrays (indices, masks,
+    Python constants) are held at their recorded values."""
+    data = [k for k, r in enumerate(recorded) if _is_array(r) and jnp.issubdtype(r.dtype, jnp.inexact)]
 
     def at(*values):
         full = list(recorded)
@@ -159,8 +199,9 @@ class Plain:
       (`ACTIVATIONS`, torch's names and parameters), which each projection method gives its own backward rule.
     - ``linearized(fn, *args)``: ``fn(*args)`` for any other function that is nonlinear in the data (gates such as
       ``x * sigmoid(s)``, normalizations, softmax, products of two data tensors): projections pass its true
-      gradient, taken at the recorded forward point. `args` are the data tensors; weights and constants belong in
-      ``fn``'s closure (passed as arguments they would be recorded with every forward pass).
+      gradient, taken at the recorded forward point. Every array argument is recorded: pass the data tensors, and
+      keep weights in ``fn``'s closure (an array passed as an argument is recorded with every forward pass);
+      other arguments (ints, lists, None) are constants, passed again by the replayed call.
 
     ``channels`` (ReLU and activations): the op is the top of a layer computed for only those output channels
     (`project_channels`); `x` holds just them.
@@ -207,8 +248,7 @@ class Record(Plain):
         return y
 
     def linearized(self, fn, *args):
-        args = tuple(jnp.asarray(a) for a in args)
-        self.records.append(args)
+        self.records.append(tuple(a for a in args if _is_array(a)))  # constants come back with the replayed call
         return fn(*args)
 
     def switches(self, input_hw: Sequence[int]) -> Switches:
@@ -274,7 +314,8 @@ class Replay(Plain):
         return activation_rule(x, recorded, kind, tuple(sorted(params.items())), self.method)
 
     def linearized(self, fn, *args):
-        return linearized_rule(fn, self._record("linearized function", args), args)
+        recorded = iter(self._record("linearized function", tuple(a for a in args if _is_array(a))))
+        return linearized_rule(fn, tuple(next(recorded) if _is_array(a) else a for a in args), args)
 
 
 class Shapes(Plain):
@@ -299,7 +340,8 @@ class Shapes(Plain):
         return super().activation(x, kind, channels, **params)
 
     def linearized(self, fn, *args):
-        self.calls.append(("lin", tuple(tuple(jnp.shape(a)[1:3]) if jnp.ndim(a) == 4 else None for a in args)))
+        arrays = [a for a in args if _is_array(a)]
+        self.calls.append(("lin", tuple(tuple(a.shape[1:3]) if a.ndim == 4 else None for a in arrays)))
         return fn(*args)
 
 
@@ -347,10 +389,14 @@ def _valid(start: Array, size: tuple, full: tuple) -> Array:
 
 
 class _Window:
-    """The geometry of a crop: `geometry` lists, in call order, each ReLU's and max-pool's map sizes on the whole
-    image with their cumulative strides, and `offset` (traced, a multiple of every stride) is the crop's top-left
-    corner in the image. Every ReLU's and pool's output is zeroed where the crop lies outside the whole image's
-    map: there the whole network has padding, not units."""
+    """The geometry of a crop: `geometry` lists, in call order, each ReLU's, activation's and max-pool's map sizes
+    on the whole image with their cumulative strides, and each linearized function's map arguments
+    (`window_geometry`); `offset` (traced, a multiple of every stride) is the crop's top-left corner in the image.
+    Every ReLU's, activation's and pool's output is zeroed where the crop lies outside the whole image's map: there
+    the whole network has padding, not units.
+
+    A geometry may leave out the activations and linearized functions (a graph interpreter that zeroes its maps
+    itself): those calls are then computed as on the whole image, from the crop's own records (``local=True``)."""
 
     def _window(self, geometry: tuple, offset: Array) -> None:
         self.geometry, self.offset, self.n_calls = geometry, offset, 0
@@ -360,6 +406,12 @@ class _Window:
         self.n_calls += 1
         assert call[0] == kind, (call, kind)  # the same network, called in the same order
         return call
+
+    def _optional(self, kind: str) -> tuple | None:
+        """The next call's geometry if the geometry describes calls of this kind ("act", "lin"), else None."""
+        if self.n_calls < len(self.geometry) and self.geometry[self.n_calls][0] == kind:
+            return self._next(kind)
+        return None
 
 
 class CropRecord(_Window, Record):
@@ -385,25 +437,27 @@ class CropRecord(_Window, Record):
         y = super().max_pool(jnp.where(inside, x, jnp.asarray(-jnp.inf, x.dtype)), window, stride, padding)
         return jnp.where(_valid(self.offset // out_stride, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
 
-
     def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
-        _, full, stride = self._next("act")
-        inside = _valid(self.offset // stride, tuple(x.shape[1:3]), full)
+        call = self._optional("act")
+        if call is None:
+            return super().activation(x, kind, channels, **params)
+        inside = _valid(self.offset // call[2], tuple(x.shape[1:3]), call[1])
         y = super().activation(jnp.where(inside, x, jnp.zeros((), x.dtype)), kind, channels, **params)
         return jnp.where(inside, y, jnp.zeros((), y.dtype))
 
     def linearized(self, fn, *args):
-        self._next("lin")
+        self._optional("lin")
         return super().linearized(fn, *args)
 
 
 class CropReplay(_Window, Replay):
     """`Replay` on a window of the input (a crop holding one unit's receptive field) instead of the whole image.
 
-    `switches` are the whole image's (each max-pool gathers at them read at the crop's window, each ReLU takes the
-    window of its recorded mask), or with ``local=True`` the crop's own, recorded by `CropRecord`. Outputs outside
-    the whole map are zeroed (see `_Window`). Inside the unit's receptive field every switch, mask and weight is
-    the same as on the whole image, so the vjp from that unit is the same projection, computed on the crop.
+    `switches` are the whole image's (each max-pool gathers at them read at the crop's window, each ReLU and
+    activation takes the window of its record, each linearized function the windows of its map arguments), or
+    with ``local=True`` the crop's own, recorded by `CropRecord`. Outputs outside the whole map are zeroed (see
+    `_Window`). Inside the unit's receptive field every switch, record and weight is the same as on the whole
+    image, so the vjp from that unit is the same projection, computed on the crop.
     """
 
     def __init__(self, switches: Switches, method: str, geometry: tuple, offset: Array, local: bool = False):
@@ -435,20 +489,35 @@ class CropReplay(_Window, Replay):
         return jnp.where(_valid(start, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
 
     def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
-        _, full, stride = self._next("act")
-        start, size = self.offset // stride, tuple(x.shape[1:3])
+        call = self._optional("act")
+        if call is None:
+            self._uncut(f"{kind} activation")
+            return super().activation(x, kind, channels, **params)
+        start, size = self.offset // call[2], tuple(x.shape[1:3])
         i = self.n_records
         if not self.local and i < len(self.records):  # the rule reads the recorded input: take its window
             self.records[i] = (_slice_map(self.records[i][0], start, size, 0),)
         y = super().activation(x, kind, channels, **params)
-        return jnp.where(_valid(start, size, full), y, jnp.zeros((), y.dtype))
+        return jnp.where(_valid(start, size, call[1]), y, jnp.zeros((), y.dtype))
 
     def linearized(self, fn, *args):
-        _, maps = self._next("lin")
+        call = self._optional("lin")
+        if call is None:
+            self._uncut("linearized function")
+            return super().linearized(fn, *args)
         i = self.n_records
         if not self.local and i < len(self.records):  # the recorded arguments' windows, where they are maps
+            arrays = [a for a in args if _is_array(a)]
             self.records[i] = tuple(
                 r if m is None else _slice_map(r, self.offset // m[1], tuple(a.shape[1:3]), 0)
-                for r, a, m in zip(self.records[i], args, maps)
+                for r, a, m in zip(self.records[i], arrays, call[1])
             )
         return super().linearized(fn, *args)
+
+    def _uncut(self, what: str) -> None:
+        """A call the geometry does not describe can replay only the crop's own records."""
+        if not self.local:
+            raise ValueError(f"this crop's geometry does not describe the network's {what} calls, so the whole "
+                             "image's records cannot be cut to the crop; record on the crop (project_units "
+                             "with images) or give the geometry of every activation and linearized call "
+                             "(rules.window_geometry)")  # fmt: skip
