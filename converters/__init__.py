@@ -8,6 +8,7 @@
     converters.save(graph_model, "net.msgpack")    # a graph network: dv.load_model("net.msgpack"), no torch
     converters.compare(torch_module, model, x)      # per-layer max abs / rel differences
     converters.backward_features(torch_module, "conv3", "deconv")   # torch reference of dv.project
+    with converters.projection_rules("guided"): ...   # torch autograd with the projection rules, any module
 
 Without torch installed, only `from_onnx`, `fold_preprocessing` and `save` are here; the torch names then raise an
 ImportError that says how to install it.
@@ -22,7 +23,7 @@ try:
 except ImportError:  # the [onnx] extra alone: the torch converters are not available
     _TORCH_NAMES = (
         "Difference", "backward_features", "compare", "detect_architecture", "detect_state_dict", "from_state_dict",
-        "from_torch", "from_torchvision", "imagenet_state_dict", "load_pth", "torch_activations",
+        "from_torch", "from_torchvision", "imagenet_state_dict", "load_pth", "projection_rules", "torch_activations",
     )  # fmt: skip
 
     def __getattr__(name):
@@ -34,6 +35,7 @@ except ImportError:  # the [onnx] extra alone: the torch converters are not avai
 else:
     from converters._export import from_torch as from_torch
     from converters._reference import backward_features as backward_features
+    from converters._reference import projection_rules as projection_rules
     from converters._torchvision import Difference as Difference
     from converters._torchvision import compare as compare
     from converters._torchvision import detect_architecture as detect_architecture
@@ -57,6 +59,7 @@ __all__ = [
     "from_torchvision",
     "imagenet_state_dict",
     "load_pth",
+    "projection_rules",
     "save",
     "torch_activations",
 ]

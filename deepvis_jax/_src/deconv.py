@@ -7,7 +7,8 @@ unpooling) and each ReLU's backward is the method's rule, ``relu(g)`` (``"deconv
 (``"guided"``) or ``g * (x > 0)`` (``"gradient"``). Convolutions (their exact transposes, no bias), BatchNorm (its
 eval scale) and residual additions are transposed by autodiff. For the DeconvNet this is Zeiler & Fergus §2.1;
 each method equals PyTorch autograd with every ReLU's backward replaced by its rule (Captum's Deconvolution,
-GuidedBackprop, and Saliency without the absolute value).
+GuidedBackprop, and Saliency without the absolute value). Graph networks' other nonlinearities (GELU, SiLU, gates,
+softmax, ...) follow the table in `rules.py` (docs/projection-rules.md).
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ from jax import lax
 
 from .compile import jit
 from .nets import GraphArchitecture, Layer, Model, check_input, layer_hw, layer_name, normalize, receptive_field
-from .rules import METHODS, CropRecord, CropReplay, Record, Replay, Shapes, Switches, _slice_map, _valid, check_method
+from .rules import (
+    METHODS,
+    CropRecord,
+    CropReplay,
+    Record,
+    Replay,
+    Shapes,
+    Switches,
+    _slice_map,
+    _valid,
+    check_method,
+    window_geometry,
+)
 
 Array = jax.Array
 
@@ -49,7 +62,8 @@ def forward(model: Model, x: Array, layer: Layer) -> tuple[Array, Switches]:
     """Run `model` on normalized NHWC `x` up to `layer` (after its ReLU); nothing above is computed.
 
     Returns ``(activation (N, h, w, C), switches)``: the layer's output, equal to ``model.apply(x, upto=layer)``,
-    and a `Switches` pytree with every max-pool below the layer and every ReLU's forward mask up to it.
+    and a `Switches` pytree with every max-pool below the layer and every ReLU's forward mask up to it (and, for
+    networks with other nonlinearities, what their projection rules read).
     """
     check_input(x)
     return _forward(model, x, layer_name(model, layer))
@@ -73,6 +87,11 @@ def _check_projection(
         raise ValueError(
             f"method {method!r} needs the forward ReLU masks: these switches hold {len(switches.relus)}, but {name} "
             f"of {arch.name} has {len(want.relus)} ReLUs up to it; record them with forward() at the same layer"
+        )
+    if len(switches.records) != len(want.records):
+        raise ValueError(
+            f"these switches hold {len(switches.records)} records of activations and other nonlinearities, but "
+            f"{name} of {arch.name} has {len(want.records)} up to it; record them with forward() at the same layer"
         )
     _, h, w, c = act.shape
     c = c if channels is None else channels
@@ -102,7 +121,8 @@ def project(model: Model, switches: Switches, signal: Array, layer: Layer, metho
     ``forward(model, x, layer)``) and every ReLU's backward is `method`'s rule: ``relu(g)`` (``"deconv"``, the
     DeconvNet), ``relu(g) * (input > 0)`` (``"guided"`` backprop) or ``g * (input > 0)`` (``"gradient"``: the vjp
     of ``model.apply(x, upto=layer)``). So going down, BatchNorm multiplies by its eval scale, each conv applies its
-    exact transpose (no bias), each max-pool unpools through its switches. Pure and linear between rectifications;
+    exact transpose (no bias), each max-pool unpools through its switches; other nonlinearities follow the table
+    in `rules.py`. Pure and linear between rectifications;
     vmap it over signals sharing one set of switches with ``in_axes=(None, None, 0, None)``.
     """
     name = layer_name(model, layer)
@@ -132,8 +152,9 @@ _GEOMETRY: dict = {}
 
 
 def _geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple:
-    """Each ReLU's map and each max-pool's input/output maps on an `hw` image, in call order, with their
-    cumulative strides (from a second trace at ``hw + stride``: a map grows by stride / its own stride)."""
+    """Each ReLU's and activation's map, each max-pool's input/output maps and each linearized function's map
+    arguments on an `hw` image, in call order, with their cumulative strides (`rules.window_geometry`, from a
+    second trace at ``hw + stride``)."""
     key = (model.arch, name, tuple(hw))
     if key not in _GEOMETRY:
         _, stride, _ = receptive_field(model, name)
@@ -144,18 +165,7 @@ def _geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple:
                            jax.ShapeDtypeStruct((1, h, w, 3), model.dtype))  # fmt: skip
             return ops.calls
 
-        def stride_of(a, b):
-            grown = (b[0] - a[0], b[1] - a[1])
-            assert grown[0] == grown[1] and stride % grown[0] == 0, (a, b, stride)
-            return stride // grown[0]
-
-        geometry = []
-        for a, b in zip(calls(*hw), calls(hw[0] + stride, hw[1] + stride)):
-            if a[0] == "relu":
-                geometry.append(("relu", a[1], stride_of(a[1], b[1])))
-            else:
-                geometry.append(("pool", a[1], a[2], stride_of(a[2], b[2])))
-        _GEOMETRY[key] = tuple(geometry)
+        _GEOMETRY[key] = window_geometry(calls(*hw), calls(hw[0] + stride, hw[1] + stride), stride)
     return _GEOMETRY[key]
 
 

@@ -1,34 +1,67 @@
-"""Switches and ReLU rules: how one network definition computes, records, and replays its decisions.
+"""Switches and projection rules: how one network definition computes, records, and replays its decisions.
 
-Every network calls two operations whose behaviour is chosen by an `ops` object passed down the forward pass:
-``ops.relu(x)`` and ``ops.max_pool(x, window, stride, padding)``. Three kinds of `ops` exist:
+Every network calls four operations whose behaviour is chosen by an `ops` object passed down the forward pass:
+``ops.relu(x)``, ``ops.max_pool(x, window, stride, padding)``, ``ops.activation(x, kind, **params)`` (a
+rectifier-like activation other than ReLU, by torch's name) and ``ops.linearized(fn, *args)`` (any other function
+nonlinear in the data). The hand-written networks call only the first two. The kinds of `ops`:
 
-- `PLAIN`: ordinary ReLU and max pooling (classification, activation maximization).
-- `Record`: the same values, and it records every max-pool's switches (`PoolSwitches`) and every ReLU's forward
-  mask ``input > 0``, bottom to top: `forward` returns them as a `Switches` pytree.
-- `Replay`: given those switches, each max-pool is a *gather at its switches* (a linear map of its input whose
-  transpose is the unpooling: a value goes to its window's switch, overlapping windows add, padded positions are
-  never chosen) and each ReLU carries the backward rule of a method through `jax.custom_vjp`:
+- `PLAIN`: ordinary values (classification, activation maximization).
+- `Record`: the same values, and it records what the rules below read, bottom to top: every max-pool's switches
+  (`PoolSwitches`), every ReLU's forward mask ``input > 0``, every activation's input and every linearized
+  function's data arguments: `forward` returns them as a `Switches` pytree.
+- `Replay`: given those switches, each op's backward is the method's rule (custom vjps, or a linearization at the
+  recorded point). A projection is then the vjp of the replayed forward pass from a zero input: convolutions,
+  BatchNorm, residual additions, concatenations and every other linear op are transposed by autodiff, for any
+  graph. Nothing in the backward pass depends on the replayed forward values (every decision and every derivative
+  is taken at the recorded forward pass), so XLA drops the forward computation.
+- `Shapes`, `CropRecord`, `CropReplay`: the geometry of each op, and the same on a crop holding one unit's
+  receptive field (`project_units`).
 
-  ====================  ======================================  =========================================
-  method                ReLU backward (``g``: the cotangent)    known as
-  ====================  ======================================  =========================================
-  ``"deconv"``          ``relu(g)``                              Zeiler & Fergus's DeconvNet
-  ``"guided"``          ``relu(g) * (x > 0)``                    guided backpropagation (Springenberg et al.)
-  ``"gradient"``        ``g * (x > 0)``                          the ordinary gradient (saliency)
-  ====================  ======================================  =========================================
+The rules (``g``: the cotangent arriving from above; ``x``: the op's recorded forward input; ``f'``: the
+activation's derivative as torch's backward takes it, kinks included; `activations.py`):
 
-  A projection is then the vjp of the replayed forward pass: convolutions, BatchNorm and residual additions are
-  transposed by autodiff, for any graph. Nothing in the backward pass depends on the replayed forward values (the
-  masks come from the switches), so XLA drops the forward computation.
+========================================  ===============  =====================  ===============================
+op                                        ``"deconv"``     ``"guided"``           ``"gradient"``
+========================================  ===============  =====================  ===============================
+ReLU                                      ``relu(g)``      ``relu(g) * (x > 0)``  ``g * (x > 0)``
+ReLU6 / hardtanh, leaky_relu, elu,        ``relu(g)``      ``relu(g) * f'(x)``    ``g * f'(x)``
+gelu, silu, hardswish (`ACTIVATIONS`)
+``linearized``: sigmoid/hardsigmoid       vjp of ``fn`` at the recorded arguments, for every method
+gates, softmax, layer norm, tanh,
+products and quotients of data tensors
+max-pool                                  unpooling through the recorded switches, for every method
+linear ops (conv, linear, BatchNorm,      their transpose, for every method
+add, concat, average pool, reshape)
+========================================  ===============  =====================  ===============================
 
-Switch convention: ``index[n, i, j, c]`` is the argmax's offset ``di * window + dj`` inside window ``(i, j)`` of
-the (padded) input, row-major; ties keep the first maximum, NaN counts as the maximum (PyTorch's CPU kernels).
+Why, row by row:
+
+- ReLU: Zeiler & Fergus's DeconvNet rectifies the signal going down, blind to the forward pass (§2.1: "we pass
+  the reconstructed signal through a relu non-linearity"); guided backpropagation (Springenberg et al. 2015) also
+  applies the forward pass's gate; the gradient is the ordinary vjp (Captum's Deconvolution, GuidedBackprop and
+  Saliency without the absolute value).
+- Rectifier-like activations, ``"deconv"``: ``relu(g)``, the DeconvNet's own backward rectifier, keeps
+  reconstructions positive whatever the forward activation was (Xplique's deconv policy does this for ReLUs with a
+  ``max_value``, i.e. ReLU6). Applying ``f`` itself to the signal would make the picture depend on the signal's
+  scale wherever ``f`` is bounded or curved (ReLU6, GELU); ``relu(g)`` keeps a projection positively homogeneous
+  in its signal. Captum overrides only ``nn.ReLU`` modules, so its DeconvNet of a GELU network (ConvNeXt, ViT)
+  is the plain gradient: we rectify every rectifier-like activation instead.
+- Rectifier-like activations, ``"guided"``: ``relu(g) * f'(x)``, the DeconvNet's rectified signal times the
+  local gradient: for ReLU exactly Springenberg et al.'s rule, for ReLU6 the gradient's own gate ``0 < x < 6``
+  (nothing passes where the unit is saturated; Xplique gates ReLU6 at ``x > 0`` only), for leaky_relu and elu the
+  negative side's slope, for gelu, silu and hardswish their smooth derivative, which is slightly negative below
+  about -0.75, -1.28 and -1.5 respectively, so guided pictures of such networks can carry small negative parts.
+- Rectifier-like activations, ``"gradient"``: ``g * f'(x)``, the true vjp.
+- ``linearized`` functions: gates, attention and normalizations are not rectifiers; every method passes their
+  true gradient at the recorded forward point, as Captum does for every module other than ``nn.ReLU``.
+- Max-pools and linear ops: their exact transposes (the DeconvNet's unpooling and transposed filters).
+
+The torch reference with the same rules is ``converters.projection_rules`` (a ``TorchFunctionMode``).
+Max pooling, its switches and unpooling live in `pooling.py` (re-exported here).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import jax
@@ -36,6 +69,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from jax import lax
+
+from .activations import ACTIVATIONS as ACTIVATIONS
+from .activations import activation_rule, check_activation
+from .pooling import (
+    PoolSwitches as PoolSwitches,
+    _compact_padding,
+    _describe,
+    gather_at_switches as gather_at_switches,
+    max_pool as max_pool,
+    max_pool_with_switches as max_pool_with_switches,
+    pool_geometry as pool_geometry,
+    pool_output_hw as pool_output_hw,
+    pool_padding as pool_padding,
+    unpool as unpool,
+)
 
 Array = jax.Array
 
@@ -48,225 +96,22 @@ METHODS = ("deconv", "guided", "gradient")
 
 
 @struct.dataclass
-class PoolSwitches:
-    """Switches of one max-pool: ``index`` (N, h, w, C) int32, the argmax's row-major offset ``di * kw + dj`` in
-    its (kh, kw) window.
-
-    ``in_hw`` (the pool's input size: floor mode loses it), ``window``, ``stride`` and ``padding`` are static, in
-    the compact forms of `pool_geometry` (an int where both axes agree, as torch's square pools give).
-    """
-
-    index: Array
-    in_hw: tuple = struct.field(pytree_node=False)
-    window: int | tuple = struct.field(pytree_node=False)
-    stride: int | tuple = struct.field(pytree_node=False)
-    padding: int | tuple = struct.field(pytree_node=False, default=0)
-
-    def geometry(self) -> tuple[tuple[int, int], tuple[int, int], tuple[tuple[int, int], tuple[int, int]]]:
-        """``((kh, kw), (sh, sw), ((top, bottom), (left, right)))``: the pool's window, stride and padding."""
-        return pool_geometry(self.window, self.stride, self.padding)
-
-
-@struct.dataclass
 class Switches:
     """Every max-pool's switches below a layer, bottom to top; ``input_hw`` (static) is the image size.
 
     ``relus``: the forward mask ``input > 0`` (bool, shaped like the ReLU's input) of every ReLU up to and
     including the layer's own, bottom to top (in the order the forward pass applies them); ``"guided"`` and
     ``"gradient"`` projections need them, the DeconvNet does not.
+
+    ``records``: what the rules of the other nonlinearities read, in call order, one tuple per call: ``(input,)``
+    of each activation (`ops.activation`), the data arguments of each linearized function (`ops.linearized`).
+    Empty for networks without them (AlexNet, VGG, ResNet).
     """
 
     pools: tuple  # tuple[PoolSwitches, ...]
     input_hw: tuple = struct.field(pytree_node=False)
     relus: tuple = ()  # tuple[bool Array, ...]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Max pooling: plain, with switches, gathered at switches, and its transpose
-# --------------------------------------------------------------------------------------------------------------
-
-
-Pair = tuple[int, int]
-Pads = tuple[Pair, Pair]
-
-
-def _ints(v, what: str, n: int, low: int) -> tuple:
-    """`v` (an int, or a sequence of `n` ints) as a tuple of `n` ints >= `low`; ValueError otherwise."""
-    items = (v,) * n if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
-    try:
-        items = tuple(items)
-        ok = len(items) == n and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in items)
-    except TypeError:
-        ok = False
-    if not ok or any(a < low for a in items):
-        raise ValueError(f"max-pool {what} must be an int >= {low} or {n} such ints, got {v!r}")
-    return tuple(int(a) for a in items)
-
-
-def pool_geometry(window, stride, padding=0) -> tuple[Pair, Pair, Pads]:
-    """A max-pool's ``window`` and ``stride`` (an int, or an (h, w) pair) and ``padding`` (an int; an (h, w) pair,
-    as torch writes it; or ``((top, bottom), (left, right))``, whose extra bottom/right rows and columns express
-    torch's ``ceil_mode``: `pool_padding`) as ``((kh, kw), (sh, sw), ((top, bottom), (left, right)))``."""
-    kh, kw = _ints(window, "window", 2, 1)
-    sh, sw = _ints(stride, "stride", 2, 1)
-    if isinstance(padding, (int, np.integer)) or (
-        isinstance(padding, (tuple, list)) and all(isinstance(p, (int, np.integer)) for p in padding)
-    ):
-        ph, pw = _ints(padding, "padding", 2, 0)
-        pads = ((ph, ph), (pw, pw))
-    else:
-        try:
-            pads = tuple(_ints(p, "padding", 2, 0) for p in padding)
-        except (TypeError, ValueError):
-            pads = ()
-        if len(pads) != 2:
-            raise ValueError(f"max-pool padding must be an int, an (h, w) pair or ((top, bottom), (left, right)); "
-                             f"got {padding!r}")  # fmt: skip
-    return (kh, kw), (sh, sw), pads
-
-
-def _compact(pair):
-    """An int where both axes agree (how PoolSwitches stores what torch's square pools give), else the pair."""
-    return pair[0] if pair[0] == pair[1] and not isinstance(pair[0], tuple) else pair
-
-
-def _compact_padding(pads: Pads):
-    (t, b), (l, r) = pads
-    return t if t == b == l == r else pads
-
-
-def _describe(geometry: tuple) -> str:
-    """'3x3/2' (window/stride), with ' padding ((0, 1), (0, 1))' where the pool pads."""
-    (kh, kw), (sh, sw), pads = geometry
-    text = f"{kh}x{kw}/{sh if sh == sw else (sh, sw)}"
-    return text + (f" padding {pads}" if any(any(p) for p in pads) else "")
-
-
-def pool_output_hw(in_hw: Sequence[int], window, stride, padding=0) -> Pair:
-    """The output size (h, w) of a max-pool on an `in_hw` map (floor of the padded map's windows)."""
-    (kh, kw), (sh, sw), ((t, b), (l, r)) = pool_geometry(window, stride, padding)
-    return (in_hw[0] + t + b - kh) // sh + 1, (in_hw[1] + l + r - kw) // sw + 1
-
-
-def pool_padding(in_hw: Sequence[int], window, stride, padding=0, ceil_mode: bool = False) -> Pads:
-    """torch's ``max_pool2d(window, stride, padding, ceil_mode=ceil_mode)`` on an `in_hw` map as the
-    ``((top, bottom), (left, right))`` padding that gives the same output with floor rounding: ceil mode adds
-    bottom/right rows and columns (padded positions never win) for every extra window torch keeps (one that starts
-    inside the input or its top/left padding)."""
-    (kh, kw), (sh, sw), pads = pool_geometry(window, stride, padding)
-    if not ceil_mode:
-        return pads
-    out = []
-    for n, k, s, (lo, hi) in zip(in_hw, (kh, kw), (sh, sw), pads):
-        size = -(-(n + lo + hi - k) // s) + 1  # ceil
-        if (size - 1) * s >= n + lo:  # torch drops a last window that starts in the bottom/right padding
-            size -= 1
-        out.append((lo, max(hi, (size - 1) * s + k - n - lo)))
-    return tuple(out)
-
-
-def _window_slice(x: Array, di: int, dj: int, h: int, w: int, stride: Pair) -> Array:
-    """x[:, di + sh*i, dj + sw*j] for i < h, j < w."""
-    n, _, _, c = x.shape
-    sh, sw = stride
-    end = (n, di + sh * (h - 1) + 1, dj + sw * (w - 1) + 1, c)
-    return lax.slice(x, (0, di, dj, 0), end, (1, sh, sw, 1))
-
-
-def _pad(x: Array, pads: Pads, value) -> Array:
-    (t, b), (l, r) = pads
-    if not (t or b or l or r):
-        return x
-    return lax.pad(x, jnp.asarray(value, x.dtype), ((0, 0, 0), (t, b, 0), (l, r, 0), (0, 0, 0)))
-
-
-def max_pool(x: Array, window, stride, padding=0) -> Array:
-    """torch.nn.MaxPool2d(window, stride, padding) (floor mode) on NHWC; padded positions never win.
-
-    `window` and `stride`: an int or an (h, w) pair; `padding`: an int, an (h, w) pair or ((top, bottom),
-    (left, right)) (ceil mode: `pool_padding`). Differentiated through its switches: the tangent is
-    `gather_at_switches` of the input's tangent, so the gradient is the switch unpooling (`unpool`: each window's
-    cotangent goes to its first maximum, as PyTorch's max_pool2d backward does). XLA's own gradient of a max
-    `reduce_window` (select-and-scatter) is exact too but much slower on CPU.
-
-    The value is a separable maximum of strided slices (over the window's rows, then its columns), the same numbers
-    as a max `reduce_window`, which XLA:CPU runs slower at AlexNet's 3x3/2 pools (`python -m benchmarks --only
-    profile` shows what the pools cost in a whole program).
-    """
-    return _max_pool(x, *pool_geometry(window, stride, padding))
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def _max_pool(x: Array, window: Pair, stride: Pair, pads: Pads) -> Array:
-    h, w = pool_output_hw(x.shape[1:3], window, stride, pads)
-    if h < 1 or w < 1:
-        raise ValueError(f"a {window[0]}x{window[1]} max-pool with padding {pads} has no window on a "
-                         f"{x.shape[1]}x{x.shape[2]} map; use a larger input")  # fmt: skip
-    xp = _pad(x, pads, -jnp.inf)
-    n, _, wp, c = xp.shape
-    (kh, kw), (sh, sw) = window, stride
-    span_h, span_w = sh * (h - 1) + 1, sw * (w - 1) + 1
-    rows = [lax.slice(xp, (0, i, 0, 0), (n, i + span_h, wp, c), (1, sh, 1, 1)) for i in range(kh)]
-    rows = functools.reduce(jnp.maximum, rows)
-    cols = [lax.slice(rows, (0, 0, j, 0), (n, h, j + span_w, c), (1, 1, sw, 1)) for j in range(kw)]
-    return functools.reduce(jnp.maximum, cols)
-
-
-@_max_pool.defjvp
-def _max_pool_jvp(window, stride, pads, primals, tangents):
-    (x,), (dx,) = primals, tangents
-    y, switches = max_pool_with_switches(x, window, stride, pads)
-    return y, gather_at_switches(dx, switches)
-
-
-def max_pool_with_switches(x: Array, window, stride, padding=0) -> tuple[Array, PoolSwitches]:
-    """torch.nn.MaxPool2d(window, stride, padding) on NHWC (floor mode; forms as in `max_pool`), and its
-    switches."""
-    (kh, kw), (sh, sw), pads = pool_geometry(window, stride, padding)
-    H, W = x.shape[1:3]
-    h, w = pool_output_hw((H, W), (kh, kw), (sh, sw), pads)
-    if h < 1 or w < 1:
-        raise ValueError(f"a {kh}x{kw} max-pool with padding {pads} has no window on a {H}x{W} map; "
-                         "use a larger input")  # fmt: skip
-    xp = _pad(x, pads, -jnp.inf)
-    best = _window_slice(xp, 0, 0, h, w, (sh, sw))
-    index = jnp.zeros(best.shape, jnp.int32)
-    for k in range(1, kh * kw):
-        v = _window_slice(xp, k // kw, k % kw, h, w, (sh, sw))
-        take = (v > best) | jnp.isnan(v)  # strict: ties keep the first maximum
-        best = jnp.where(take, v, best)
-        index = jnp.where(take, jnp.int32(k), index)
-    sw_ = PoolSwitches(index=index, in_hw=(H, W), window=_compact((kh, kw)), stride=_compact((sh, sw)),
-                       padding=_compact_padding(pads))  # fmt: skip
-    return best, sw_
-
-
-def gather_at_switches(x: Array, switches: PoolSwitches) -> Array:
-    """Each window's value at its recorded switch: max pooling with the decisions fixed, a linear map of `x`."""
-    n, h, w, c = switches.index.shape
-    (kh, kw), stride, pads = switches.geometry()
-    xp = _pad(x, pads, 0)
-    zero = jnp.zeros((), x.dtype)
-    out = jnp.zeros((x.shape[0], h, w, c), x.dtype)
-    for k in range(kh * kw):
-        out = out + jnp.where(switches.index == k, _window_slice(xp, k // kw, k % kw, h, w, stride), zero)
-    return out
-
-
-def unpool(signal: Array, switches: PoolSwitches) -> Array:
-    """Transpose of max pooling (of `gather_at_switches`): each value goes to its window's switch; overlapping
-    windows add; padded positions receive nothing."""
-    n, h, w, c = signal.shape
-    (kh, kw), (sh, sw), ((t, b), (l, r)) = switches.geometry()
-    H, W = switches.in_hw[0] + t + b, switches.in_hw[1] + l + r
-    out = jnp.zeros((n, H, W, c), signal.dtype)
-    zero = jnp.zeros((), signal.dtype)
-    for k in range(kh * kw):
-        di, dj = k // kw, k % kw
-        v = jnp.where(switches.index == k, signal, zero)
-        pad = ((0, 0, 0), (di, H - di - sh * (h - 1) - 1, sh - 1), (dj, W - dj - sw * (w - 1) - 1, sw - 1), (0, 0, 0))
-        out = out + lax.pad(v, zero, pad)
-    return out[:, t : H - b, l : W - r] if (t or b or l or r) else out
+    records: tuple = ()  # tuple[tuple[Array, ...], ...]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -314,50 +159,33 @@ def check_method(method: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The three kinds of ops a network's forward pass runs with
+# Any other nonlinearity: the vjp of its linearization at the recorded point
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _is_array(a) -> bool:
+    return isinstance(a, (jax.Array, np.ndarray))
+
+
+def linearized_rule(fn, recorded: tuple, args: tuple):
+    """``fn``'s linearization at the `recorded` arguments, applied to `args`: a linear map of `args` whose vjp is
+    ``fn``'s vjp at `recorded`, whatever `args` hold. Arguments that are not floating-point arrays (indices, masks,
+    Python constants) are held at their recorded values."""
+    data = [k for k, r in enumerate(recorded) if _is_array(r) and jnp.issubdtype(r.dtype, jnp.inexact)]
+
+    def at(*values):
+        full = list(recorded)
+        for k, v in zip(data, values):
+            full[k] = v
+        return fn(*full)
+
+    _, linear = jax.linearize(at, *(recorded[k] for k in data))
+    return linear(*(args[k] for k in data))
+
+
 # --------------------------------------------------------------------------------------------------------------
-# Activations other than ReLU (graph networks): the values, as torch computes them
+# The kinds of ops a network's forward pass runs with
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _hardtanh(x: Array, min_val: float = -1.0, max_val: float = 1.0) -> Array:
-    return jnp.clip(x, jnp.asarray(min_val, x.dtype), jnp.asarray(max_val, x.dtype))
-
-
-def _leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
-    return jnp.where(x > 0, x, x * jnp.asarray(negative_slope, x.dtype))
-
-
-def _elu(x: Array, alpha: float = 1.0) -> Array:
-    return jnp.where(x > 0, x, jnp.asarray(alpha, x.dtype) * jnp.expm1(jnp.minimum(x, 0)))
-
-
-def _gelu(x: Array, approximate: str = "none") -> Array:
-    return jax.nn.gelu(x, approximate=approximate == "tanh")
-
-
-def _silu(x: Array) -> Array:
-    return x * jax.nn.sigmoid(x)
-
-
-def _hardswish(x: Array) -> Array:
-    return x * jnp.clip(x + 3, 0, 6) / 6
-
-
-ACTIVATIONS = {
-    "hardtanh": _hardtanh,  # ReLU6 is hardtanh(0, 6)
-    "leaky_relu": _leaky_relu,
-    "elu": _elu,
-    "gelu": _gelu,
-    "silu": _silu,
-    "hardswish": _hardswish,
-}
-"""The rectifier-like activations other than ReLU that ``ops.activation(x, kind, **params)`` computes (graph
-networks keep each as one op), by their torch names; ``params`` are torch's arguments (``min_val``/``max_val``,
-``negative_slope``, ``alpha``, ``approximate``)."""
 
 
 class Plain:
@@ -366,12 +194,17 @@ class Plain:
     The interface every `ops` object has (networks call nothing else that depends on the method):
 
     - ``relu(x, channels=None)``: a ReLU.
-    - ``max_pool(x, window, stride, padding=0)``: torch's max pooling on NHWC.
-    - ``activation(x, kind, **params)``: a rectifier-like activation other than ReLU (`ACTIVATIONS`), which a
-      projection method may give its own backward rule.
+    - ``max_pool(x, window, stride, padding=0)``: torch's max pooling on NHWC (every form of `pool_geometry`).
+    - ``activation(x, kind, channels=None, **params)``: a rectifier-like activation other than ReLU
+      (`ACTIVATIONS`, torch's names and parameters), which each projection method gives its own backward rule.
     - ``linearized(fn, *args)``: ``fn(*args)`` for any other function that is nonlinear in the data (gates such as
       ``x * sigmoid(s)``, normalizations, softmax, products of two data tensors): projections pass its true
-      gradient, taken at the recorded forward point.
+      gradient, taken at the recorded forward point. Every array argument is recorded: pass the data tensors, and
+      keep weights in ``fn``'s closure (an array passed as an argument is recorded with every forward pass);
+      other arguments (ints, lists, None) are constants, passed again by the replayed call.
+
+    ``channels`` (ReLU and activations): the op is the top of a layer computed for only those output channels
+    (`project_channels`); `x` holds just them.
     """
 
     def relu(self, x: Array, channels: Array | None = None) -> Array:
@@ -380,10 +213,11 @@ class Plain:
     def max_pool(self, x: Array, window, stride, padding=0) -> Array:
         return max_pool(x, window, stride, padding)
 
-    def activation(self, x: Array, kind: str, **params) -> Array:
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        check_activation(kind, params)
         return ACTIVATIONS[kind](x, **params)
 
-    def linearized(self, fn, *args) -> Array:
+    def linearized(self, fn, *args):
         return fn(*args)
 
 
@@ -391,11 +225,13 @@ PLAIN = Plain()
 
 
 class Record(Plain):
-    """Plain values; records each max-pool's switches and each ReLU's forward mask, in order."""
+    """Plain values; records, in call order, each max-pool's switches, each ReLU's forward mask, each activation's
+    input and each linearized function's data arguments (what the projection rules read)."""
 
     def __init__(self):
         self.pools: list[PoolSwitches] = []
         self.relus: list[Array] = []
+        self.records: list[tuple] = []
 
     def relu(self, x: Array, channels: Array | None = None) -> Array:
         self.relus.append(x > 0)
@@ -406,21 +242,33 @@ class Record(Plain):
         self.pools.append(sw)
         return y
 
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        y = super().activation(x, kind, channels, **params)
+        self.records.append((x,))
+        return y
+
+    def linearized(self, fn, *args):
+        self.records.append(tuple(a for a in args if _is_array(a)))  # constants come back with the replayed call
+        return fn(*args)
+
     def switches(self, input_hw: Sequence[int]) -> Switches:
-        return Switches(pools=tuple(self.pools), input_hw=tuple(int(d) for d in input_hw), relus=tuple(self.relus))
+        return Switches(pools=tuple(self.pools), input_hw=tuple(int(d) for d in input_hw), relus=tuple(self.relus),
+                        records=tuple(self.records))  # fmt: skip
 
 
 class Replay(Plain):
-    """Max-pools gather at the recorded switches; ReLUs carry `method`'s backward rule (masks from the record).
+    """Max-pools gather at the recorded switches; ReLUs and activations carry `method`'s backward rule (masks and
+    inputs from the record); every linearized function is its linearization at the recorded arguments.
 
-    ``relu(x, channels)``: a ReLU computed for only those output channels (the top of `project_channels`) uses
-    those channels of its recorded mask.
+    ``relu(x, channels)`` and ``activation(x, kind, channels)``: computed for only those output channels (the top
+    of `project_channels`), they use those channels of their record.
     """
 
     def __init__(self, switches: Switches, method: str):
         check_method(method)
         self.pools, self.relus, self.method = list(switches.pools), list(switches.relus), method
-        self.n_pools = self.n_relus = 0
+        self.records = list(switches.records)
+        self.n_pools = self.n_relus = self.n_records = 0
 
     def relu(self, x: Array, channels: Array | None = None) -> Array:
         i, self.n_relus = self.n_relus, self.n_relus + 1
@@ -441,10 +289,39 @@ class Replay(Plain):
             )
         return gather_at_switches(x, sw)
 
+    def _record(self, what: str, args: tuple, channels: Array | None = None) -> tuple:
+        """The next record, checked against the replayed call's arguments."""
+        i, self.n_records = self.n_records, self.n_records + 1
+        if i >= len(self.records):
+            raise ValueError(
+                f"these switches hold {len(self.records)} records of activations and other nonlinearities, but this "
+                "network has more; record the switches with forward() on the same model, layer and input size"
+            )
+        record = self.records[i]
+        if channels is not None:
+            record = (record[0][..., channels],)
+        if [jnp.shape(r) for r in record] != [jnp.shape(a) for a in args]:
+            raise ValueError(
+                f"record {i + 1} of these switches holds shapes {[jnp.shape(r) for r in record]}, but this network's "
+                f"{what} takes {[jnp.shape(a) for a in args]}; record the switches with forward() on the same model "
+                "and input size"
+            )
+        return record
+
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        check_activation(kind, params)
+        (recorded,) = self._record(f"{kind} activation", (x,), channels)
+        return activation_rule(x, recorded, kind, tuple(sorted(params.items())), self.method)
+
+    def linearized(self, fn, *args):
+        recorded = iter(self._record("linearized function", tuple(a for a in args if _is_array(a))))
+        return linearized_rule(fn, tuple(next(recorded) if _is_array(a) else a for a in args), args)
+
 
 class Shapes(Plain):
-    """Plain values; records the spatial size of every ReLU's map and every max-pool's input and output, in the
-    order the forward pass calls them (the geometry `CropReplay` needs)."""
+    """Plain values; records, in the order the forward pass calls them, the spatial size of every ReLU's and
+    activation's map, every max-pool's input and output, and every linearized function's 4-D (NHWC) arguments
+    (the geometry `CropReplay` needs)."""
 
     def __init__(self):
         self.calls: list[tuple] = []
@@ -457,6 +334,42 @@ class Shapes(Plain):
         y = max_pool(x, window, stride, padding)
         self.calls.append(("pool", tuple(x.shape[1:3]), tuple(y.shape[1:3])))
         return y
+
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        self.calls.append(("act", tuple(x.shape[1:3])))
+        return super().activation(x, kind, channels, **params)
+
+    def linearized(self, fn, *args):
+        arrays = [a for a in args if _is_array(a)]
+        self.calls.append(("lin", tuple(tuple(a.shape[1:3]) if a.ndim == 4 else None for a in arrays)))
+        return fn(*args)
+
+
+def window_geometry(calls: Sequence[tuple], grown: Sequence[tuple], stride: int) -> tuple:
+    """The geometry of `_Window` from `Shapes` calls on an image (`calls`) and on one `stride` pixels larger
+    (`grown`), `stride` being the layer's cumulative stride: each call's map sizes on the image with their own
+    cumulative strides (a map grows by ``stride / its stride``). A linearized function's 4-D argument that does
+    not grow like a map (attention weights, a pooled vector) gets None: it is read whole."""
+
+    def stride_of(a, b):
+        growth = (b[0] - a[0], b[1] - a[1])
+        assert growth[0] == growth[1] and stride % growth[0] == 0, (a, b, stride)
+        return stride // growth[0]
+
+    def map_stride(a, b):
+        if a is None or b is None or b[0] - a[0] != b[1] - a[1] or b[0] <= a[0] or stride % (b[0] - a[0]):
+            return None
+        return a, stride // (b[0] - a[0])
+
+    geometry = []
+    for a, b in zip(calls, grown):
+        if a[0] in ("relu", "act"):
+            geometry.append((a[0], a[1], stride_of(a[1], b[1])))
+        elif a[0] == "lin":
+            geometry.append(("lin", tuple(map_stride(p, q) for p, q in zip(a[1], b[1]))))
+        else:
+            geometry.append(("pool", a[1], a[2], stride_of(a[2], b[2])))
+    return tuple(geometry)
 
 
 def _slice_map(a: Array, start: Array, size: tuple, fill) -> Array:
@@ -476,10 +389,14 @@ def _valid(start: Array, size: tuple, full: tuple) -> Array:
 
 
 class _Window:
-    """The geometry of a crop: `geometry` lists, in call order, each ReLU's and max-pool's map sizes on the whole
-    image with their cumulative strides, and `offset` (traced, a multiple of every stride) is the crop's top-left
-    corner in the image. Every ReLU's and pool's output is zeroed where the crop lies outside the whole image's
-    map: there the whole network has padding, not units."""
+    """The geometry of a crop: `geometry` lists, in call order, each ReLU's, activation's and max-pool's map sizes
+    on the whole image with their cumulative strides, and each linearized function's map arguments
+    (`window_geometry`); `offset` (traced, a multiple of every stride) is the crop's top-left corner in the image.
+    Every ReLU's, activation's and pool's output is zeroed where the crop lies outside the whole image's map: there
+    the whole network has padding, not units.
+
+    A geometry may leave out the activations and linearized functions (a graph interpreter that zeroes its maps
+    itself): those calls are then computed as on the whole image, from the crop's own records (``local=True``)."""
 
     def _window(self, geometry: tuple, offset: Array) -> None:
         self.geometry, self.offset, self.n_calls = geometry, offset, 0
@@ -489,6 +406,12 @@ class _Window:
         self.n_calls += 1
         assert call[0] == kind, (call, kind)  # the same network, called in the same order
         return call
+
+    def _optional(self, kind: str) -> tuple | None:
+        """The next call's geometry if the geometry describes calls of this kind ("act", "lin"), else None."""
+        if self.n_calls < len(self.geometry) and self.geometry[self.n_calls][0] == kind:
+            return self._next(kind)
+        return None
 
 
 class CropRecord(_Window, Record):
@@ -507,19 +430,34 @@ class CropRecord(_Window, Record):
     def max_pool(self, x: Array, window, stride, padding=0) -> Array:
         _, full_in, full_out, out_stride = self._next("pool")
         _, (sh, sw), _ = pool_geometry(window, stride, padding)
-        in_stride = out_stride // sh if sh == sw else jnp.asarray([out_stride // sh, out_stride // sw], self.offset.dtype)
+        in_stride = out_stride // sh
+        if sh != sw:
+            in_stride = jnp.asarray([out_stride // sh, out_stride // sw], self.offset.dtype)
         inside = _valid(self.offset // in_stride, tuple(x.shape[1:3]), full_in)
         y = super().max_pool(jnp.where(inside, x, jnp.asarray(-jnp.inf, x.dtype)), window, stride, padding)
         return jnp.where(_valid(self.offset // out_stride, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
+
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        call = self._optional("act")
+        if call is None:
+            return super().activation(x, kind, channels, **params)
+        inside = _valid(self.offset // call[2], tuple(x.shape[1:3]), call[1])
+        y = super().activation(jnp.where(inside, x, jnp.zeros((), x.dtype)), kind, channels, **params)
+        return jnp.where(inside, y, jnp.zeros((), y.dtype))
+
+    def linearized(self, fn, *args):
+        self._optional("lin")
+        return super().linearized(fn, *args)
 
 
 class CropReplay(_Window, Replay):
     """`Replay` on a window of the input (a crop holding one unit's receptive field) instead of the whole image.
 
-    `switches` are the whole image's (each max-pool gathers at them read at the crop's window, each ReLU takes the
-    window of its recorded mask), or with ``local=True`` the crop's own, recorded by `CropRecord`. Outputs outside
-    the whole map are zeroed (see `_Window`). Inside the unit's receptive field every switch, mask and weight is
-    the same as on the whole image, so the vjp from that unit is the same projection, computed on the crop.
+    `switches` are the whole image's (each max-pool gathers at them read at the crop's window, each ReLU and
+    activation takes the window of its record, each linearized function the windows of its map arguments), or
+    with ``local=True`` the crop's own, recorded by `CropRecord`. Outputs outside the whole map are zeroed (see
+    `_Window`). Inside the unit's receptive field every switch, record and weight is the same as on the whole
+    image, so the vjp from that unit is the same projection, computed on the crop.
     """
 
     def __init__(self, switches: Switches, method: str, geometry: tuple, offset: Array, local: bool = False):
@@ -543,6 +481,43 @@ class CropReplay(_Window, Replay):
         if not self.local:
             sw = self.pools[self.n_pools]
             index = _slice_map(sw.index, start, pool_output_hw(x.shape[1:3], window, stride, padding), 0)
+            pads = pool_geometry(window, stride, padding)[2]
+            if [p[0] for p in pads] == [p[0] for p in sw.geometry()[2]]:  # a ceil-mode pool pads a crop's bottom and
+                sw = sw.replace(padding=_compact_padding(pads))  # right edges by the crop's own size
             self.pools[self.n_pools] = sw.replace(index=index, in_hw=tuple(x.shape[1:3]))
         y = super().max_pool(x, window, stride, padding)
         return jnp.where(_valid(start, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
+
+    def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
+        call = self._optional("act")
+        if call is None:
+            self._uncut(f"{kind} activation")
+            return super().activation(x, kind, channels, **params)
+        start, size = self.offset // call[2], tuple(x.shape[1:3])
+        i = self.n_records
+        if not self.local and i < len(self.records):  # the rule reads the recorded input: take its window
+            self.records[i] = (_slice_map(self.records[i][0], start, size, 0),)
+        y = super().activation(x, kind, channels, **params)
+        return jnp.where(_valid(start, size, call[1]), y, jnp.zeros((), y.dtype))
+
+    def linearized(self, fn, *args):
+        call = self._optional("lin")
+        if call is None:
+            self._uncut("linearized function")
+            return super().linearized(fn, *args)
+        i = self.n_records
+        if not self.local and i < len(self.records):  # the recorded arguments' windows, where they are maps
+            arrays = [a for a in args if _is_array(a)]
+            self.records[i] = tuple(
+                r if m is None else _slice_map(r, self.offset // m[1], tuple(a.shape[1:3]), 0)
+                for r, a, m in zip(self.records[i], arrays, call[1])
+            )
+        return super().linearized(fn, *args)
+
+    def _uncut(self, what: str) -> None:
+        """A call the geometry does not describe can replay only the crop's own records."""
+        if not self.local:
+            raise ValueError(f"this crop's geometry does not describe the network's {what} calls, so the whole "
+                             "image's records cannot be cut to the crop; record on the crop (project_units "
+                             "with images) or give the geometry of every activation and linearized call "
+                             "(rules.window_geometry)")  # fmt: skip
