@@ -170,6 +170,47 @@ def test_visualize_and_construct(net):
             assert np.argmax(acts[i]) == f, (f, acts[i])
 
 
+class _Stop(Exception):
+    pass
+
+
+def _upto(tm: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
+    """The output of submodule `layer` (as its forward hook sees it); the forward stops there."""
+
+    def hook(mod, inputs, output):
+        raise _Stop(output)
+
+    handle = dict(tm.named_modules())[layer].register_forward_hook(hook)
+    try:
+        tm(x)
+    except _Stop as stop:
+        return stop.args[0]
+    finally:
+        handle.remove()
+    raise AssertionError(f"{layer} was not reached")
+
+
+@pytest.mark.parametrize("method", ["deconv", "guided", "gradient"])
+def test_user_module_projections_equal_torch_with_the_same_rules(net, method):
+    """float64, elementwise: `dv.project` through LeakyReLU, average pooling, a concatenation and a residual sum
+    against torch autograd under `converters.projection_rules` (the same rule at every rectifier)."""
+    tm = _net(dtype=torch.float64)
+    _, model = net
+    with jax.enable_x64(True):
+        m64 = as_float64(model)
+        x = np.random.default_rng(7).standard_normal((1, 26, 22, 3))
+        for layer in ("act", "relu"):
+            act, sw = dv.forward(m64, jnp.asarray(x), layer)
+            signal = np.random.default_rng(8).standard_normal(act.shape)
+            got = dv.project(m64, sw, jnp.asarray(signal), layer, method)
+            xt = nchw(x).requires_grad_(True)
+            with converters.projection_rules(method):
+                out = _upto(tm, layer, xt)
+                (ref,) = torch.autograd.grad(out, xt, nchw(signal))
+            assert_close(act, nhwc(out), 1e-12, err_msg=f"{layer} activation")
+            assert_close(got, nhwc(ref), 1e-9, err_msg=f"{method} {layer}")
+
+
 def test_saved_graph_loads_without_torch(net, tmp_path):
     tm, model = net
     path = converters.save(model, tmp_path / "net.msgpack")
@@ -233,21 +274,23 @@ def test_saved_file_is_plain_msgpack_and_bad_files_get_one_line(net, tmp_path):
 
 
 class Chain(nn.Module):
-    """Paths of different reach: a 5x5 conv beside a 1x1, a padded max pool, a strided conv; then a global mean."""
+    """Paths of different reach: a 5x5 conv beside a 1x1, a padded ceil-mode max pool, a strided conv, a GELU, an
+    average pool that counts only the image; then a global mean."""
 
     def __init__(self):
         super().__init__()
         self.a = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
         self.b5 = nn.Conv2d(4, 4, 5, padding=2)
         self.b1 = nn.Conv2d(4, 4, 1)
-        self.pool = nn.MaxPool2d(3, 2, padding=1)
-        self.c = nn.Sequential(nn.Conv2d(8, 6, 3, stride=2), nn.ReLU())
+        self.pool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
+        self.c = nn.Sequential(nn.Conv2d(8, 6, 3, stride=2), nn.GELU())
+        self.avg = nn.AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False)
         self.head = nn.Linear(6, 3)
 
     def forward(self, x):
         x = self.a(x)
         x = self.pool(torch.cat([torch.relu(self.b5(x)), torch.relu(self.b1(x))], 1))
-        x = self.c(x)
+        x = self.avg(self.c(x))
         return self.head(x.mean((2, 3)))
 
 
@@ -265,6 +308,7 @@ def test_receptive_fields_over_all_paths(chain):
     assert dv.receptive_field(model, "a") == dv.ReceptiveField(3, 1, -1)
     assert dv.receptive_field(model, "pool") == dv.ReceptiveField(9, 2, -4)
     assert dv.receptive_field(model, "c") == dv.ReceptiveField(13, 4, -4)
+    assert dv.receptive_field(model, "avg") == dv.ReceptiveField(21, 8, -8)  # 13 + 4 * 2; -4 - 4 * 1
     # the gradient of one unit is non-zero only inside its field (and reaches its edges)
     with jax.enable_x64(True):
         m64 = as_float64(model)
@@ -280,15 +324,16 @@ def test_receptive_fields_over_all_paths(chain):
         assert rows.max() - rows.min() >= rf.size - 3
 
 
-def test_project_units_on_crops_equal_whole_image(chain):
+@pytest.mark.parametrize("which,layers", [("chain", ("pool", "c", "avg")), ("net", ("act", "relu"))])
+def test_project_units_on_crops_equal_whole_image(which, layers, request):
     """float64, units at the corners (crops reaching past the image) and the centre, every method, from switches
-    and from images."""
-    _, model = chain
+    and from images: ReLU, GELU and LeakyReLU, ceil-mode max and average pools, a concatenation, a residual sum."""
+    _, model = request.getfixturevalue(which)
     with jax.enable_x64(True):
         m64 = as_float64(model)
-        hw = (45, 41)
+        hw = (45, 41) if which == "chain" else (37, 33)
         x = dv.normalize(jnp.asarray(np.random.default_rng(1).random((1, *hw, 3))))
-        for layer in ("pool", "c"):
+        for layer in layers:
             act, sw = dv.forward(m64, x, layer)
             h, w = act.shape[1:3]
             assert dv._src.deconv.crop_geometry(m64, layer, hw)[0] != hw  # the crop is smaller than the image

@@ -169,15 +169,14 @@ def _geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple:
     return _GEOMETRY[key]
 
 
-def crop_geometry(model: Model, name: str, hw: tuple[int, int], with_switches: bool = True
-                  ) -> tuple[tuple[int, int], int, int, int]:  # fmt: skip
+def crop_geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple[tuple[int, int], int, int, int]:
     """The crop `project_units` computes on: its (height, width), and the unit's receptive field size, stride and
     offset. A crop is `size + stride - 1` pixels (the field, and the slack to start at a multiple of the stride),
     or the whole image along an axis where that is not smaller. A graph network's layer whose field is the whole
-    image, or whose recorded decisions a crop cannot replay (`GraphArchitecture.crops`), uses the whole image."""
+    image (or a graph that takes one image size) uses the whole image (`GraphArchitecture.crops`)."""
     size, stride, offset = receptive_field(model, name, hw)
     side = size + stride - 1
-    if isinstance(model.arch, GraphArchitecture) and not model.arch.crops(name, with_switches):
+    if isinstance(model.arch, GraphArchitecture) and not model.arch.crops(name):
         side = max(hw)
     return (min(side, hw[0]), min(side, hw[1])), size, stride, offset
 
@@ -188,7 +187,7 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
     too (recording the crop's own switches)."""
     from_images = not isinstance(source, Switches)
     H, W = source.shape[1:3] if from_images else source.input_hw
-    (hc, wc), size, stride, offset = crop_geometry(model, name, (H, W), not from_images)
+    (hc, wc), size, stride, offset = crop_geometry(model, name, (H, W))
     n, row, col, channel = unit[0], unit[1], unit[2], unit[3]
     first = -(offset // stride)  # how many strides the field starts before its unit: ceil(-offset / stride)
     tops = jnp.stack([stride * (row - first) if hc < H else 0 * row, stride * (col - first) if wc < W else 0 * col])
@@ -204,7 +203,7 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
 
         extra = {}
     else:  # a crop; a graph network also zeroes every map outside the whole image's map (its `crop` argument)
-        geometry = model.arch.crop_calls(name, (H, W)) if graph else _geometry(model, name, (H, W))
+        geometry = _geometry(model, name, (H, W))
 
         def record_ops():
             return CropRecord(geometry, tops)

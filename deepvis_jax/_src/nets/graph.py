@@ -191,13 +191,23 @@ class GraphArchitecture:
 
         return self._cached("data", make)
 
-    def output_node(self, name: str, pre_relu: bool = False) -> int:
-        """The node a layer's activation is read from: its output, or with `pre_relu` the input of its final
-        activation when the output is one."""
+    def plan(self, name: str, pre_relu: bool = False):
+        """Where a layer's activation is read from: its output node, or with `pre_relu` the input of its final
+        activation (ReLU, GELU, ...) when its output is one; a concatenation of activations (an Inception block,
+        a dense block) reads ``("cat", parts, dim)``, each part before its own activation where it has one."""
         node = self.spec(name).node
-        if pre_relu and self.nodes[node].op in ACTIVATION_OPS:
-            return self.nodes[node].args[0].node
-        return node
+        return (self._pre(node) or node) if pre_relu else node
+
+    def _pre(self, i: int):
+        n = self.nodes[i]
+        if n.op in ACTIVATION_OPS:
+            return n.args[0].node
+        if n.op == "cat" and n.args and all(isinstance(r, Ref) for r in n.args[0]):
+            parts = [self._pre(r.node) for r in n.args[0]]
+            if any(p is not None for p in parts):
+                dim = n.args[1] if len(n.args) > 1 else dict(n.kwargs).get("dim", 0)
+                return ("cat", tuple(r.node if p is None else p for p, r in zip(parts, n.args[0])), dim)
+        return None
 
     # ---------------------------------------------------------------------------------------------- input sizes
 
@@ -287,34 +297,10 @@ class GraphArchitecture:
         f = self.fields[spec.node]
         return f if spec.kind == "nchw" and isinstance(f, Field) and f.jh == f.jw else GLOBAL
 
-    def crop_calls(self, name: str, hw) -> tuple:
-        """The geometry `rules.CropRecord`/`CropReplay` read, in the order the forward pass up to layer `name`
-        calls ``ops.relu`` and ``ops.max_pool``: ("relu", full map (h, w), stride) and ("pool", full input (h, w),
-        full output (h, w), output stride)."""
-        shapes, fields = self.shapes(hw), self.fields
-        calls = []
-        for i in self.needed((self.spec(name).node,)):
-            op = self.nodes[i].op
-            if op == "relu":
-                calls.append(("relu", _map_hw(shapes[i]), fields[i].jh))
-            elif op == "max_pool2d_with_indices":
-                src = self.nodes[i].args[0].node
-                calls.append(("pool", _map_hw(shapes[src]), _map_hw(shapes[i][0]), fields[i].jh))
-        return tuple(calls)
-
-    def crops(self, name: str, with_switches: bool) -> bool:
-        """Whether single units of layer `name` can be projected on a crop: a local receptive field, and (when the
-        projection replays the whole image's switches) no nonlinearity below the layer but ReLU and max pooling
-        with one padding on every side (the ones whose recorded decisions a crop can slice)."""
-        if self.field(name) == GLOBAL:
-            return False
-        for i in self.needed((self.spec(name).node,)):
-            n = self.nodes[i]
-            if n.op == "max_pool2d_with_indices" and not _plain_pool(n):
-                return False
-            if with_switches and _calls_nonlinear(self, i):
-                return False
-        return True
+    def crops(self, name: str) -> bool:
+        """Whether single units of layer `name` can be projected on a crop of the image (`project_units`): its
+        receptive field is local, and the graph takes images of other sizes (a crop is one)."""
+        return self.fixed_hw is None and self.field(name) != GLOBAL
 
 
 def _refs(obj):
@@ -336,47 +322,6 @@ def _resolve(obj, env):
 def _map_hw(shape_entry, channels_last: bool = False) -> tuple[int, int]:
     is_img, shape = shape_entry
     return (int(shape[1]), int(shape[2])) if channels_last else (int(shape[2]), int(shape[3]))
-
-
-def pool_args(n: Node) -> tuple:
-    """(kernel, stride, padding, dilation, ceil_mode) of a max_pool2d_with_indices or avg_pool2d node, as pairs."""
-    args = list(n.args[1:]) + [None] * 5
-    k = _pair(args[0])
-    s = _pair(args[1]) if args[1] else k
-    p = _pair(args[2]) if args[2] is not None else (0, 0)
-    if n.op == "avg_pool2d":
-        return k, s, p, (1, 1), bool(args[3])
-    d = _pair(args[3]) if args[3] is not None else (1, 1)
-    return k, s, p, d, bool(args[4])
-
-
-def _plain_pool(n: Node) -> bool:
-    """A max pool every ops object takes as it is: square window, equal strides and paddings, floor mode."""
-    k, s, p, d, ceil = pool_args(n)
-    return k[0] == k[1] and s[0] == s[1] and p[0] == p[1] and d == (1, 1) and not ceil
-
-
-_LINEAR_OPS = frozenset({
-    "input", "param", "constant", "getitem", "convolution", "_native_batch_norm_legit_no_training", "add.Tensor",
-    "sub.Tensor", "add.Scalar", "sub.Scalar", "mul.Scalar", "div.Scalar", "neg", "cat", "slice.Tensor",
-    "split_with_sizes", "split.Tensor", "constant_pad_nd", "avg_pool2d", "_adaptive_avg_pool2d", "mean.dim",
-    "sum.dim_IntList", "clone", "alias", "_to_copy", "view", "_unsafe_view", "permute", "expand", "unsqueeze",
-    "squeeze.dims", "select.int", "upsample_nearest2d.vec", "upsample_bilinear2d.vec", "relu",
-    "max_pool2d_with_indices",
-})  # fmt: skip
-_BILINEAR_OPS = {"mul.Tensor": (0, 1), "div.Tensor": (1,), "addmm": (1, 2), "mm": (0, 1), "bmm": (0, 1)}
-
-
-def _calls_nonlinear(arch: "GraphArchitecture", i: int) -> bool:
-    """Whether node `i` calls ``ops.activation`` or ``ops.linearized`` (whose records a crop cannot slice)."""
-    n = arch.nodes[i]
-    if not arch.data[i] or n.op in _LINEAR_OPS:
-        return False
-    if n.op in _BILINEAR_OPS:
-        flags = [isinstance(a, Ref) and arch.data[a.node] for a in n.args]
-        need = _BILINEAR_OPS[n.op]
-        return all(flags[k] for k in need)
-    return True
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -488,9 +433,20 @@ def _valid_nodes(arch: GraphArchitecture, n: int) -> tuple[bool, ...]:
     return tuple(ok)
 
 
-def layer_array(arch: GraphArchitecture, spec: LayerSpec, node: int, env: dict) -> Array:
-    """A layer's activation (N, h, w, C) from the value of `node` (its output, or its final activation's input)."""
-    v = env[node]
+def _plan_nodes(plan) -> tuple[int, ...]:
+    if isinstance(plan, int):
+        return (plan,)
+    return tuple(i for p in plan[1] for i in _plan_nodes(p))
+
+
+def _plan_value(plan, env: dict):
+    if isinstance(plan, int):
+        return env[plan]
+    return OPS["cat"](None, [_plan_value(p, env) for p in plan[1]], plan[2])
+
+
+def layer_array(arch: GraphArchitecture, spec: LayerSpec, v: Any, env: dict) -> Array:
+    """A layer's activation (N, h, w, C) from its value `v` (its output, or before its final activation)."""
     if spec.kind == "nchw":
         return as_img(v).a
     if spec.kind == "nhwc":
@@ -532,10 +488,11 @@ class GraphModule:
             arch.check_input_hw(x.shape[1:3])
         if upto is not None:
             spec = arch.spec(upto)
-            node = arch.output_node(upto, pre_relu)
+            plan = arch.plan(upto, pre_relu)
             c = None if crop is None else _Crop(arch, crop[0], crop[1])
-            env = run(arch, variables, x, arch.needed((node,) + ((spec.grid,) if spec.grid >= 0 else ())), ops, c)
-            y = layer_array(arch, spec, node, env)
+            targets = _plan_nodes(plan) + ((spec.grid,) if spec.grid >= 0 else ())
+            env = run(arch, variables, x, arch.needed(targets), ops, c)
+            y = layer_array(arch, spec, _plan_value(plan, env), env)
             return y if channels is None else y[..., channels]
         targets = tuple(r.node for r in arch.outputs)
         if collect:
@@ -548,7 +505,7 @@ class GraphModule:
         else:
             out = outs[0] if len(outs) == 1 else outs
         if collect:
-            return out, {s.name: layer_array(arch, s, s.node, env) for s in arch.layer_specs}
+            return out, {s.name: layer_array(arch, s, env[s.node], env) for s in arch.layer_specs}
         return out
 
 

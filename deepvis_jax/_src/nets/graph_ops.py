@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..pooling import pool_padding
 from .layers import adaptive_avg_pool, conv2d
 
 Array = jax.Array
@@ -455,49 +456,19 @@ def _group_norm(ctx, x, weight, bias, n, c, hxw, group, eps):
     return y, None, None
 
 
-def pool_padding(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool, dilation: int = 1
-                 ) -> tuple[int, int]:  # fmt: skip
-    """(before, after) padding of torch's pooling along one axis: `padding` on both sides, and in ceil mode the
-    extra padding after that the last (partial) window needs; torch drops a last window that would start in the
-    padding."""
-    span = dilation * (kernel - 1) + 1
-    if not ceil_mode:
-        return padding, padding
-    out = -(-(size + 2 * padding - span) // stride) + 1
-    if (out - 1) * stride >= size + padding:
-        out -= 1
-    return padding, max(padding, (out - 1) * stride + span - size - padding)
-
-
 @op("max_pool2d_with_indices")
 def _max_pool(ctx, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    """torch's max pooling through ``ops.max_pool``; ceil mode as extra bottom/right padding (`pool_padding`)."""
     x = as_img(x)
-    (kh, kw), (dh, dw) = _pairs(kernel_size), _pairs(dilation)
-    sh, sw = _pairs(stride) if stride else (kh, kw)
-    (ph, pw) = _pairs(padding)
-    if (dh, dw) != (1, 1):
+    kernel = _pairs(kernel_size)
+    stride = _pairs(stride) if stride else kernel
+    if _pairs(dilation) != (1, 1):
         raise NotImplementedError("dilated max pooling has no JAX lowering here")
-    H, W = x.a.shape[1:3]
-    pad_h, pad_w = pool_padding(H, kh, sh, ph, ceil_mode), pool_padding(W, kw, sw, pw, ceil_mode)
-    return Img(max_pool_call(ctx.ops, x.a, (kh, kw), (sh, sw), (pad_h, pad_w))), None
+    pads = pool_padding(x.a.shape[1:3], kernel, stride, _pairs(padding), ceil_mode)
+    return Img(ctx.ops.max_pool(x.a, kernel, stride, pads)), None
 
 
-def max_pool_call(ops, x: Array, window: tuple, stride: tuple, padding: tuple) -> Array:
-    """``ops.max_pool`` for a (kh, kw) window, (sh, sw) stride and ((top, bottom), (left, right)) padding.
-
-    A square window with equal strides and one padding on every side is the call every ``ops`` object takes; other
-    pools pad their input with -inf first (what padded max pooling reads) and pool it unpadded."""
-    (kh, kw), (sh, sw) = window, stride
-    (pt, pb), (pl, pr) = padding
-    if kh == kw and sh == sw and pt == pb == pl == pr:
-        return ops.max_pool(x, kh, sh, pt)
-    if kh == kw and sh == sw:
-        xp = lax.pad(x, jnp.asarray(-jnp.inf, x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-        return ops.max_pool(xp, kh, sh, 0)
-    raise NotImplementedError(f"a {kh}x{kw} max pool with strides {sh}x{sw} has no lowering through ops here")
-
-
-def _avg_divisor(H, W, kernel, stride, padding, pads, count_include_pad, out_hw) -> np.ndarray:
+def _avg_divisor(H, W, kernel, stride, padding, count_include_pad, out_hw) -> np.ndarray:
     """torch's avg_pool2d divisor of every output position (static sizes): the window clipped to the padded input
     (count_include_pad) or to the input itself."""
     divs = []
@@ -520,7 +491,7 @@ def _avg_pool(ctx, x, kernel_size, stride=(), padding=0, ceil_mode=False, count_
     stride = _pairs(stride) if stride else kernel
     padding = _pairs(padding)
     H, W = x.shape[1:3]
-    pads = [pool_padding(n, k, s, p, ceil_mode) for n, k, s, p in zip((H, W), kernel, stride, padding)]
+    pads = pool_padding((H, W), kernel, stride, padding, ceil_mode)
     # a numpy zero: a concrete identity, so that JAX uses its differentiable window sum
     summed = lax.reduce_window(x, np.zeros((), x.dtype), lax.add, (1, *kernel, 1), (1, *stride, 1),
                                ((0, 0), *pads, (0, 0)))  # fmt: skip
@@ -529,16 +500,12 @@ def _avg_pool(ctx, x, kernel_size, stride=(), padding=0, ceil_mode=False, count_
     full = ctx.full_hw() or (H, W)
     out_hw = summed.shape[1:3]
     if full == (H, W):
-        div = _avg_divisor(H, W, kernel, stride, padding, pads, count_include_pad, out_hw)
+        div = _avg_divisor(H, W, kernel, stride, padding, count_include_pad, out_hw)
         return Img(summed / jnp.asarray(div, x.dtype)[None, :, :, None])
     # a crop: the divisor of the whole map's windows, at the crop's place in it
-    full_out = tuple(
-        (n + a + b - k) // s + 1
-        for n, k, s, (a, b) in zip(full, kernel, stride,
-                                   [pool_padding(n, k, s, p, ceil_mode) for n, k, s, p in
-                                    zip(full, kernel, stride, padding)])
-    )  # fmt: skip
-    div = _avg_divisor(*full, kernel, stride, padding, None, count_include_pad, full_out)
+    full_pads = pool_padding(full, kernel, stride, padding, ceil_mode)
+    full_out = tuple((n + a + b - k) // s + 1 for n, k, s, (a, b) in zip(full, kernel, stride, full_pads))
+    div = _avg_divisor(*full, kernel, stride, padding, count_include_pad, full_out)
     div = ctx.window(jnp.asarray(div, x.dtype)[None, :, :, None], out_hw, 1.0)
     return Img(summed / div)
 
