@@ -23,7 +23,8 @@ try:
 except ImportError:  # the [onnx] extra alone: the torch converters are not available
     _TORCH_NAMES = (
         "Difference", "backward_features", "compare", "detect_architecture", "detect_state_dict", "from_state_dict",
-        "from_torch", "from_torchvision", "imagenet_state_dict", "load_pth", "projection_rules", "torch_activations",
+        "from_torch", "from_torchvision", "imagenet_state_dict", "load_pth", "projection_rules", "read_state_dict",
+        "torch_activations",
     )  # fmt: skip
 
     def __getattr__(name):
@@ -44,6 +45,7 @@ else:
     from converters._torchvision import from_torchvision as from_torchvision
     from converters._torchvision import imagenet_state_dict as imagenet_state_dict
     from converters._torchvision import load_pth as load_pth
+    from converters._torchvision import read_state_dict as read_state_dict
     from converters._torchvision import torch_activations as torch_activations
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "imagenet_state_dict",
     "load_pth",
     "projection_rules",
+    "read_state_dict",
     "save",
     "torch_activations",
 ]

@@ -225,17 +225,18 @@ def detect_architecture(module: tnn.Module) -> str:
                      + ", ".join(n for n, a in ARCHITECTURES.items() if isinstance(a, Architecture)))
 
 
-def from_torchvision(module: tnn.Module) -> "Model":  # noqa: F821
+def from_torchvision(module: tnn.Module, example_input=None) -> "Model":  # noqa: F821
     """Convert a torchvision module (eval-mode semantics) to a deepvis_jax Model.
 
     AlexNet / VGG / VGG-BN / ResNet become the hand-written families (layers ``conv1``..., ``layer1.0``...); any
-    other module is imported as a graph network with `converters.from_torch` (224 px example input)."""
+    other module is imported as a graph network with `converters.from_torch` (captured with `example_input`, by
+    default two random 224 px images)."""
     try:
         arch = detect_architecture(module)
     except ValueError:
         from converters._export import from_torch
 
-        return from_torch(module)
+        return from_torch(module, example_input)
     return from_state_dict(module.state_dict(), arch)
 
 
@@ -267,8 +268,9 @@ def detect_state_dict(state_dict: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def load_pth(path: str | os.PathLike, arch: str | None = None) -> "Model":  # noqa: F821
-    """Load a torchvision state-dict file with ``torch.load(weights_only=True)`` (never runs pickled code)."""
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """A state dict of tensors from a PyTorch file, read with ``torch.load(weights_only=True)`` (never runs pickled
+    code); a checkpoint's ``"state_dict"`` entry and DataParallel's ``module.`` prefixes are taken apart."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
@@ -285,7 +287,13 @@ def load_pth(path: str | os.PathLike, arch: str | None = None) -> "Model":  # no
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors")
-    obj = {k.removeprefix("module."): v for k, v in obj.items()}  # DataParallel checkpoints
+    return {k.removeprefix("module."): v for k, v in obj.items()}  # DataParallel checkpoints
+
+
+def load_pth(path: str | os.PathLike, arch: str | None = None) -> "Model":  # noqa: F821
+    """Load a torchvision state-dict file with ``torch.load(weights_only=True)`` (never runs pickled code)."""
+    path = Path(path)
+    obj = read_state_dict(path)
     detected = detect_state_dict(obj) if arch is None else None
     name = arch or detected
     try:

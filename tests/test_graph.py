@@ -485,3 +485,45 @@ def test_input_size_errors_are_one_line(net):
     _one_line(e)
     with pytest.raises(ValueError, match="imported graph network"):
         dv._src.nets.init_model(model.arch)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The command line
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_cli_convert_torchvision_then_layers_and_visualize_from_the_file(capsys, tmp_path, monkeypatch):
+    from deepvis_jax import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(cli.CACHE_ENV, "off")
+
+    def run(*argv):
+        code = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = run("convert", "--torchvision", "squeezenet1_0", "--weights", "random", "--size", "64",
+                         "--out", "sq.msgpack")  # fmt: skip
+    assert code == 0, err
+    assert "wrote sq.msgpack" in out and "64 layers" in out
+    code, out, err = run("layers", "--weights", "sq.msgpack")
+    assert code == 0, err
+    assert "squeezenet: 64 layers (the module paths" in out and "features.3.expand3x3" in out
+    code, out, err = run("visualize", "--weights", "sq.msgpack", "--layer", "features.3", "--size", "64",
+                         "--top-k", "2", "--out", "vis")  # fmt: skip
+    assert code == 0, err
+    assert "layer: features.3 of squeezenet, 128 channels" in out and "top-5 ImageNet classes" in out
+    assert (tmp_path / "vis" / "features.3_projections.png").is_file()
+    for argv, fragment in [
+        (("convert", "--torchvision", "nonet", "--weights", "random", "--out", "x.msgpack"),
+         "unknown torchvision classification model 'nonet'"),
+        (("convert", "--model", "vgg16", "--weights", "random", "--out", "x.msgpack"),
+         "--weights applies to --torchvision NAME"),
+        (("convert", "--torchvision", "googlenet", "--model", "vgg16", "--out", "x.msgpack"),
+         "--torchvision NAME takes its weights from --weights"),
+        (("visualize", "--weights", "sq.msgpack", "--layer", "features.99"), "unknown layer 'features.99'"),
+    ]:  # fmt: skip
+        code, out, err = run(*argv)
+        assert code == 2 and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1].startswith("deepvis: error: ") and fragment in err, (fragment, err)

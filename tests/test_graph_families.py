@@ -44,16 +44,20 @@ CI = ("squeezenet1_0", "googlenet", "mobilenet_v3_small", "shufflenet_v2_x0_5", 
 
 
 def torch_family(name: str, dtype=torch.float32) -> torch.nn.Module:
-    """Seeded random weights, non-trivial BatchNorm statistics, eval mode (as tests/reference.torch_model)."""
+    """Seeded random weights, eval mode, BatchNorm statistics measured on random images (a train-mode pass with
+    momentum 1): non-trivial statistics that keep the deep layers responsive to their input, as trained ones do
+    (random statistics make GoogLeNet's inception4a nearly constant, and construct could do nothing there)."""
     torch.manual_seed(0)
-    kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+    # init_weights=False: torch's default init; torchvision's (std 0.01) leaves deep layers nearly blind to the input
+    kwargs = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
     m = torchvision.models.get_model(name, weights=None, **kwargs)
-    g = torch.Generator().manual_seed(1)
+    size = FAMILIES[name][0]
+    bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.momentum = 1.0
+    m.train()
     with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.running_mean.copy_(torch.rand(mod.num_features, generator=g) - 0.5)
-                mod.running_var.copy_(torch.rand(mod.num_features, generator=g) * 1.5 + 0.5)
+        m(torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(1)))
     return m.to(dtype).eval()
 
 
@@ -102,6 +106,11 @@ def check_family(name: str):
             assert_close(acts[n], t.reshape(acts[n].shape), 1e-4, err_msg=f"{name} {n}")
         else:
             assert_close(acts[n], as_map(n, model, ref[n]), 1e-4, err_msg=f"{name} {n}")
+    if name == "googlenet":  # pre-ReLU of a concatenation: each branch before its ReLU (what construct maximizes)
+        bns = [f"inception4a.branch{b}.bn" for b in ("1", "2.1", "3.1", "4.1")]
+        pre = hooks(tm, x, bns)
+        want = np.concatenate([nhwc(pre[b]) for b in bns], axis=-1)
+        assert_close(model.apply(jnp.asarray(x), upto="inception4a", pre_relu=True), want, 1e-4)
     with jax.enable_x64(True):
         tm64 = torch_family(name, torch.float64)
         m64 = as_float64(model)

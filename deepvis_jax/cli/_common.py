@@ -89,7 +89,8 @@ def weights_arg(p: argparse.ArgumentParser, default: str | None = "imagenet") ->
 
 def layer_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", required=True,
-                   help="layer: 1-based index or name, e.g. conv3, conv4_2, layer3.1 (see `deepvis layers`)")
+                   help="layer: 1-based index or name, e.g. conv3, conv4_2, layer3.1, or a graph network's module "
+                   "path such as inception4a (see `deepvis layers`)")  # fmt: skip
 
 
 def image_arg(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,6 @@
-"""`deepvis convert`: torchvision weights (needs torch) or an ONNX graph (needs onnx) -> a .msgpack file."""
+"""`deepvis convert`: torchvision weights (needs torch) or an ONNX graph (needs onnx) -> a .msgpack file; with
+``--torchvision NAME`` any torchvision classification model (a graph network unless it is AlexNet, VGG or a
+ResNet)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from pathlib import Path
 
 import deepvis_jax as dv
 
-from ._common import MODELS, PROG, OnnxMissingError, import_converters, planned, warn
+from ._common import MODELS, PROG, OnnxMissingError, at_least, import_converters, planned, warn
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -25,6 +27,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--preprocessing", choices=("caffe", "torchvision", "unit"), default=None,
                    help="the input an ONNX graph expects, folded into conv1: caffe (BGR, 0..255, minus the BGR "
                    "mean; Keras VGG), torchvision (normalized RGB) or unit (RGB in [0, 1]) (default: caffe)")
+    p.add_argument("--torchvision", metavar="NAME", default=None,
+                   help="any torchvision classification model by name (googlenet, mobilenet_v3_large, "
+                   "convnext_tiny, ...): AlexNet, VGG and ResNets become their hand-written networks, every other "
+                   "one a graph network captured with torch.export (loads with --weights FILE, no torch needed)")
+    p.add_argument("--weights", default=None, metavar="random|imagenet|PATH.pth",
+                   help="with --torchvision: random (seeded untrained weights), imagenet (torchvision's pretrained "
+                   "weights, downloaded once; the default) or a state-dict .pth file")  # fmt: skip
+    p.add_argument("--size", type=int, default=224, metavar="S",
+                   help="with --torchvision: the side of the example images the graph is captured with (default: "
+                   "224; the graph then takes other sizes where torch.export allows)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="FILE", help="the .msgpack file to write")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
@@ -54,7 +66,52 @@ def _convert_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_torchvision(args: argparse.Namespace) -> int:
+    converters, torch, torchvision = import_converters("convert")
+    if args.model is not None or args.source != "imagenet" or args.preprocessing is not None:
+        raise ValueError("--torchvision NAME takes its weights from --weights (random, imagenet or a .pth file), "
+                         "not --model, --from or --preprocessing")  # fmt: skip
+    at_least("--size", args.size)
+    name = args.torchvision.strip().lower()
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        raise ValueError(f"unknown torchvision classification model {args.torchvision!r}; choose one of "
+                         f"torchvision.models.list_models(), e.g. googlenet, mobilenet_v3_large, convnext_tiny")
+    out = Path(args.out)
+    planned([out], args.overwrite)
+    weights = (args.weights or "imagenet").strip()
+    if weights.lower() == "random":
+        warn("--weights random: an untrained network; its pictures are not meaningful")
+        torch.manual_seed(args.seed)
+        module = torchvision.models.get_model(name, weights=None)
+    elif weights.lower() == "imagenet":
+        try:
+            module = torchvision.models.get_model(name, weights="DEFAULT")
+        except Exception as e:  # URLError, HTTP errors, socket errors: no download possible
+            raise dv.WeightsUnavailableError(
+                f"cannot download torchvision's pretrained {name} weights ({type(e).__name__}; offline?): pass a "
+                "state-dict .pth file with --weights PATH, or --weights random") from None  # fmt: skip
+    else:
+        module = torchvision.models.get_model(name, weights=None)
+        state = converters.read_state_dict(weights)
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise dv.WeightsError(f"{weights} does not hold {name} weights ({first})") from None
+    example = torch.randn(2, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed))
+    model = converters.from_torchvision(module.eval(), example_input=example)
+    converters.save(model, out)
+    print(f"wrote {out} ({model!r}, {len(dv.layers(model))} layers, from torchvision's {name} with {weights} "
+          "weights)")  # fmt: skip
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.torchvision is not None:
+        return _convert_torchvision(args)
+    if args.weights is not None:
+        raise ValueError("--weights applies to --torchvision NAME; convert other weights with --from")
     if args.source.strip().lower().endswith(".onnx"):
         return _convert_onnx(args)
     if args.preprocessing is not None:

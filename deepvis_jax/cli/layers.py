@@ -21,7 +21,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def run(args: argparse.Namespace) -> int:
     arch = model_arch(args)
     names = dv.layers(arch)
-    kind = "conv layers" if isinstance(arch, dv.Architecture) else "layers (the stem, then each residual block)"
+    if isinstance(arch, dv.Architecture):
+        kind = "conv layers"
+    elif isinstance(arch, dv.ResNetArchitecture):
+        kind = "layers (the stem, then each residual block)"
+    else:
+        kind = "layers (the module paths whose output is one feature map)"
     print(f"{arch.name}: {len(names)} {kind} (--layer takes the index or the name)")
     width = max(8, *map(len, names))
     print(f"{'index':>5}  {'name':<{width}} {'channels':>8}  {'min image':>9}")
@@ -29,5 +34,8 @@ def run(args: argparse.Namespace) -> int:
         n = dv.min_image_size(arch, name)
         print(f"{i:>5}  {name:<{width}} {dv.layer_channels(arch, name):>8}  {f'{n}x{n}':>9}")
     n = dv.min_image_size(arch)
-    print(f"classifier: {arch.num_classes} classes, needs at least {n}x{n} pixels")
+    if arch.num_classes is None:
+        print(f"no classifier (the network's outputs are not one (N, classes) tensor); needs at least {n}x{n} pixels")
+    else:
+        print(f"classifier: {arch.num_classes} classes, needs at least {n}x{n} pixels")
     return 0

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  channel {c:4d}  score {s:10.4f}")
     if pretrained and not model.classifier_trained:
         print(f"({UNTRAINED_CLASSIFIER})")
-    elif pretrained:
+    elif pretrained and arch.num_classes == len(dv.imagenet_labels()):
         if min(h, w) >= dv.min_image_size(arch):
             labels = dv.imagenet_labels()
             print("top-5 ImageNet classes:")
