@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..rules import PLAIN, _slice_map, _valid
-from .graph_ops import ACTIVATION_OPS, OPS, Ctx, DType, Hwio, Img, as_img, logical, logical_shape
+from .graph_ops import ACTIVATION_OPS, OPS, Ctx, DType, Hwio, Img, Perm, as_img, logical, logical_shape
 
 Array = jax.Array
 
@@ -401,9 +401,9 @@ def run(arch: GraphArchitecture, variables: dict, x: Array, nodes, ops=PLAIN, cr
 
 
 def _shape_of(v):
-    if isinstance(v, (Img, Hwio)) or hasattr(v, "shape"):
+    if isinstance(v, (Img, Hwio, Perm)) or hasattr(v, "shape"):
         return (isinstance(v, Img), logical_shape(v))
-    if isinstance(v, (tuple, list)):
+    if type(v) in (tuple, list):  # several outputs (not one of the tensor wrappers, which are tuples too)
         return type(v)(_shape_of(e) for e in v)
     return None
 
@@ -424,7 +424,7 @@ def _valid_nodes(arch: GraphArchitecture, n: int) -> tuple[bool, ...]:
             except Exception:  # noqa: BLE001 - any failure means: no value at this size
                 ok[i] = False
                 continue
-            first = v[0] if isinstance(v, (tuple, list)) and v else v
+            first = v[0] if type(v) in (tuple, list) and v else v
             if isinstance(first, Img) and min(first.a.shape[1:3]) < 1:
                 ok[i] = False
         return jnp.zeros(())
@@ -552,9 +552,7 @@ def _fields(arch: GraphArchitecture) -> tuple:
         if n.op == "input":
             fields.append(Field(1, 1, 1, 1, 0, 0))
             continue
-        entry = shapes.get(i)
-        first = entry[0] if isinstance(entry, (tuple, list)) and entry and isinstance(entry[0], tuple) else entry
-        is_img = isinstance(first, tuple) and len(first) == 2 and first[0] is True
+        is_img = _is_img_entry(shapes.get(i))
         ins = [fields[j] for j in arch.arg_refs(i) if fields[j] is not None]
         img_ins = [j for j in arch.arg_refs(i) if fields[j] is not None and shapes.get(j) is not None]
         if not is_img or not ins or any(not _is_img_entry(shapes.get(j)) for j in img_ins):

@@ -50,6 +50,15 @@ class Hwio(NamedTuple):
     a: Array
 
 
+class Perm(NamedTuple):
+    """A tensor whose last two axes torch swapped (``permute``): logically ``transpose(a, dims)``. Kept lazy so that
+    a matrix product reads it through its dimension numbers (XLA:CPU would otherwise copy a linear layer's
+    weight on every call)."""
+
+    a: Array
+    dims: tuple
+
+
 class DType(NamedTuple):
     """A torch dtype named in an op's arguments (``"float32"``, ``"int64"``, ``"bool"``)."""
 
@@ -62,6 +71,8 @@ def logical(v: Any) -> Any:
         return jnp.transpose(v.a, (0, 3, 1, 2))
     if isinstance(v, Hwio):
         return jnp.transpose(v.a, (3, 2, 0, 1))
+    if isinstance(v, Perm):
+        return jnp.transpose(v.a, v.dims)
     return v
 
 
@@ -79,6 +90,8 @@ NHWC_AXIS = (0, 3, 1, 2)  # the NHWC axis of each NCHW axis
 
 
 def _rank(v: Any) -> int:
+    if isinstance(v, Perm):
+        return v.a.ndim
     return 4 if isinstance(v, (Img, Hwio)) else int(jnp.ndim(v))
 
 
@@ -89,6 +102,8 @@ def logical_shape(v: Any) -> tuple[int, ...]:
     if isinstance(v, Hwio):
         kh, kw, i, o = v.a.shape
         return (o, i, kh, kw)
+    if isinstance(v, Perm):
+        return tuple(v.a.shape[d] for d in v.dims)
     return tuple(jnp.shape(v))
 
 
@@ -129,6 +144,7 @@ class Ctx:
         true gradient at the recorded point), plainly otherwise. `Img` arguments and results keep their layout."""
         if not any(self.data):
             return fn(*args)
+        args = tuple(a if isinstance(a, Img) else logical(a) for a in args)  # arrays for the record
         img_in = [isinstance(a, Img) for a in args]
         img_out = []
 
@@ -625,20 +641,37 @@ def _softmax(ctx, x, dim, half_to_float=False):
     return ctx.nonlinear(lambda v: fn(logical(v), axis=dim), x)
 
 
+def _swapped(v) -> tuple[Array, bool]:
+    """(array, whether the logical tensor is that array with its last two axes swapped)."""
+    if isinstance(v, Perm):
+        n = v.a.ndim
+        if tuple(v.dims) == tuple(range(n - 2)) + (n - 1, n - 2):
+            return v.a, True
+    return logical(v), False
+
+
+def matmul(a, b) -> Array:
+    """torch's mm / bmm of (..., M, K) and (..., K, N), reading a swapped operand through the dimension numbers."""
+    (x, tx), (y, ty) = _swapped(a), _swapped(b)
+    nb = x.ndim - 2
+    batch = tuple(range(nb))
+    return lax.dot_general(x, y, (((nb if tx else nb + 1,), (nb + 1 if ty else nb,)), (batch, batch)))
+
+
 @op("addmm")
 def _addmm(ctx, bias, a, b, beta=1, alpha=1):
     if ctx.is_data(1) and ctx.is_data(2):
-        prod = ctx.nonlinear(jnp.matmul, logical(a), logical(b))
+        prod = ctx.nonlinear(matmul, a, b)
     else:
-        prod = jnp.matmul(logical(a), logical(b))
+        prod = matmul(a, b)
     return elementwise(jnp.add, bias if beta == 1 else beta * bias, prod if alpha == 1 else alpha * prod)
 
 
 @op("mm", "bmm")
 def _mm(ctx, a, b):
     if ctx.is_data(0) and ctx.is_data(1):
-        return ctx.nonlinear(jnp.matmul, logical(a), logical(b))
-    return jnp.matmul(logical(a), logical(b))
+        return ctx.nonlinear(matmul, a, b)
+    return matmul(a, b)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -656,8 +689,11 @@ def _permute(ctx, x, dims):
     dims = tuple(_axis(d, _rank(x)) for d in dims)
     if isinstance(x, Img) and dims == (0, 2, 3, 1):  # NCHW -> NHWC: the storage itself
         return x.a
-    if not isinstance(x, (Img, Hwio)) and dims == (0, 3, 1, 2):  # NHWC -> NCHW: an Img of it
+    if not isinstance(x, (Img, Hwio, Perm)) and dims == (0, 3, 1, 2):  # NHWC -> NCHW: an Img of it
         return Img(x)
+    n = len(dims)
+    if n >= 2 and not isinstance(x, (Img, Hwio, Perm)) and dims == tuple(range(n - 2)) + (n - 1, n - 2):
+        return Perm(x, dims)  # a matrix product reads it as it is
     return jnp.transpose(logical(x), dims)
 
 
@@ -864,4 +900,4 @@ for _name, _fn in {"mul": operator.mul, "add": operator.add, "sub": operator.sub
     OPS[f"sym.{_name}"] = (lambda f: lambda ctx, *args: f(*args))(_fn)
 
 
-__all__ = ["OPS", "ACTIVATION_OPS", "Ctx", "DType", "Hwio", "Img", "as_img", "logical", "logical_shape"]
+__all__ = ["OPS", "ACTIVATION_OPS", "Ctx", "DType", "Hwio", "Img", "Perm", "as_img", "logical", "logical_shape"]
