@@ -27,6 +27,22 @@ def torch_model(arch: str, seed: int = 0, dtype=torch.float32) -> torch.nn.Modul
     return m.to(dtype).eval()
 
 
+def torch_hooks(tm: torch.nn.Module, x, names) -> dict:
+    """Every named submodule's forward-hook output (cloned when the hook runs: a later in-place op cannot change
+    it) and the logits, for NHWC input `x`."""
+    out, handles = {}, []
+    mods = dict(tm.named_modules())
+    for n in names:
+        handles.append(mods[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.detach().clone())))
+    try:
+        with torch.no_grad():
+            out["logits"] = tm(nchw(x).to(next(tm.parameters()).dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
 def nchw(x) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2)))
 

@@ -22,7 +22,6 @@ model stays float64.
 
 from __future__ import annotations
 
-import functools
 import math
 import operator
 from typing import Any, Callable, NamedTuple
