@@ -57,12 +57,12 @@ from deepvis_jax._src.rules import PoolSwitches as PoolSwitches
 from deepvis_jax._src.rules import Switches as Switches
 from deepvis_jax._src.rules import max_pool_with_switches as max_pool_with_switches
 from deepvis_jax._src.rules import unpool as unpool
-from deepvis_jax._src.deconv import Visualization as Visualization
+from deepvis_jax._src.visualize import Visualization as Visualization
 from deepvis_jax._src.deconv import forward as forward
 from deepvis_jax._src.deconv import project as project
 from deepvis_jax._src.deconv import project_channels as project_channels
 from deepvis_jax._src.deconv import project_units as project_units
-from deepvis_jax._src.deconv import visualize as visualize
+from deepvis_jax._src.visualize import visualize as visualize
 from deepvis_jax._src.occlusion import OcclusionResult as OcclusionResult
 from deepvis_jax._src.occlusion import occlusion as occlusion
 from deepvis_jax._src.render import activation_grid as activation_grid

@@ -12,7 +12,7 @@ import torch
 
 import converters
 import deepvis_jax as dv
-from deepvis_jax._src.deconv import _visualize
+from deepvis_jax._src.visualize import _visualize
 from deepvis_jax._src.rules import gather_at_switches, max_pool, max_pool_with_switches
 from reference import (
     as_float64,

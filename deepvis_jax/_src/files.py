@@ -16,7 +16,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 
 from .checks import check_choice, check_int
-from .deconv import MODES, RANKS, Visualization, visualize_chunk
+from .visualize import MODES, RANKS, Visualization, visualize_chunk
 from .images import check_image_size, list_images, load_square, read_ahead
 from .nets import Layer, Model, layer_name
 from .rules import METHODS

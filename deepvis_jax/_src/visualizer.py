@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deepvis_jax._src import render
-from deepvis_jax._src.deconv import Visualization, visualize
+from deepvis_jax._src.visualize import Visualization, visualize
 from deepvis_jax._src.nets import Layer, Model
 
 
