@@ -200,8 +200,8 @@ def test_objectives_compute_only_the_target_channel(models):
     for layer in ("conv1", "layer1.0", "layer2.1"):
         pre = np.asarray(model.apply(x[None], upto=layer, pre_relu=True))[0]
         t = jnp.asarray(17)
-        assert_close(dv.channel(layer)(model, x, t), pre[..., 17].mean(), 1e-5, err_msg=layer)
-        assert_close(dv.neuron(layer, y=1, x=2)(model, x, t), pre[1, 2, 17], 1e-5, err_msg=layer)
+        assert_close(dv.objectives.channel(layer)(model, x, t), pre[..., 17].mean(), 1e-5, err_msg=layer)
+        assert_close(dv.objectives.neuron(layer, y=1, x=2)(model, x, t), pre[1, 2, 17], 1e-5, err_msg=layer)
     imgs = dv.construct(model, "layer2.1", [0, 5], steps=2, image_size=64, verbose=False)
     assert imgs.shape == (2, 64, 64, 3) and np.isfinite(imgs).all() and 0 <= imgs.min() and imgs.max() <= 1
 
