@@ -25,11 +25,13 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from .batching import pad_batch
 from .compile import jit
 from .deconv import project_units
-from .images import list_images, read_ahead, square
+from .images import list_images, read_ahead, square, to_uint8
 from .nets import Layer, Model, ReceptiveField, layer_channels, layer_hw, layer_name, normalize, receptive_field
-from .rules import _slice_map, check_method
+from .rules import check_method
+from .windows import slice_window
 
 Array = jax.Array
 
@@ -158,7 +160,7 @@ def _as_uint8(image: Any, i: int) -> np.ndarray:
     if a.dtype == np.uint8:
         return a
     if np.issubdtype(a.dtype, np.floating):
-        return np.clip(np.rint(a.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+        return to_uint8(a)
     raise ValueError(f"image {i} has dtype {a.dtype}; expected uint8 or float in [0, 1]")
 
 
@@ -298,7 +300,7 @@ def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, n
     # forward and projection on each winner's receptive-field crop only
     recon = project_units(model, x, units, values.astype(model.dtype), name, method, crop_to_field=True)
     # the same window of each image (zero outside it)
-    window = lambda a, t, l: _slice_map(a[None], jnp.stack([t, l]), (size, size), 0)[0]  # noqa: E731
+    window = lambda a, t, l: slice_window(a[None], jnp.stack([t, l]), (size, size), 0)[0]  # noqa: E731
     patches = jax.vmap(window)(images, tops, lefts)
     return recon.astype(jnp.float32), patches
 
@@ -420,8 +422,7 @@ def atlas(
                                  f"{meta['image_shape'][1]}x{meta['image_shape'][0]} images")  # fmt: skip
             index = np.full((batch,), -1, np.int32)
             index[:n] = np.arange(first, first + n, dtype=np.int32)
-            if n < batch:
-                imgs = np.concatenate([imgs, np.zeros((batch - n, *imgs.shape[1:]), np.uint8)])
+            imgs = pad_batch(imgs, batch)  # the padding's index is -1: it never wins
             state = _update(model, state, _put(mesh, imgs, P(AXIS)), _put(mesh, index, P(AXIS)),
                             name=name, k=k, mesh=mesh, micro=micro)  # fmt: skip
             consumed, done = first + n, done + 1
@@ -505,7 +506,7 @@ def atlas_project(
     images_cache: dict[int, np.ndarray] = {}
     for s in range(0, len(entries), batch):
         chunk = entries[s : s + batch]
-        pad = chunk + [chunk[-1]] * (batch - len(chunk))
+        pad = pad_batch(chunk, batch)
         idx = [int(result.image_index[c, j]) for _, c, j in pad]
         for i in set(idx) - set(images_cache):
             images_cache[i] = source.fetch(i)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .atlas import Atlas
+from .images import to_uint8
 from .render import display_normalize
 
 GAP = 4  # pixels between tiles
@@ -28,7 +29,7 @@ def sheet_name(channel: int) -> str:
 def projection_to_uint8(p: np.ndarray) -> np.ndarray:
     """A projection (R, R, 3) as an image, scaled like every other projection (`render.display_normalize`: 0 is
     gray, the 98th percentile of |value| of the tile is white or black)."""
-    return np.clip(np.rint(display_normalize(p) * 255.0), 0, 255).astype(np.uint8)
+    return to_uint8(display_normalize(p))
 
 
 def _grid(tiles: list[np.ndarray], cols: int, tile: int) -> np.ndarray:

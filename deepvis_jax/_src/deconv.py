@@ -21,7 +21,8 @@ from jax import lax
 
 from .compile import jit
 from .nets import Layer, Model, check_input, layer_hw, layer_name, receptive_field
-from .rules import METHODS, CropRecord, CropReplay, Record, Replay, Shapes, Switches, _slice_map, _valid, check_method
+from .rules import METHODS, CropRecord, CropReplay, Record, Replay, Shapes, Switches, check_method
+from .windows import slice_window, window_inside
 
 Array = jax.Array
 
@@ -178,7 +179,7 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
     channels = jnp.reshape(channel, (1,))
     if from_images:  # the crop's forward pass records the switches and masks the projection reads
         record = CropRecord(geometry, tops)
-        model.apply(_slice_map(one, tops, (hc, wc), 0), upto=name, ops=record)
+        model.apply(slice_window(one, tops, (hc, wc), 0), upto=name, ops=record)
         one = record.switches((hc, wc))
 
     def replay(x):
@@ -200,7 +201,7 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
     canvas = lax.dynamic_update_slice(canvas, crop[0], (tops[0] - origin[0] + hc, tops[1] - origin[1] + wc, zero))
     out = canvas[hc : hc + canvas_hw[0], wc : wc + canvas_hw[1]]
     if crop_to_field:  # zero outside the image, as the whole image's projection is
-        inside = _valid(jnp.stack(origin), (size, size), (H, W))[0]
+        inside = window_inside(jnp.stack(origin), (size, size), (H, W))[0]
         out = jnp.where(inside, out, jnp.zeros((), out.dtype))
     return out
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .images import IMAGE_EXTENSIONS, imagenet_labels
+from .images import IMAGE_EXTENSIONS, imagenet_labels, to_uint8
 
 LABEL_H = 16  # height of the label strip above each cell, pixels
 PAD = 2  # gap between cells, pixels
@@ -26,10 +26,6 @@ def _font() -> ImageFont.ImageFont:
         return ImageFont.load_default(size=12)
     except TypeError:  # Pillow < 10.1 has no sized default font
         return ImageFont.load_default()
-
-
-def _to_uint8(img01: np.ndarray) -> np.ndarray:
-    return (np.clip(img01, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def as_rgb01(image: Any) -> np.ndarray:
@@ -86,7 +82,7 @@ def activation_grid(activations: Any, min_cell: int = 48, scale: str = "channel"
         raise ValueError(f"unknown scale {scale!r}; use one of: channel, global")
     top = a.max(axis=(0, 1), keepdims=True) if scale == "channel" else np.full((1, 1, 1), a.max())
     a = np.where(top > 0, np.maximum(a, 0) / np.where(top > 0, top, 1.0), 0.0)
-    cells = [np.repeat(_to_uint8(a[:, :, c])[:, :, None], 3, axis=2) for c in range(a.shape[2])]
+    cells = [np.repeat(to_uint8(a[:, :, c])[:, :, None], 3, axis=2) for c in range(a.shape[2])]
     return _grid(cells, [str(c) for c in range(a.shape[2])], math.ceil(math.sqrt(a.shape[2])), min_cell)
 
 
@@ -99,13 +95,13 @@ def projection_sheet(
     ch = [int(c) for c in np.asarray(channels).reshape(-1)]
     if p.ndim != 4 or p.shape[-1] != 3 or len(ch) != p.shape[0]:
         raise ValueError(f"expected projections (K, H, W, 3) and K channels, got {p.shape} and {len(ch)} channels")
-    cells = [_to_uint8(display_normalize(q, outlier_perc)) for q in p]
+    cells = [to_uint8(display_normalize(q, outlier_perc)) for q in p]
     labels = [f"ch {c}" for c in ch]
     if image is not None:
         img = as_rgb01(image)
         if img.shape[:2] != p.shape[1:3]:
-            img = np.asarray(Image.fromarray(_to_uint8(img)).resize(p.shape[2:0:-1], Image.BILINEAR)) / 255.0
-        cells, labels = [_to_uint8(img), *cells], ["input", *labels]
+            img = np.asarray(Image.fromarray(to_uint8(img)).resize(p.shape[2:0:-1], Image.BILINEAR)) / 255.0
+        cells, labels = [to_uint8(img), *cells], ["input", *labels]
     return _grid(cells, labels, len(cells), min_cell)
 
 
@@ -115,7 +111,7 @@ def contact_sheet(images: Any, labels: Sequence[Any], ncols: int | None = None, 
     if a.ndim != 4 or a.shape[-1] != 3 or len(labels) != a.shape[0]:
         raise ValueError(f"expected images (K, S, S, 3) and K labels, got {a.shape} and {len(labels)} labels")
     ncols = ncols or math.ceil(math.sqrt(a.shape[0]))
-    return _grid([_to_uint8(x) for x in a], [str(s) for s in labels], ncols, min_cell)
+    return _grid([to_uint8(x) for x in a], [str(s) for s in labels], ncols, min_cell)
 
 
 def batch_names(n: int, names: Sequence[Any] | None = None) -> list[str]:
@@ -197,7 +193,7 @@ def summary_row(image: Any, projections: Any, channels: Sequence[int], cell: int
     p = np.asarray(projections)
     if p.ndim != 4 or p.shape[-1] != 3 or len(np.asarray(channels).reshape(-1)) != p.shape[0]:
         raise ValueError(f"expected projections (K, H, W, 3) and K channels, got {p.shape}")
-    cells = [_to_uint8(as_rgb01(image))] + [_to_uint8(display_normalize(q)) for q in p]
+    cells = [to_uint8(as_rgb01(image))] + [to_uint8(display_normalize(q)) for q in p]
     return [np.asarray(Image.fromarray(c).resize((cell, cell), Image.BOX)) for c in cells]
 
 
@@ -280,7 +276,7 @@ def occlusion_figure(image: Any, result: Any, labels: Sequence[str] | None = Non
     ix = _nearest_position(w, result.cols, result.patch)
 
     def over(rgb01_map):  # (P, Q, 3) -> (H, W, 3) uint8 blended over the image
-        return _to_uint8(alpha * rgb01_map[iy][:, ix] + (1 - alpha) * img)
+        return to_uint8(alpha * rgb01_map[iy][:, ix] + (1 - alpha) * img)
 
     fa, a_lo, a_hi = _stretch(feature)
     fb, b_lo, b_hi = _stretch(prob)
@@ -292,9 +288,9 @@ def occlusion_figure(image: Any, result: Any, labels: Sequence[str] | None = Non
     colours[...] = _OTHER
     for k, c in enumerate(shown):
         colours[top == c] = _PALETTE[k]
-    square = _to_uint8(img)
+    square = to_uint8(img)
     side = min(result.patch, h, w)
-    square[:side, :side] = (0.5 * square[:side, :side] + 0.5 * 128).astype(np.uint8)  # the occluder, top-left
+    square[:side, :side] = to_uint8(0.5 * square[:side, :side] / 255.0 + 0.5 * 128 / 255.0)  # the occluder, top-left
     if getattr(result, "classifier", "trained") != "trained":
         return _feature_only(square, over(heat(fa)), f"input, occluder {result.patch}px",
                              f"(a) {result.layer} ch {result.channel}: {a_lo:.3g}..{a_hi:.3g}", min_cell)

@@ -16,9 +16,11 @@ from flax import struct
 from jax import lax
 
 from .compile import jit
-from .deconv import _forward, _project, _project_unit
+from .batching import pad_batch
+from .checks import check_choice, check_int
+from .deconv import forward, project_channels, project_units
 from .nets import Layer, Model, layer_hw, layer_name, normalize
-from .rules import Switches, check_method
+from .rules import METHODS, Switches
 
 Array = jax.Array
 
@@ -98,11 +100,10 @@ def _one_image(model: Model, a: Array, switches: Switches, name: str, top_k: int
         flat = jnp.argmax(a[:, :, channels].reshape(-1, top_k), axis=0)
         rows, cols = flat // a.shape[1], flat % a.shape[1]
         units = jnp.stack([jnp.zeros_like(rows), rows, cols, channels], axis=1)
-        projections = jax.vmap(lambda u, v: _project_unit(model, switches, u, v, name, method, False))(
-            units, a[rows, cols, channels])
+        projections = project_units(model, switches, units, a[rows, cols, channels], name, method)
     else:  # every signal has one non-zero channel: project through the top_k selected filters only, in one vmap
         signals = _signals(a, channels, mode)
-        projections = jax.vmap(lambda s: _project(model, switches, s, name, method, channels))(signals)[:, 0]
+        projections = jax.vmap(lambda s: project_channels(model, switches, s, channels, name, method))(signals)[:, 0]
     return channels, scores, projections
 
 
@@ -118,7 +119,7 @@ def _as_input(model: Model, images: Array) -> Array:
 def _visualize(
     model: Model, image: Array, name: str, top_k: int, mode: str, rank: str, method: str = "deconv"
 ) -> Visualization:
-    act, switches = _forward(model, _as_input(model, image)[None], name)
+    act, switches = forward(model, _as_input(model, image)[None], name)
     a = act[0]
     channels, scores, projections = _one_image(model, a, switches, name, top_k, mode, rank, method)
     return Visualization(a, channels, scores, projections, layer=name, mode=mode, rank=rank, method=method)
@@ -130,7 +131,7 @@ def _visualize_batch(
 ) -> Visualization:
     """A chunk of B images: one forward pass, then each image's top-k and projections, all B x top_k in one
     vmapped program (each image sees only its own switches, exactly as `_visualize` does)."""
-    act, switches = _forward(model, _as_input(model, images), name)
+    act, switches = forward(model, _as_input(model, images), name)
 
     def one(a, sw):  # sw: one image's switches without their batch axis; `_one_image` wants N = 1
         return _one_image(model, a, jax.tree_util.tree_map(lambda l: l[None], sw), name, top_k, mode, rank, method)
@@ -142,16 +143,21 @@ def _visualize_batch(
 def visualize_chunk(model: Model, images: Any, name: str, top_k: int, mode: str, rank: str, method: str,
                     size: int) -> Visualization:  # fmt: skip
     """`visualize` of n <= `size` images (n, H, W, 3) as one compiled chunk of exactly `size` images: a shorter
-    (ragged) chunk is padded with zero images, whose results are dropped, so every chunk of one size, image size,
-    layer and options runs the same compiled program. Arguments are not checked (`visualize` checks them)."""
+    (ragged) chunk is padded (`pad_batch`), the padding's results dropped, so every chunk of one size, image size,
+    layer and options runs the same compiled program. Arguments are not checked (`check_options` checks them)."""
     n = images.shape[0]
-    if not 1 <= n <= size:
-        raise ValueError(f"a chunk holds 1..{size} images, got {n}")
-    if n < size:
-        xp = np if isinstance(images, np.ndarray) else jnp
-        images = xp.concatenate([images, xp.zeros((size - n, *images.shape[1:]), images.dtype)])
-    r = _visualize_batch(model, images, name, top_k, mode, rank, method)
+    r = _visualize_batch(model, pad_batch(images, size), name, top_k, mode, rank, method)
     return r if n == size else r[:n]
+
+
+def check_options(model: Model, layer: Layer, top_k: Any, mode: str, rank: str, method: str) -> tuple[str, int]:
+    """(layer name, top_k) after checking `visualize`'s options; ValueError naming the bad one."""
+    name = layer_name(model, layer)
+    check_choice("mode", mode, MODES)
+    check_choice("rank", rank, RANKS)
+    check_choice("method", method, METHODS)
+    n_channels = model.arch.channels(name)
+    return name, check_int("top_k", top_k, high=n_channels, what=f"{name} has {n_channels} channels")
 
 
 def _check_images(images: Any) -> Any:
@@ -192,28 +198,19 @@ def visualize(
     `batch_size`, not N. Each image's result equals `visualize` of that image alone. Returns a `Visualization`
     of jax arrays, with a leading N axis for a batch.
     """
-    name = layer_name(model, layer)
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; use one of: {', '.join(MODES)}")
-    if rank not in RANKS:
-        raise ValueError(f"unknown rank {rank!r}; use one of: {', '.join(RANKS)}")
-    check_method(method)
-    n_channels = model.arch.channels(name)
-    if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or not 1 <= top_k <= n_channels:
-        raise ValueError(f"top_k must be an int in 1..{n_channels} ({name} has {n_channels} channels), got {top_k!r}")
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    name, top_k = check_options(model, layer, top_k, mode, rank, method)
+    batch_size = check_int("batch_size", batch_size)
     images = _check_images(image)
     layer_hw(model, name, images.shape[-3:-1])
     if images.ndim == 3:
-        return _visualize(model, images, name, int(top_k), mode, rank, method)
+        return _visualize(model, images, name, top_k, mode, rank, method)
     n = images.shape[0]
-    size = min(int(batch_size), n)  # a batch smaller than one chunk is not padded
-    parts = [visualize_chunk(model, images[s : s + size], name, int(top_k), mode, rank, method, size)
+    size = min(batch_size, n)  # a batch smaller than one chunk is not padded
+    parts = [visualize_chunk(model, images[s : s + size], name, top_k, mode, rank, method, size)
              for s in range(0, n, size)]  # fmt: skip
     if len(parts) == 1:
         return parts[0]
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
 
 
-__all__ = ["MODES", "RANKS", "Visualization", "visualize", "visualize_chunk"]
+__all__ = ["MODES", "RANKS", "Visualization", "check_options", "visualize", "visualize_chunk"]

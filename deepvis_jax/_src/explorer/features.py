@@ -20,6 +20,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from ..batching import pad_batch
+from ..images import to_uint8
 from ..nets import Model, layer_channels, layer_name
 from ..optvis.construct import CONTRAST, LR, construct
 
@@ -94,7 +96,7 @@ def _save_png(img01: np.ndarray, path: Path) -> None:
     """Write a [0, 1] image as PNG atomically: a half-written file never counts as a finished channel."""
     from PIL import Image
 
-    a = np.clip(np.rint(np.asarray(img01, np.float64) * 255.0), 0, 255).astype(np.uint8)
+    a = to_uint8(np.asarray(img01, np.float64))
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         Image.fromarray(a).save(f, format="PNG")
@@ -143,7 +145,7 @@ def construct_features(
     try:
         for s in range(0, len(todo), size):
             part = todo[s : s + size]
-            filters = part + [part[-1]] * (size - len(part))
+            filters = pad_batch(part, size)
             imgs = construct(model, name, filters, image_size=image_size, steps=steps, seed=seed, verbose=False)
             for c, img in zip(part, imgs):
                 _save_png(img, paths[c])

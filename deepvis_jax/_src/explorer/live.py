@@ -31,7 +31,7 @@ from PIL import Image
 
 from ..compile import jit
 from ..deconv import _project_unit, forward
-from ..images import ImageError, check_image_size, load_image, resize_shorter, sample_image
+from ..images import ImageError, check_image_size, load_image, resize_shorter, sample_image, to_uint8
 from ..nets import Model, layer_channels, layer_name, layers, min_size, normalize
 from ..optvis.construct import construct
 from ..render import LABEL_H, PAD, _cell_size, activation_grid, display_normalize
@@ -123,10 +123,6 @@ def png_bytes(a: np.ndarray | Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _to_uint8(x01: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(x01, np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
 class Cancelled(Exception):
@@ -316,7 +312,7 @@ class Explorer:
             with self.compute_lock:
                 proj, value, row, col = jax.device_get(
                     _channel_projections(self.model, switches, act, jnp.asarray(c, jnp.int32), name))
-            pngs = {m: png_bytes(_to_uint8(display_normalize(p))) for m, p in zip(METHODS, proj)}
+            pngs = {m: png_bytes(to_uint8(display_normalize(p))) for m, p in zip(METHODS, proj)}
             return ChannelView(name, c, float(value), (int(row), int(col)), pngs)
 
         return self.views.get_or_compute(("channel", image_id, name, c), compute)
@@ -345,7 +341,7 @@ class Explorer:
                 t0 = time.perf_counter()
                 img = construct(self.model, name, [c], image_size=self.construct_size, steps=self.construct_steps,
                                 verbose=False)[0]  # fmt: skip
-                hit = png_bytes(_to_uint8(img))
+                hit = png_bytes(to_uint8(img))
                 self.features.put((name, c), hit)
                 self.feature_seconds[(name, c)] = time.perf_counter() - t0
         finally:

@@ -20,6 +20,8 @@ import numpy as np
 import optax
 from jax import lax
 
+from ..batching import batches, pad_batch
+from ..checks import check_int, check_number
 from ..compile import jit
 from ..nets import Model, denormalize, layer_hw, layer_name, normalize
 from .objectives import Objective, channel
@@ -254,18 +256,6 @@ def default_batch_size(model: Model, layer, image_size: int = 224, transforms: S
     return max(1, int(budget // max(per_filter, 1)))
 
 
-def batches(n: int, batch_size: int) -> tuple[int, int]:
-    """(number of batches, filters per batch) for `n` filters at most `batch_size` at a time.
-
-    The width is the one among ``ceil(3/4 batch_size) .. batch_size`` (at least 2 when n >= 2, at most n) that
-    pads the fewest slots in the last batch, the widest on a tie: 32 filters at batch_size 5 run as 8 batches of
-    4, not 7 of 5 with 3 padded slots."""
-    hi = max(1, min(int(batch_size), n))
-    lo = min(max(2, -(-3 * hi // 4)), hi)
-    width = min(range(lo, hi + 1), key=lambda w: (-(-n // w) * w, -w))
-    return -(-n // width), width
-
-
 # The default recipe's constants, measured on trained VGG16 (see `construct`).
 LR = 0.02
 CONTRAST = 0.5
@@ -376,23 +366,14 @@ def construct(
             raise ValueError(f"preset='seed' fixes {clash[0]}; leave it unset")
     steps = (20 if seed_recipe else 256) if steps is None else steps
     lr = (0.1 if seed_recipe else LR) if lr is None else lr
-    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or image_size < 1:
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an int, got {seed!r}")
-    for opt_name, v in (("l2", l2), ("tv", tv), ("blur_sigma", blur_sigma)):
-        if not isinstance(v, (int, float)) or v < 0:
-            raise ValueError(f"{opt_name} must be a number >= 0, got {v!r}")
-    for opt_name, v in (("blur_every", blur_every), ("blur_size", blur_size), ("chunk", chunk)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < (0 if opt_name == "blur_every" else 1):
-            raise ValueError(f"{opt_name} must be an int >= {0 if opt_name == 'blur_every' else 1}, got {v!r}")
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
-                                   or batch_size < 1):  # fmt: skip
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    steps = check_int("steps", steps)
+    lr = check_number("lr", lr, strict=True)
+    image_size = check_int("image_size", image_size)
+    seed = check_int("seed", seed, low=None)
+    l2, tv, blur_sigma = (check_number(n, v) for n, v in (("l2", l2), ("tv", tv), ("blur_sigma", blur_sigma)))
+    blur_every = check_int("blur_every", blur_every, low=0)
+    blur_size, chunk = check_int("blur_size", blur_size), check_int("chunk", chunk)
+    batch_size = check_int("batch_size", batch_size, optional=True)
     if blur_every and not blur_sigma > 0:
         raise ValueError("blur_every needs blur_sigma > 0")
     if objective is None:
@@ -436,7 +417,7 @@ def construct(
     if batch_size is None:
         batch_size = default_batch_size(model, name, image_size, transforms_)
     k, width = batches(len(ids), int(batch_size))
-    padded = np.concatenate([ids, np.full(k * width - len(ids), ids[-1], np.int32)])
+    padded = pad_batch(ids, k * width)
     sizes = seed_sizes(int(image_size)) if seed_recipe else [int(image_size)]
     per_batch = len(sizes) if seed_recipe else -(-steps // int(min(chunk, steps)))
     bar = None
