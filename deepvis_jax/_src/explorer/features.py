@@ -11,16 +11,15 @@ layer and the recipe's settings -- and a folder made with other settings is neve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Sequence
 
-import jax
 import numpy as np
 
 from ..batching import pad_batch
+from ..digest import weights_digest
 from ..images import to_uint8
 from ..nets import Model, layer_channels, layer_name
 from ..optvis.construct import CONTRAST, LR, construct
@@ -31,16 +30,6 @@ KEY_VERSION = 1
 
 def feature_name(channel: int) -> str:
     return f"channel_{int(channel):04d}.png"
-
-
-def weights_digest(model: Model) -> str:
-    """A digest of every parameter's bytes, shape and dtype (the pictures are valid only for these weights)."""
-    h = hashlib.blake2b(digest_size=16)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(model.variables):
-        a = np.ascontiguousarray(np.asarray(leaf))
-        h.update(f"{jax.tree_util.keystr(path)}:{a.dtype}:{a.shape};".encode())
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
 
 
 def feature_key(model: Model, layer, *, image_size: int, steps: int, seed: int, digest: str | None = None) -> dict:
