@@ -265,6 +265,37 @@ def test_live_click_projects_the_strongest_unit_without_compiling(model, tmp_pat
     assert not ex.tmp.exists()
 
 
+def test_live_images_smaller_than_size_are_enlarged_and_compile_nothing(model, tmp_path):
+    """Smell 7: an image smaller than --size is enlarged to it (shorter side to S, center-cropped, as the atlas
+    reads files), so it runs the layer's compiled program; the grid's clickable cells are where
+    `activation_grid` draws each channel's map."""
+    import io
+
+    from deepvis_jax._src.images import square
+
+    ex = live.Explorer(model, size=64, construct_size=32, construct_steps=1, tmpdir=tmp_path)
+    try:
+        before = ex.layer(ex.sample_id, "conv2")
+        compiled = live._layer_state._cache_size()
+        small = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+        image = ex.add_image(small, "small.png")
+        np.testing.assert_array_equal(ex.image(image), square(small, 64))
+        assert ex.image(image).shape == (64, 64, 3)
+        view = ex.layer(image, "conv2")
+        assert view.map_hw == before.map_hw and live._layer_state._cache_size() == compiled
+        grid = np.asarray(Image.open(io.BytesIO(view.grid_png)))
+        assert grid.shape[:2] == view.grid_hw and len(view.cells) == view.channels == 192
+        a = np.asarray(live._layer_state(model, ex.image(image), "conv2")[0])
+        for c in (0, 5, 191):
+            left, top, w, h = view.cells[c]
+            f = w // a.shape[1]
+            assert (w, h) == (f * a.shape[1], f * a.shape[0])
+            want = dv.to_uint8(a[:, :, c] / a[:, :, c].max()) if a[:, :, c].max() > 0 else 0
+            np.testing.assert_array_equal(grid[top : top + h : f, left : left + w : f, 0], want)
+    finally:
+        ex.close()
+
+
 PROJECTIONS_SHOWN = """['proj-deconv', 'proj-guided', 'proj-gradient'].every(id => {
     const i = document.getElementById(id);
     return i.complete && i.naturalWidth > 0 && i.src.includes('channel=CH&'); })"""

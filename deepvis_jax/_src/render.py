@@ -54,26 +54,41 @@ def _cell_size(h: int, w: int, min_cell: int) -> tuple[int, int]:
     return h * f, w * f
 
 
-def _grid(cells: Sequence[np.ndarray], labels: Sequence[str], ncols: int, min_cell: int) -> Image.Image:
-    """Cells (h, w, 3) uint8, all the same size, in a grid with a label strip above each."""
-    h, w = cells[0].shape[:2]
-    ch, cw = _cell_size(h, w, min_cell)
-    nrows = math.ceil(len(cells) / ncols)
-    sheet = Image.new("RGB", (ncols * (cw + PAD) + PAD, nrows * (ch + LABEL_H + PAD) + PAD), BACKGROUND)
-    draw, font = ImageDraw.Draw(sheet), _font()
-    for i, (cell, label) in enumerate(zip(cells, labels)):
+def grid_cells(n: int, hw: tuple[int, int], ncols: int, min_cell: int) -> tuple[tuple[int, int], list[tuple]]:
+    """Where `_grid` puts `n` cells of size `hw` in `ncols` columns: the picture's (height, width) and each cell's
+    map as (left, top, width, height) in pixels (below its label strip)."""
+    ch, cw = _cell_size(hw[0], hw[1], min_cell)
+    nrows = math.ceil(n / ncols)
+    size = (nrows * (ch + LABEL_H + PAD) + PAD, ncols * (cw + PAD) + PAD)
+    boxes = []
+    for i in range(n):
         r, c = divmod(i, ncols)
-        x0, y0 = PAD + c * (cw + PAD), PAD + r * (ch + LABEL_H + PAD)
-        draw.text((x0 + 2, y0 + 1), str(label), fill=(0, 0, 0), font=font)
-        sheet.paste(Image.fromarray(cell).resize((cw, ch), Image.NEAREST), (x0, y0 + LABEL_H))
+        boxes.append((PAD + c * (cw + PAD), PAD + r * (ch + LABEL_H + PAD) + LABEL_H, cw, ch))
+    return size, boxes
+
+
+def _grid(cells: Sequence[np.ndarray], labels: Sequence[str], ncols: int, min_cell: int,
+          boxes: list | None = None) -> Image.Image:  # fmt: skip
+    """Cells (h, w, 3) uint8, all the same size, in a grid with a label strip above each (`grid_cells`); `boxes`,
+    when given, receives each cell's (left, top, width, height)."""
+    (height, width), where = grid_cells(len(cells), cells[0].shape[:2], ncols, min_cell)
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw, font = ImageDraw.Draw(sheet), _font()
+    for cell, label, (x0, y0, cw, ch) in zip(cells, labels, where):
+        draw.text((x0 + 2, y0 - LABEL_H + 1), str(label), fill=(0, 0, 0), font=font)
+        sheet.paste(Image.fromarray(cell).resize((cw, ch), Image.NEAREST), (x0, y0))
+    if boxes is not None:
+        boxes.extend(where[: len(cells)])
     return sheet
 
 
-def activation_grid(activations: Any, min_cell: int = 48, scale: str = "channel") -> Image.Image:
+def activation_grid(activations: Any, min_cell: int = 48, scale: str = "channel", return_cells: bool = False):
     """Every channel's map of `activations` (h, w, C) in a ceil(sqrt(C))-column grid, labelled with its number.
 
     ``scale="channel"`` stretches each map to its own maximum (weak channels stay visible); ``"global"`` uses
-    the layer's maximum for all. Maps are gray levels, upscaled (nearest) to at least `min_cell` pixels.
+    the layer's maximum for all. Maps are gray levels, upscaled (nearest) to at least `min_cell` pixels. Returns
+    the picture (PIL); with ``return_cells=True``, ``(picture, cells)`` where ``cells[c]`` is channel c's map as
+    (left, top, width, height) in the picture's pixels (to make the channels clickable).
     """
     a = np.asarray(activations, dtype=np.float64)
     if a.ndim != 3:
@@ -83,7 +98,9 @@ def activation_grid(activations: Any, min_cell: int = 48, scale: str = "channel"
     top = a.max(axis=(0, 1), keepdims=True) if scale == "channel" else np.full((1, 1, 1), a.max())
     a = np.where(top > 0, np.maximum(a, 0) / np.where(top > 0, top, 1.0), 0.0)
     cells = [np.repeat(to_uint8(a[:, :, c])[:, :, None], 3, axis=2) for c in range(a.shape[2])]
-    return _grid(cells, [str(c) for c in range(a.shape[2])], math.ceil(math.sqrt(a.shape[2])), min_cell)
+    boxes: list = []
+    picture = _grid(cells, [str(c) for c in range(a.shape[2])], math.ceil(math.sqrt(a.shape[2])), min_cell, boxes)
+    return (picture, boxes) if return_cells else picture
 
 
 def projection_sheet(

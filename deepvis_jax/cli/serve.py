@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    "authentication)")  # fmt: skip
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     p.add_argument("--size", type=int, default=224, metavar="S",
-                   help="images are resized (shorter side, only ever shrunk) and center-cropped to SxS (default: 224)")
+                   help="images are resized (shorter side, shrunk or enlarged) and center-cropped to SxS (default: 224)")
     p.add_argument("--max-upload", type=float, default=20.0, metavar="MB",
                    help="largest upload accepted, megabytes (default: 20)")
     construct_args(p)
