@@ -5,8 +5,8 @@ filters, with an optax optimizer. Filter indices, the seed and the step count ar
 does not recompile. Filter ``f`` draws all its randomness from ``jax.random.fold_in(jax.random.key(seed), f)``.
 
 It composes the pieces of its sibling modules (an objective, a parameterization, transforms) with the regularizers
-defined here (`l2_penalty`, `total_variation`, and `box_blur` for the seed recipe); ``preset="seed"`` is the
-original PyTorch class's recipe, a small pixel image grown in stages.
+defined here (`l2_penalty`, `total_variation`); `recipe` holds the default recipe's constants and ``preset="seed"``,
+the original PyTorch class's recipe (a small pixel image grown in stages); `memory` the default batch size.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from ..checks import check_int, check_number
 from ..compile import jit
 from ..nets import Model, denormalize, layer_hw, layer_name, normalize
 from .objectives import Objective, channel
-from .param import Parameterization, _periodic_blur, fft, pixel
+from .memory import MEMORY_BUDGET, default_batch_size
+from .param import Parameterization, fft, pixel
+from .recipe import CONTRAST, LR, _adam, _grow, _seed_pixels, box_blur, seed_sizes
 from .transforms import Transform, apply_transforms, standard_transforms
 
 Array = jax.Array
@@ -44,16 +46,6 @@ def l2_penalty(img: Array) -> Array:
 def total_variation(img: Array) -> Array:
     """Anisotropic total variation: mean absolute difference between vertical and horizontal neighbours."""
     return jnp.mean(jnp.abs(img[1:] - img[:-1])) + jnp.mean(jnp.abs(img[:, 1:] - img[:, :-1]))
-
-
-def box_blur(img: Array, size: int) -> Array:
-    """`cv2.blur(img, (size, size))` on (H, W, C): mean over a size x size window, borders reflected (REFLECT_101)."""
-    if size <= 1:
-        return img
-    lo, hi = (size - 1) // 2, size // 2
-    x = jnp.pad(img, ((lo, hi), (lo, hi), (0, 0)), mode="reflect")
-    s = lax.reduce_window(x, 0.0, lax.add, (size, size, 1), (1, 1, 1), "VALID")
-    return s / (size * size)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -177,96 +169,8 @@ def _optimize(spec: _Spec, model: Model, filters: Array, seed: Array, steps: int
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The seed's recipe: small pixel image grown in stages
-# --------------------------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def _seed_pixels() -> Parameterization:
-    """The seed class's image: the normalized network input itself, starting as uniform integer noise 150..179 / 255."""
-
-    def init(key, size, dtype=jnp.float32):
-        img = jnp.floor(jax.random.uniform(key, (size, size, 3), dtype, 150.0, 180.0)) / 255.0
-        return normalize(img)
-
-    return Parameterization(init, lambda p: p, _periodic_blur)
-
-
-def seed_sizes(image_size: int, start: int = 56, factor: float = 1.2) -> list[int]:
-    """Stage sizes of the seed recipe: `start`, then ``int(factor * size)`` until `image_size` (the last, exact)."""
-    sizes = [min(start, image_size)]
-    while sizes[-1] < image_size:
-        sizes.append(min(int(factor * sizes[-1]), image_size))
-    return sizes
-
-
-@functools.partial(jit, static_argnames=("size", "blur"))
-def _grow(params: Array, size: int, blur: int) -> Array:
-    """Between stages: back to RGB, bicubic resize to `size`, box blur, normalized again (vmapped over filters)."""
-
-    def one(p):
-        img = jax.image.resize(denormalize(p), (size, size, 3), "cubic")
-        return normalize(box_blur(img, blur))
-
-    return jax.vmap(one)(params)
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Public entry point
 # --------------------------------------------------------------------------------------------------------------
-
-
-# Working memory one batch of filters may take (XLA's temporary buffers of the compiled chunk), for the automatic
-# `batch_size`. Measured at VGG16 conv5_3, 224 px, chunk 8 (`memory_analysis` of the compiled program): about 150 MB
-# per filter plus 60 MB; the rule below estimates 178 MB, so 5 filters a batch (~0.8 GB of temporaries).
-MEMORY_BUDGET = 1 << 30
-
-
-_FORWARD_BYTES: dict = {}
-
-
-def _forward_bytes(model: Model, name: str, hw: tuple, dtype) -> int:
-    """Bytes of every intermediate array of one image's forward pass up to layer `name` (the outputs of its jaxpr's
-    equations), cached per architecture, layer, size and dtype."""
-    key = (model.arch, name, hw, np.dtype(dtype).name)
-    if key not in _FORWARD_BYTES:
-        shapes = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), model)
-        x = jax.ShapeDtypeStruct((1, *hw, 3), dtype)
-        jaxpr = jax.make_jaxpr(lambda m, x: m.apply(x, upto=name))(shapes, x)
-        _FORWARD_BYTES[key] = sum(int(np.prod(v.aval.shape)) * np.dtype(v.aval.dtype).itemsize
-                                  for e in jaxpr.eqns for v in e.outvars if hasattr(v.aval, "shape"))  # fmt: skip
-    return _FORWARD_BYTES[key]
-
-
-def default_batch_size(model: Model, layer, image_size: int = 224, transforms: Sequence[Transform] | None = None,
-                       budget: int = MEMORY_BUDGET) -> int:  # fmt: skip
-    """How many filters `construct` optimizes at once by default: ``max(1, budget // per_filter)``.
-
-    ``per_filter`` is the size of every intermediate array of one image's forward pass up to `layer` at the
-    transformed image size (default: `standard_transforms`), in the model's dtype: about what one filter's
-    compiled chunk keeps alive (measured: 150 MB against an estimate of 178 MB at VGG16 conv5_3, 224 px, chunk 8).
-    The default `budget` is `MEMORY_BUDGET` (1 GiB): VGG16 conv5_3 at 224 px gets 5, AlexNet conv3 at 224 px 195.
-    """
-    name = layer_name(model, layer)
-    dtype = np.dtype(model.dtype)
-    transforms = standard_transforms() if transforms is None else tuple(transforms)
-    out = jax.eval_shape(lambda k, x: apply_transforms(transforms, k, x), jax.random.key(0),
-                         jax.ShapeDtypeStruct((image_size, image_size, 3), dtype))  # fmt: skip
-    per_filter = _forward_bytes(model, name, tuple(out.shape[:2]), dtype)
-    return max(1, int(budget // max(per_filter, 1)))
-
-
-# The default recipe's constants, measured on trained VGG16 (see `construct`).
-LR = 0.02
-CONTRAST = 0.5
-
-
-@functools.lru_cache(maxsize=None)
-def _adam(lr: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
-    """Adam, with torch.optim.Adam's `weight_decay` (an L2 term added to the gradient) when non-zero."""
-    if weight_decay:
-        return optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_adam(), optax.scale(-lr))
-    return optax.adam(lr)
 
 
 def _parse_filters(filters, n: int | None) -> np.ndarray:
@@ -446,3 +350,8 @@ def construct(
     if bar is not None:
         bar.close()
     return np.concatenate(out)[: len(ids)]
+
+
+# `box_blur`, `seed_sizes`, `batches` and the constants are re-exported: construct's public and tested helpers
+__all__ = ["CONTRAST", "LR", "MEMORY_BUDGET", "batches", "box_blur", "construct", "default_batch_size", "filter_key",
+           "l2_penalty", "seed_sizes", "total_variation"]  # fmt: skip
