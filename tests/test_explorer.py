@@ -104,6 +104,46 @@ def test_feature_cache_batches_skips_and_checks_its_key(model, tmp_path, monkeyp
     assert json.loads((folder / features.KEY_FILE).read_text())["seed"] == 1
 
 
+def test_feature_key_is_the_recipe_construct_runs(model, monkeypatch):
+    """Smell 5: the feature cache's key describes the recipe `construct` actually resolves and runs (not literals),
+    so a change of construct's defaults -- the learning rate, the objective's contrast, the transforms -- gives
+    another key and the cached pictures are not reused."""
+    from deepvis_jax._src.optvis import recipe as recipe_mod
+
+    class Ran(Exception):
+        pass
+
+    def key():
+        return features.feature_key(model, "conv2", image_size=32, steps=3, seed=0, digest="0" * 32)["recipe"]
+
+    def ran():  # what construct_features' call runs: the recipe construct resolves, and what it optimizes
+        recipes, specs = [], []
+        resolve = construct_mod.resolve_recipe
+
+        def stop(spec, *a, **k):
+            specs.append(spec)
+            raise Ran
+
+        with monkeypatch.context() as m:
+            m.setattr(construct_mod, "resolve_recipe", lambda *a, **k: recipes.append(resolve(*a, **k)) or recipes[-1])
+            m.setattr(construct_mod, "_optimize", stop)
+            with pytest.raises(Ran):
+                dv.construct(model, "conv2", [0, 1], image_size=32, steps=3, seed=0, verbose=False)
+        (r,), spec = recipes, specs[0]
+        assert (spec.objective, spec.param, spec.transforms, spec.optimizer) == r[:4]  # it runs what it resolved
+        return recipe_mod.describe_recipe(r)
+
+    base = key()
+    assert base == ran() and base["lr"] == 0.02 and len(base["transforms"]) == 5
+    seen = [base]
+    for name, value in (("LR", 0.05), ("CONTRAST", 0.25), ("standard_transforms", lambda: ())):
+        monkeypatch.setattr(recipe_mod, name, value)
+        changed = key()
+        assert changed not in seen, name
+        assert changed == ran(), name
+        seen.append(changed)  # the next default changes on top of this one
+
+
 def test_weights_digest_sees_every_value():
     params = {n: {"kernel": np.ones((3, 3, 3, 2), np.float32), "bias": np.zeros(2, np.float32)} for n in ("a", "b")}
     arch = dv.ARCHITECTURES["alexnet"]

@@ -22,10 +22,11 @@ from ..batching import pad_batch
 from ..digest import weights_digest
 from ..images import to_uint8
 from ..nets import Model, layer_channels, layer_name
-from ..optvis.construct import CONTRAST, LR, construct
+from ..optvis.construct import construct
+from ..optvis.recipe import describe_recipe, resolve_recipe
 
 KEY_FILE = "key.json"
-KEY_VERSION = 1
+KEY_VERSION = 2
 
 
 def feature_name(channel: int) -> str:
@@ -33,14 +34,15 @@ def feature_name(channel: int) -> str:
 
 
 def feature_key(model: Model, layer, *, image_size: int, steps: int, seed: int, digest: str | None = None) -> dict:
-    """What a folder of feature visualizations depends on (written to ``key.json``)."""
+    """What a folder of feature visualizations depends on (written to ``key.json``): the recipe is the one
+    `construct` resolves for this call (`describe_recipe`), so a change of its defaults invalidates the folder."""
     return {
         "version": KEY_VERSION,
         "model": model.arch.name,
         "weights": digest or weights_digest(model),
         "dtype": str(np.dtype(model.dtype)),
         "layer": layer_name(model, layer),
-        "recipe": {"objective": f"channel(contrast={CONTRAST})", "lr": LR, "param": "fft", "transforms": "standard"},
+        "recipe": describe_recipe(resolve_recipe(layer_name(model, layer), steps=steps)),
         "image_size": int(image_size),
         "steps": int(steps),
         "seed": int(seed),
@@ -68,6 +70,8 @@ def open_cache(folder: str | os.PathLike, key: dict, replace: bool) -> Path:
             return folder
         if not replace:
             what = _describe(old) if isinstance(old, dict) else "an unreadable key.json"
+            if isinstance(old, dict):
+                what += "; differs: " + ", ".join(k for k in key if old.get(k) != key[k])
             raise ValueError(f"{folder} holds feature visualizations made with other settings ({what}; now "
                              f"{_describe(key)}); pass --overwrite to replace them")  # fmt: skip
     elif folder.is_dir() and any(folder.glob("channel_*.png")) and not replace:

@@ -24,11 +24,11 @@ from ..batching import batches, pad_batch
 from ..checks import check_int, check_number
 from ..compile import jit
 from ..nets import Model, denormalize, layer_hw, layer_name, normalize
-from .objectives import Objective, channel
+from .objectives import Objective
 from .memory import MEMORY_BUDGET, default_batch_size
-from .param import Parameterization, fft, pixel
-from .recipe import CONTRAST, LR, _adam, _grow, _seed_pixels, box_blur, seed_sizes
-from .transforms import Transform, apply_transforms, standard_transforms
+from .param import Parameterization
+from .recipe import CONTRAST, LR, _grow, box_blur, resolve_recipe, seed_sizes
+from .transforms import Transform, apply_transforms
 
 Array = jax.Array
 
@@ -260,18 +260,10 @@ def construct(
     if not isinstance(model, Model):
         raise ValueError(f"model must be a deepvis_jax Model, got {type(model).__name__}")
     name = layer_name(model, layer)
-    if preset not in (None, "seed"):
-        raise ValueError(f"unknown preset {preset!r}; use None or 'seed'")
-    seed_recipe = preset == "seed"
-    if seed_recipe:
-        given = {"param": param, "decorrelate": decorrelate, "transforms": transforms}
-        clash = [k for k, v in given.items() if v is not None]
-        if clash:
-            raise ValueError(f"preset='seed' fixes {clash[0]}; leave it unset")
-    steps = (20 if seed_recipe else 256) if steps is None else steps
-    lr = (0.1 if seed_recipe else LR) if lr is None else lr
-    steps = check_int("steps", steps)
-    lr = check_number("lr", lr, strict=True)
+    r = resolve_recipe(name, preset=preset, steps=steps, lr=lr, param=param, decorrelate=decorrelate,
+                       transforms=transforms, objective=objective, optimizer=optimizer)  # fmt: skip
+    seed_recipe, steps, objective, param_, transforms_, optimizer, normalized = (
+        r.seed_stages, r.steps, r.objective, r.param, r.transforms, r.optimizer, r.normalized)
     image_size = check_int("image_size", image_size)
     seed = check_int("seed", seed, low=None)
     l2, tv, blur_sigma = (check_number(n, v) for n, v in (("l2", l2), ("tv", tv), ("blur_sigma", blur_sigma)))
@@ -280,35 +272,7 @@ def construct(
     batch_size = check_int("batch_size", batch_size, optional=True)
     if blur_every and not blur_sigma > 0:
         raise ValueError("blur_every needs blur_sigma > 0")
-    if objective is None:
-        objective = channel(name) if seed_recipe else channel(name, contrast=CONTRAST)
-    elif not isinstance(objective, Objective):
-        raise ValueError(f"objective must be an Objective (channel, neuron, class_logit, ...), got {objective!r}")
     ids = _parse_filters(filters, objective.targets(model))
-    if optimizer is None:
-        optimizer = _adam(float(lr), 1e-6 if seed_recipe else 0.0)
-
-    if seed_recipe:
-        param_, transforms_, normalized = _seed_pixels(), (), True
-    else:
-        decorrelate = True if decorrelate is None else decorrelate
-        if param is None or param == "fft":
-            param_ = fft(decorrelate=bool(decorrelate))
-        elif param == "pixel":
-            param_ = pixel(decorrelate=bool(decorrelate))
-        elif isinstance(param, Parameterization):
-            param_ = param
-        else:
-            raise ValueError(f"unknown param {param!r}; use 'fft', 'pixel' or a Parameterization")
-        if transforms is None or (isinstance(transforms, str) and transforms == "standard"):
-            transforms_ = standard_transforms()
-        elif isinstance(transforms, str) and transforms == "none":
-            transforms_ = ()
-        elif isinstance(transforms, str) or not all(callable(t) for t in transforms):
-            raise ValueError(f"transforms must be 'standard', 'none' or a sequence of transforms, got {transforms!r}")
-        else:
-            transforms_ = tuple(transforms)
-        normalized = False
     dtype = np.dtype(model.dtype)
     seed_arr = jnp.asarray(seed, jnp.int32)
 
