@@ -119,6 +119,36 @@ def test_every_spelling_in_the_docs_exists():
     assert not missing, f"the docs name {missing}, which deepvis_jax does not have"
 
 
+# The versions the suite runs with when the floors were set, and why each is needed (smell 1 of issue 24).
+TESTED = {"jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12", "optax": "0.2.8"}
+
+
+def _version(v: str) -> tuple:
+    return tuple(int(p) for p in re.match(r"\d+(\.\d+)*", v).group(0).split("."))
+
+
+def test_dependency_floors_are_the_tested_versions():
+    """pyproject's floors are not below what the suite is run with (the code needs recent JAX: jax.shard_map with
+    check_vma, the XLA:CPU option of COMPILER_OPTIONS, jax._src.core.trace_ctx), and the installed versions
+    satisfy them."""
+    import importlib.metadata
+    import inspect
+    import tomllib
+
+    import jax
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", d).groups() for d in deps)
+    for name, tested in TESTED.items():
+        assert _version(floors[name]) >= _version(tested), f"{name}>={floors[name]} is below the tested {tested}"
+    for name, floor in floors.items():
+        assert _version(importlib.metadata.version(name)) >= _version(floor), (name, floor)
+    assert "check_vma" in inspect.signature(jax.shard_map).parameters
+    from deepvis_jax._src import compile
+
+    assert compile._trace_ctx is not None
+
+
 def test_core_does_not_import_torch():
     import subprocess
     import sys

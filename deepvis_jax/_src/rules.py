@@ -106,11 +106,10 @@ def max_pool(x: Array, window: int, stride: int, padding: int = 0) -> Array:
     Differentiated through its switches: the tangent is `gather_at_switches` of the input's tangent, so the
     gradient is the switch unpooling (`unpool`: each window's cotangent goes to its first maximum, as PyTorch's
     max_pool2d backward does). XLA's own gradient of a max `reduce_window` (select-and-scatter) is exact too but
-    runs 10-40x slower on CPU (measured: 8x224x224x64, 2x2/2: 385 ms against 37 ms, forward and backward).
+    much slower on CPU.
 
     The value is a separable maximum of strided slices (over the window's rows, then its columns), the same numbers
-    as a max `reduce_window`, which XLA:CPU runs 3-8x slower at AlexNet's 3x3/2 pools (29x55x55x64: 3.8 against
-    0.9 ms; `python -m benchmarks --only profile` shows what the pools cost in a whole program).
+    as a max `reduce_window`, which XLA:CPU runs slower (`python -m benchmarks --only profile` times the pools).
     """
     H, W = x.shape[1:3]
     h, w = _out_size(H, window, stride, padding), _out_size(W, window, stride, padding)

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--checkpoint-every", type=int, default=20, metavar="N",
                    help="save the running state every N batches (default: 20)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
-                   help=f"continue from OUT/LAYER/{explorer.STATE_FILE} if it exists")
+                   help=f"continue from OUT/LAYER/{explorer.STATE_FILE} if it exists (refused when the weights or "
+                   "the folder's files changed)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing atlas in OUT (feature visualizations made with the same weights and "
                    "settings are kept)")  # fmt: skip
