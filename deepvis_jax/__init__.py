@@ -77,16 +77,16 @@ from deepvis_jax._src.atlas import Atlas as Atlas
 from deepvis_jax._src.atlas import atlas as atlas
 from deepvis_jax._src.atlas import atlas_project as atlas_project
 
-# pictures: render.py, atlas_render.py
+# pictures: render.py, render_occlusion.py, atlas_render.py
 from deepvis_jax._src.render import activation_grid as activation_grid
 from deepvis_jax._src.render import batch_names as batch_names
 from deepvis_jax._src.render import batch_paths as batch_paths
 from deepvis_jax._src.render import batch_sheet as batch_sheet
 from deepvis_jax._src.render import contact_sheet as contact_sheet
-from deepvis_jax._src.render import occlusion_figure as occlusion_figure
 from deepvis_jax._src.render import projection_sheet as projection_sheet
 from deepvis_jax._src.render import save_result as save_result
 from deepvis_jax._src.render import summary_row as summary_row
+from deepvis_jax._src.render_occlusion import occlusion_figure as occlusion_figure
 from deepvis_jax._src.atlas_render import render_atlas as render_atlas
 
 # images: images.py

@@ -12,6 +12,7 @@ import torch
 
 import converters
 import deepvis_jax as dv
+from deepvis_jax._src import visualizer
 from deepvis_jax._src.visualize import _visualize
 from deepvis_jax._src.rules import gather_at_switches, max_pool, max_pool_with_switches
 from reference import (
@@ -304,7 +305,7 @@ def test_visualizer_construct_calls_dv_construct(monkeypatch):
         calls.append((layer, list(filters), kw))
         return np.stack([np.full((8, 8, 3), f / 100.0) for f in filters])
 
-    monkeypatch.setattr(dv, "construct", fake, raising=False)
+    monkeypatch.setattr(visualizer, "construct", fake)
     v = dv.Visualizer("model")
     np.testing.assert_array_equal(v.construct(3, 88, steps=5), np.full((8, 8, 3), 0.88))
     assert v.construct("conv2", [1, 2]).shape == (2, 8, 8, 3) and v.constructed.shape == (2, 8, 8, 3)

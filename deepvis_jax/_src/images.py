@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .nets import Model, _arch_of, layer_name, min_size
+from .nets import Model, get_architecture, layer_name, min_size
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -232,10 +232,10 @@ def min_image_size(model: Model | str, layer: str | int | None = None) -> int:
 
 def check_image_size(model: Model | str, hw: tuple[int, int], layer: str | int | None = None) -> None:
     """Raise ValueError naming the minimum size when an image of size `hw` is too small to reach `layer`."""
-    arch = _arch_of(model)
-    n = min_image_size(arch, layer)
+    n = min_image_size(model, layer)
     if min(hw[0], hw[1]) < n:
-        what = f"{layer_name(arch, layer)} of {arch.name}" if layer is not None else f"{arch.name}'s classifier"
+        arch = get_architecture(model) if isinstance(model, str) else model  # a Model and an architecture: .name
+        what = f"{layer_name(model, layer)} of {arch.name}" if layer is not None else f"{arch.name}'s classifier"
         raise ValueError(
             f"the image is {hw[1]}x{hw[0]} pixels, too small for {what}: it needs at least {n}x{n} pixels"
         )

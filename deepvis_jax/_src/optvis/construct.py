@@ -27,7 +27,7 @@ from ..nets import Model, denormalize, layer_hw, layer_name, normalize
 from .objectives import Objective
 from .memory import MEMORY_BUDGET, default_batch_size
 from .param import Parameterization
-from .recipe import CONTRAST, LR, _grow, box_blur, resolve_recipe, seed_sizes
+from .recipe import CONTRAST, LR, grow_stage, box_blur, resolve_recipe, seed_sizes
 from .transforms import Transform, apply_transforms
 
 Array = jax.Array
@@ -306,7 +306,7 @@ def construct(
             spec = spec_for(size)
             state = _optimize(spec, model, filters_arr, seed_arr, steps, None, start)
             if i + 1 < len(sizes):
-                start = _grow(state.params, sizes[i + 1], int(blur_size))
+                start = grow_stage(state.params, sizes[i + 1], int(blur_size))
             if bar is not None:
                 jax.block_until_ready(state.params)
                 bar.update(1)

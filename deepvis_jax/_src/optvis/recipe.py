@@ -2,7 +2,7 @@
 
 The default recipe is Lucid's (FFT image, decorrelated colour, standard transforms, Adam) with the learning rate
 `LR` and the objective ``channel(layer, contrast=CONTRAST)``; ``preset="seed"`` is the original PyTorch class's:
-a small pixel image optimized, then resized (`_grow`) and box-blurred (`box_blur`), stage after stage.
+a small pixel image optimized, then resized (`grow_stage`) and box-blurred (`box_blur`), stage after stage.
 `resolve_recipe` fills in what a `construct` call leaves out; `describe_recipe` writes what it resolved as plain
 data, derived from the objects themselves (what a cache of constructed pictures must be keyed on).
 """
@@ -23,7 +23,7 @@ from ..checks import check_int, check_number
 from ..compile import jit
 from ..nets import denormalize, normalize
 from .objectives import Objective, channel
-from .param import Parameterization, _periodic_blur, fft, pixel
+from .param import Parameterization, periodic_blur, fft, pixel
 from .transforms import standard_transforms
 
 Array = jax.Array
@@ -61,7 +61,7 @@ def _seed_pixels() -> Parameterization:
         img = jnp.floor(jax.random.uniform(key, (size, size, 3), dtype, 150.0, 180.0)) / 255.0
         return normalize(img)
 
-    return Parameterization(init, lambda p: p, _periodic_blur)
+    return Parameterization(init, lambda p: p, periodic_blur)
 
 
 def seed_sizes(image_size: int, start: int = 56, factor: float = 1.2) -> list[int]:
@@ -73,7 +73,7 @@ def seed_sizes(image_size: int, start: int = 56, factor: float = 1.2) -> list[in
 
 
 @functools.partial(jit, static_argnames=("size", "blur"))
-def _grow(params: Array, size: int, blur: int) -> Array:
+def grow_stage(params: Array, size: int, blur: int) -> Array:
     """Between stages: back to RGB, bicubic resize to `size`, box blur, normalized again (vmapped over filters)."""
 
     def one(p):
