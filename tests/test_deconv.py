@@ -17,6 +17,7 @@ from deepvis_jax._src.visualize import _visualize
 from deepvis_jax._src.rules import gather_at_switches, max_pool, max_pool_with_switches
 from reference import (
     as_float64,
+    channel_signal,
     assert_choice,
     assert_close,
     assert_close_up_to_near_ties,
@@ -224,12 +225,7 @@ def test_visualize_equals_project_one_channel_at_a_time(vgg, mode, rank):
         assert_close(r.scores, score[np.asarray(r.channels)], 1e-12)  # mean: summation order may differ
         assert r.layer == "conv3_2" and r.mode == mode and r.rank == rank
         for k, c in enumerate(np.asarray(r.channels)):
-            signal = np.zeros_like(a)
-            if mode == "max":
-                i, j = np.unravel_index(np.argmax(a[:, :, c]), a.shape[:2])
-                signal[i, j, c] = a[i, j, c]
-            else:
-                signal[:, :, c] = a[:, :, c]
+            signal = channel_signal(a, c, mode)
             one = dv.project(vgg64, sw, jnp.asarray(signal)[None], "conv3_2")[0]
             assert np.abs(np.asarray(one)).max() > 0
             assert_close(r.projections[k], one, 1e-10, err_msg=f"channel {c}")

@@ -15,6 +15,7 @@ import converters
 import deepvis_jax as dv
 from reference import (
     as_float64,
+    channel_signal,
     assert_close,
     assert_topk_winners,
     check_float32_projections,
@@ -173,12 +174,7 @@ def test_visualize_equals_project_one_channel_at_a_time(models, mode):
         a = np.asarray(act[0])
         np.testing.assert_array_equal(r.channels, np.argsort(-a.max(axis=(0, 1)), kind="stable")[:3])
         for k, c in enumerate(np.asarray(r.channels)):
-            signal = np.zeros_like(a)
-            if mode == "max":
-                i, j = np.unravel_index(np.argmax(a[:, :, c]), a.shape[:2])
-                signal[i, j, c] = a[i, j, c]
-            else:
-                signal[:, :, c] = a[:, :, c]
+            signal = channel_signal(a, c, mode)
             one = dv.project(model, sw, jnp.asarray(signal)[None], "layer3.1", "guided")[0]
             assert np.abs(np.asarray(one)).max() > 0
             assert_close(r.projections[k], one, 1e-10, err_msg=f"channel {c}")
