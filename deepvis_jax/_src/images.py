@@ -5,6 +5,11 @@ and HSV become RGB; transparency (LA, RGBA, PA, palette with a transparent colou
 viewer shows it; 16-bit integer images ("I;16*", and "I" with values in 0..65535) are scaled by 255/65535; 32-bit
 integer images outside that range and float images ("F") outside [0, 1] are stretched from their min..max.
 Animated files give their first frame. Every failure is a typed error with a one-line message.
+
+This is the one image reader of the library: `load_square` (read, then `square`: shorter side resized to S and
+center-cropped) is how the atlas, `visualize_files` and the live app read a file, `list_images` how they list a
+folder, `read_ahead` how they decode a few batches ahead of the device, and `to_uint8` the one float -> uint8
+conversion (np.rint) of every picture.
 """
 
 from __future__ import annotations
