@@ -453,8 +453,8 @@ def test_relative_links_resolve(path):
 # --------------------------------------------------------------------------------------------------------------
 
 NOTEBOOK_PARAMETERS = """\
-WEIGHTS = None                 # random weights: nothing to download
-ARCH = "alexnet"
+ARCH, WEIGHTS = "alexnet", None    # random weights: nothing to download
+LAYER, FILTER = 3, 88              # the original class's example
 IMAGE_SIZE = 128
 CONSTRUCT_SIZE, CONSTRUCT_STEPS = 64, 2
 """
