@@ -73,6 +73,17 @@ from deepvis_jax._src.render import projection_sheet as projection_sheet
 from deepvis_jax._src.render import save_result as save_result
 from deepvis_jax._src.visualizer import Visualizer as Visualizer
 from deepvis_jax._src.images import ImageError as ImageError
+from deepvis_jax._src.images import check_image_size as check_image_size
+from deepvis_jax._src.images import list_images as list_images
+from deepvis_jax._src.images import resize_shorter as resize_shorter
+from deepvis_jax._src.images import to_uint8 as to_uint8
+from deepvis_jax._src.files import FileResult as FileResult
+from deepvis_jax._src.files import visualize_files as visualize_files
+from deepvis_jax._src.nets import get_architecture as get_architecture
+from deepvis_jax._src.nets import layer_hw as layer_hw
+from deepvis_jax._src.render import batch_names as batch_names
+from deepvis_jax._src.render import batch_paths as batch_paths
+from deepvis_jax._src.render import summary_row as summary_row
 from deepvis_jax._src.images import imagenet_labels as imagenet_labels
 from deepvis_jax._src.images import load_image as load_image
 from deepvis_jax._src.images import min_image_size as min_image_size
@@ -81,5 +92,7 @@ from deepvis_jax._src.weights import WeightsError as WeightsError
 from deepvis_jax._src.weights import WeightsUnavailableError as WeightsUnavailableError
 from deepvis_jax._src.weights import load_model as load_model
 from deepvis_jax._src.weights import save_model as save_model
+
+from deepvis_jax import explorer as explorer
 
 __version__ = "0.1.0"

@@ -19,7 +19,7 @@ import pytest
 
 import deepvis_jax as dv
 from deepvis_jax._src import atlas as atlas_mod
-from deepvis_jax.cli import STATE_FILE
+from deepvis_jax.explorer import STATE_FILE
 
 from reference import as_float64, assert_close, assert_topk_winners, with_xla_flags
 
@@ -393,7 +393,7 @@ def test_cli_atlas_page_in_headless_chromium(tmp_path, capsys):
 
 
 def test_bad_input_raises_typed_errors(model, images, tmp_path, capsys):
-    from deepvis_jax.cli import cmd_atlas
+    from deepvis_jax.cli.atlas import run as cmd_atlas
     from deepvis_jax.cli import build_parser
 
     def both(argv, error, match):  # the library raises the typed error; the CLI prints it as one line, exit 2

@@ -153,7 +153,7 @@ def _crawl(page, start: Path) -> dict[str, dict]:
 def test_static_site_in_headless_chromium(model, tmp_path, monkeypatch, capsys):
     """`deepvis atlas` over two layers with feature visualizations for one: every page is reachable, every link
     resolves, every image loads, and a channel page is reached from the index by clicks."""
-    monkeypatch.setattr(cli, "_resolve_weights", lambda arch, weights: (model, False))  # = --weights random
+    monkeypatch.setattr(cli._common, "resolve_weights", lambda arch, weights: (model, False))  # = --weights random
     calls = _count_constructs(monkeypatch)
     out = tmp_path / "site out"  # a space in the path: links must still resolve
     argv = ["atlas", "--images", str(PHOTOS), "--layer", "conv1", "conv2", "--out", str(out), "--size", "64",
@@ -363,7 +363,7 @@ def test_atlas_construct_options(capsys, tmp_path, monkeypatch):
     def no_model(arch, weights):
         raise AssertionError("a bad option must be refused before the model is loaded")
 
-    monkeypatch.setattr(cli, "_resolve_weights", no_model)
+    monkeypatch.setattr(cli._common, "resolve_weights", no_model)
     out = tmp_path / "o"
 
     def argv(layers, *extra):

@@ -30,7 +30,7 @@ def test_core_does_not_import_converters():
 
     root = Path(dv.__file__).parent
     for path in sorted(root.rglob("*.py")):
-        if path == root / "cli.py":
+        if root / "cli" in path.parents:
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):

@@ -12,8 +12,6 @@ receptive field (forward pass for the switches included), and the same window is
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import functools
 import json
 import os
@@ -29,7 +27,7 @@ from jax.sharding import PartitionSpec as P
 
 from .compile import jit
 from .deconv import project_units
-from .images import IMAGE_EXTENSIONS, load_image
+from .images import list_images, read_ahead, square
 from .nets import Layer, Model, ReceptiveField, layer_channels, layer_hw, layer_name, normalize, receptive_field
 from .rules import _slice_map, check_method
 
@@ -170,73 +168,6 @@ def read_image(path: str | os.PathLike, size: int) -> np.ndarray:
 
     with Image.open(path) as im:
         return square(im.convert("RGB"), size)
-
-
-def square(im: Any, size: int) -> np.ndarray:
-    """A PIL image (or RGB uint8 array): shorter side resized to `size` (bicubic), center-cropped to
-    ``size x size``; RGB uint8."""
-    from PIL import Image
-
-    if not isinstance(im, Image.Image):
-        im = Image.fromarray(np.asarray(im, np.uint8))
-    w, h = im.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        im = im.resize((nw, nh), Image.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
-
-
-def load_square(path: str | os.PathLike, size: int) -> np.ndarray:
-    """`dv.load_image` of a file (every mode converted to RGB, EXIF orientation applied, typed errors), then
-    `square`: what ``deepvis visualize`` reads from a folder."""
-    return square(load_image(path), size)
-
-
-def read_ahead(files: Sequence[Any], read: Callable[[Any], np.ndarray], batch: int, *, start: int = 0,
-               rows: tuple[int, int] | None = None, workers: int | None = None, ahead: int = 3):  # fmt: skip
-    """Read `files` with ``read(file)`` in a thread pool, `ahead` batches ahead of the consumer (the device
-    computes while the next batches are decoded). Yields ``(first, n, results)`` per batch of `batch` files from
-    `start`: `results` holds, for the batch's rows ``rows`` (default: all), the image or the exception its read
-    raised (the consumer decides whether a bad file stops it)."""
-    workers = workers or min(8, os.cpu_count() or 1)
-
-    def guarded(f):
-        try:
-            return read(f)
-        except Exception as e:  # handed to the consumer, raised or reported there
-            return e
-
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        pending: collections.deque = collections.deque()
-
-        def submit(first):
-            n = min(batch, len(files) - first)
-            lo, hi = rows if rows is not None else (0, n)
-            pending.append((first, n, [pool.submit(guarded, files[first + r]) for r in range(lo, min(hi, n))]))
-
-        nxt = start
-        while nxt < len(files) and len(pending) < ahead:
-            submit(nxt)
-            nxt += batch
-        while pending:
-            first, n, futs = pending.popleft()
-            if nxt < len(files):
-                submit(nxt)
-                nxt += batch
-            yield first, n, [f.result() for f in futs]
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files under `folder` (recursively), sorted by their relative path: this order numbers them."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(2, "no such folder", str(root))
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
-    return files
 
 
 class _Folder:

@@ -145,12 +145,13 @@ def batch_names(n: int, names: Sequence[Any] | None = None) -> list[str]:
 
 def result_paths(result: Any, out_dir: str | os.PathLike, names: Sequence[Any] | None = None) -> list[Path]:
     """The files `save_result` writes for `result`: ``<layer>_activations.png`` and ``<layer>_projections.png``
-    for one image; for a batch, `batch_paths`."""
+    for one image (``<name>_<layer>_...`` with ``names=[name]``); for a batch, `batch_paths`."""
     layer = getattr(result, "layer", "layer")
     out = Path(out_dir)
-    if np.ndim(result.channels) == 1:
+    if np.ndim(result.channels) == 1 and names is None:
         return [out / f"{layer}_activations.png", out / f"{layer}_projections.png"]
-    return batch_paths(out, layer, batch_names(np.shape(result.channels)[0], names))
+    n = 1 if np.ndim(result.channels) == 1 else np.shape(result.channels)[0]
+    return batch_paths(out, layer, batch_names(n, names))
 
 
 def batch_paths(out_dir: str | os.PathLike, layer: str, names: Sequence[Any]) -> list[Path]:
@@ -167,7 +168,8 @@ def save_result(result: Any, out_dir: str | os.PathLike, image: Any = None, over
 
     A batch's result (leading N axis) gives one pair per image, ``<name>_<layer>_activations.png`` and
     ``<name>_<layer>_projections.png``: `image` is then the batch (N, H, W, 3) or None, and `names` the source
-    files (or any names; their stems are used), by default ``image000``, ``image001``, ... (`batch_names`)."""
+    files (or any names; their stems are used), by default ``image000``, ``image001``, ... (`batch_names`). One
+    image's result with ``names=[name]`` is written as ``<name>_<layer>_activations.png`` and so on."""
     paths = result_paths(result, out_dir, names)
     if not overwrite:
         for p in paths:
