@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = sorted([REPO / "README.md", REPO / "CONTRIBUTING.md", *(REPO / "docs").glob("*.md")])
 NOTEBOOK = REPO / "docs" / "quickstart.ipynb"
 PHOTOS = REPO / "tests" / "data" / "photos"
-CONSTRUCT_STEPS = 2
+CONSTRUCT_STEPS = 1
 SUBSTITUTIONS = [('weights="imagenet"', "weights=None")]
 # Guides that other branches write; a link to them is accepted while they are not merged here.
 PENDING = {"docs/graph-networks.md", "docs/projection-rules.md"}
@@ -123,9 +123,11 @@ def short_construct(monkeypatch):
     def construct(*args, steps=None, **kwargs):
         return original(*args, steps=min(steps or CONSTRUCT_STEPS, CONSTRUCT_STEPS), **kwargs)
 
-    for name, mod in list(sys.modules.items()):
-        if name.split(".")[0] == "deepvis_jax" and getattr(mod, "construct", None) is original:
-            monkeypatch.setattr(mod, "construct", construct)
+    patched = [name for name, mod in list(sys.modules.items())
+               if name.split(".")[0] == "deepvis_jax" and getattr(mod, "construct", None) is original]  # fmt: skip
+    assert "deepvis_jax" in patched, "dv.construct is not the function the fixture patches"
+    for name in patched:
+        monkeypatch.setattr(sys.modules[name], "construct", construct)
 
 
 def substituted(code: str) -> str:
@@ -456,7 +458,7 @@ NOTEBOOK_PARAMETERS = """\
 ARCH, WEIGHTS = "alexnet", None    # random weights: nothing to download
 LAYER, FILTER = 3, 88              # the original class's example
 IMAGE_SIZE = 128
-CONSTRUCT_SIZE, CONSTRUCT_STEPS = 64, 2
+CONSTRUCT_SIZE, CONSTRUCT_STEPS = 64, 1
 """
 
 
