@@ -232,11 +232,7 @@ def run_python(code: str, filename: str, first_line: int, namespace: dict) -> in
 
 
 def _python_docs() -> list:
-    # construct.md uses the namespaces dv.objectives / dv.param / dv.transforms of the `layout` branch: until that
-    # branch is merged it is skipped here, with that reason (delete this guard once they are on main)
-    needs = pytest.mark.skipif(not hasattr(dv, "objectives"), reason="needs dv.objectives (the layout branch)")
-    return [pytest.param(p, marks=needs) if p.name == "construct.md" else p
-            for p in DOCS if any(lang == "python" for lang, _, _ in blocks(p))]  # fmt: skip
+    return [p for p in DOCS if any(lang == "python" for lang, _, _ in blocks(p))]
 
 
 @pytest.mark.parametrize("path", _python_docs(), ids=_name)

@@ -101,8 +101,8 @@ def _doc_spellings() -> set[str]:
 
 
 def test_every_spelling_in_the_docs_exists():
-    """Each ``dv.name`` / ``dv.namespace.name`` the README and docs/ mention is public API (a flat name of a
-    namespace still resolves, with its warning, for one release)."""
+    """Each ``dv.name`` / ``dv.namespace.name`` the README and docs/ mention is public API, spelled the current way
+    (the docs never teach a deprecated flat name)."""
     spellings = _doc_spellings()
     assert spellings, "the README mentions no dv. names"
     missing = []
@@ -114,7 +114,7 @@ def test_every_spelling_in_the_docs_exists():
                 missing.append(s)
             elif tail and not isinstance(obj, type(dv)) and not hasattr(obj, tail):
                 missing.append(s)
-        elif head not in dv._MOVED and head != "__version__":
+        elif head != "__version__":
             missing.append(s)
     assert not missing, f"the docs name {missing}, which deepvis_jax does not have"
 
