@@ -1,4 +1,4 @@
-"""The op table of graph networks (`nets/graph_ops.py`), op by op against torch's ATen op on the same arguments:
+"""The op table of graph networks (`nets/graph/ops_*.py`), op by op against torch's ATen op on the same arguments:
 every image tensor once as a logical NCHW array and once as an `Img` (stored NHWC), float64, elementwise."""
 
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepvis_jax._src.nets.graph_ops import OPS, Ctx, DType, Img, Perm, logical
+from deepvis_jax._src.nets.graph import OPS, Ctx, DType, Img, Perm, logical
 from deepvis_jax._src.rules import PLAIN
 
 A = torch.ops.aten
