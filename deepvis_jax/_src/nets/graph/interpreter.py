@@ -161,7 +161,8 @@ class GraphModule:
     - ``upto=None``: the graph's outputs (logits (N, classes); a backbone's maps NHWC, as a tuple or dict);
     - ``upto=layer``: the layer's activation (N, h, w, C), computing only the nodes it depends on; ``pre_relu``:
       the input of its final activation when its output is one; ``channels``: only those channels (sliced);
-    - ``collect=True``: ``(outputs, {layer: activation})``.
+    - ``collect=True``: ``(outputs, {layer: activation})``; with ``upto``, ``(activation, {layer: activation})`` of
+      every layer up to it (below it with ``pre_relu``), in one pass.
     """
 
     def __init__(self, arch: GraphArchitecture):
@@ -181,9 +182,17 @@ class GraphModule:
             plan = arch.plan(upto, pre_relu)
             c = None if crop is None else Crop(arch, crop[0], crop[1])
             targets = _plan_nodes(plan) + ((spec.grid,) if spec.grid >= 0 else ())
+            below = ()
+            if collect:  # every layer up to `upto` (below it with pre_relu), in the same pass
+                k = arch.layers.index(upto) + (0 if pre_relu else 1)
+                below = arch.layer_specs[:k]
+                targets += tuple(s.node for s in below) + tuple(s.grid for s in below if s.grid >= 0)
             env = run(arch, variables, x, arch.needed(targets), ops, c)
             y = layer_array(arch, spec, _plan_value(plan, env), env)
-            return y if channels is None else y[..., channels]
+            y = y if channels is None else y[..., channels]
+            if collect:
+                return y, {s.name: layer_array(arch, s, env[s.node], env) for s in below}
+            return y
         targets = tuple(r.node for r in arch.outputs)
         if collect:
             targets = targets + tuple(s.node for s in arch.layer_specs) + tuple(
