@@ -74,14 +74,44 @@ def _strided_conv_jvp(stride, padding, primals, tangents):
 SPACE_TO_DEPTH_MAX_CHANNELS = 64
 
 
+def matmul_conv(x: Array, kernel: Array, stride: int, padding: int) -> Array:
+    """The same convolution as ``conv2d(x, kernel, stride, padding)``, computed as one matrix product: every
+    output position's input window, read by a single gather (im2col), times the kernel reshaped to a matrix.
+
+    What float64 convolutions run as on CPU. XLA:CPU calls a library kernel (Eigen, YNNPACK, oneDNN) only for
+    float32 and float16 convolutions; any other type, float64 included, becomes a loop nest of its own, 10-100x
+    slower than this on VGG's and AlexNet's layers, while its matrix products call Eigen's GEMM at float64 too.
+    Gradients by autodiff (the gather transposes to a scatter-add). Memory: the windows hold kh * kw times the
+    input map (its gradient as much in reverse mode).
+    """
+    kh, kw, C, O = kernel.shape
+    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (padding, padding, 0), (padding, padding, 0), (0, 0, 0)))
+    n, H, W, _ = xp.shape
+    oh, ow = (H - kh) // stride + 1, (W - kw) // stride + 1
+    rows = stride * np.arange(oh)[:, None, None, None] + np.arange(kh)[None, None, :, None]  # (oh, 1, kh, 1)
+    cols = stride * np.arange(ow)[None, :, None, None] + np.arange(kw)[None, None, None, :]  # (1, ow, 1, kw)
+    windows = xp[:, rows, cols]  # (n, oh, ow, kh, kw, C)
+    return jnp.dot(windows.reshape(n, oh, ow, kh * kw * C), kernel.reshape(kh * kw * C, O))
+
+
+def xla_conv2d(x: Array, kernel: Array, stride: int, padding: int) -> Array:
+    """`conv2d` as XLA's convolution, the strided ones over few channels differentiated through
+    `space_to_depth_conv`: what every float32 convolution runs as."""
+    if stride > 1 and x.shape[-1] * stride * stride <= SPACE_TO_DEPTH_MAX_CHANNELS:
+        return _strided_conv(x, kernel, stride, padding)
+    return _conv(x, kernel, stride, padding)
+
+
 def conv2d(x: Array, kernel: Array, stride: int, padding: int) -> Array:
     """NHWC x HWIO convolution with symmetric zero padding, as torch.nn.Conv2d (no bias).
 
     A strided convolution over few input channels differentiates through `space_to_depth_conv` (same values;
-    a faster input gradient on CPU)."""
-    if stride > 1 and x.shape[-1] * stride * stride <= SPACE_TO_DEPTH_MAX_CHANNELS:
-        return _strided_conv(x, kernel, stride, padding)
-    return _conv(x, kernel, stride, padding)
+    a faster input gradient on CPU). A float64 convolution compiled for CPU is `matmul_conv` (the same values to
+    rounding: XLA:CPU has no float64 convolution kernel), on other platforms XLA's convolution."""
+    if x.dtype == jnp.float64:
+        return lax.platform_dependent(x, kernel, cpu=functools.partial(matmul_conv, stride=stride, padding=padding),
+                                      default=functools.partial(xla_conv2d, stride=stride, padding=padding))
+    return xla_conv2d(x, kernel, stride, padding)
 
 
 def bn_scale_shift(params: dict, stats: dict) -> tuple[Array, Array]:
