@@ -1,4 +1,8 @@
-"""`deepvis convert`: torchvision weights (needs torch) or an ONNX graph (needs onnx) -> a .msgpack file."""
+"""`deepvis convert`: torchvision (needs torch) or ONNX (needs onnx) weights -> a .msgpack file.
+
+Convert torchvision weights or an ONNX AlexNet/VGG graph to a deepvis_jax .msgpack file that loads without torch
+or onnx (--weights FILE; the file records its architecture).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,11 @@ from pathlib import Path
 
 import deepvis_jax as dv
 
-from ._common import MODELS, PROG, OnnxMissingError, import_converters, planned, warn
+from ._common import MODELS, add_command, hidden_seed_arg, PROG, OnnxMissingError, import_converters, planned, warn
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("convert", parents=[common],
-                       help="torchvision (needs torch) or ONNX (needs onnx) weights -> a .msgpack file",
-                       description="Convert torchvision weights or an ONNX AlexNet/VGG graph to a deepvis_jax "
-                       ".msgpack file that loads without torch or onnx (--weights FILE).")  # fmt: skip
+    p = add_command(sub, common, __name__, compiles=False)
     p.add_argument("--model", default=None,
                    help=f"architecture: {MODELS} (default: alexnet; for an .onnx file it is recognized from the "
                    "graph, and --model, when given, must agree)")  # fmt: skip
@@ -26,9 +27,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="the input an ONNX graph expects, folded into conv1: caffe (BGR, 0..255, minus the BGR "
                    "mean; Keras VGG), torchvision (normalized RGB) or unit (RGB in [0, 1]) (default: caffe)")
     p.add_argument("--out", required=True, metavar="FILE", help="the .msgpack file to write")
-    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    hidden_seed_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    p.set_defaults(func=run, compiles=False)
 
 
 def _convert_onnx(args: argparse.Namespace) -> int:
