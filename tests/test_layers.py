@@ -13,9 +13,11 @@ import torch
 from deepvis_jax._src.nets.layers import (
     SPACE_TO_DEPTH_MAX_CHANNELS,
     conv2d,
+    conv_general,
     matmul_conv,
     space_to_depth_conv,
     xla_conv2d,
+    xla_conv_general,
 )
 from deepvis_jax._src.rules import max_pool
 from reference import assert_close, nchw, nhwc
@@ -119,3 +121,46 @@ def test_float32_conv_stays_xla_convolution():
     """Only float64 takes the matrix products: float32 compiles to XLA's convolution, as before."""
     f = jax.jit(lambda x, k: conv2d(x, k, 1, 1))
     assert "convolution(" in f.lower(jnp.zeros((1, 8, 8, 3)), jnp.zeros((3, 3, 3, 4))).compile().as_text()
+
+
+# stride, padding ((top, bottom), (left, right)), dilation, groups, input channels, output channels: the options
+# of torch's conv2d graph networks use, two cases covering all (grouped as ResNeXt with per-axis stride and
+# dilation and asymmetric padding; depthwise with a channel multiplier of 2 as MobileNet's with one)
+GENERAL_CONVS = [((2, 1), ((1, 2), (0, 3)), (2, 1), 2, 4, 6), (2, ((1, 1), (2, 1)), (1, 2), 3, 3, 6)]
+
+
+@pytest.mark.parametrize("stride,padding,dilation,groups,channels,out", GENERAL_CONVS)
+def test_float64_conv_general_is_matmul_conv_equal_to_torch_and_xla(stride, padding, dilation, groups, channels,
+                                                                     out):  # fmt: skip
+    """`conv_general` in float64 on CPU (`matmul_conv` with strides, dilation, groups, asymmetric padding): value
+    and both gradients equal to torch's conv2d (after F.pad) and to XLA's float64 convolution at 1e-12."""
+    rng = np.random.default_rng(groups * 10 + channels)
+    x = rng.standard_normal((2, 11, 13, channels))
+    k = rng.standard_normal((3, 3, channels // groups, out))
+    ((top, bottom), (left, right)) = padding
+    with jax.enable_x64(True):
+        xt = nchw(x).requires_grad_(True)
+        kt = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).requires_grad_(True)
+        ref = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (left, right, top, bottom)), kt, stride=stride,
+                                         dilation=dilation, groups=groups)  # fmt: skip
+        g = rng.standard_normal(ref.shape).transpose(0, 2, 3, 1)
+        ref.backward(nchw(g))
+        expected = (nhwc(ref), nhwc(xt.grad), kt.grad.numpy().transpose(2, 3, 1, 0))
+        args = (jnp.asarray(x), jnp.asarray(k), jnp.asarray(g))
+
+        def value_and_grads(conv):
+            y, vjp = jax.vjp(lambda v, w: conv(v, w, stride, padding, dilation, groups), *args[:2])
+            return (y, *vjp(args[2]))
+
+        ours = jax.jit(lambda x, k, g: value_and_grads(conv_general))
+        assert "convolution(" not in ours.lower(*args).compile().as_text()
+        xla = value_and_grads(xla_conv_general)
+        for name, a, b, e in zip(["value", "input gradient", "kernel gradient"], ours(*args), xla, expected):
+            assert a.dtype == jnp.float64
+            assert_close(a, e, 1e-12, err_msg=f"{name} vs torch")
+            assert_close(a, b, 1e-12, err_msg=f"{name} vs XLA's convolution")
+        static = dict(static_argnums=(2, 3, 4, 5))  # the same program: bitwise the same value
+        np.testing.assert_array_equal(jax.jit(matmul_conv, **static)(*args[:2], stride, padding, dilation, groups),
+                                      jax.jit(conv_general, **static)(*args[:2], stride, padding, dilation, groups))
+        if groups == channels:  # depthwise: sums of products, no matrix product either
+            assert " dot(" not in ours.lower(*args).compile().as_text()
