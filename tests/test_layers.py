@@ -83,6 +83,32 @@ def test_space_to_depth_gradient_is_a_stride_one_transpose():
     assert "lhs_dilation=(2, 2)" in wide
 
 
+def check_float64_conv(x, k, torch_conv, ours, xla, rng) -> str:
+    """`ours(x, k)` jitted with both its gradients (no convolution left in the compiled program) and `xla(x, k)`
+    (XLA's float64 convolution): value and both gradients elementwise at 1e-12 against ``torch_conv`` (NCHW input,
+    OIHW kernel) and each other. Call under ``jax.enable_x64``. Returns the compiled program's text."""
+    xt = nchw(x).requires_grad_(True)
+    kt = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).requires_grad_(True)
+    ref = torch_conv(xt, kt)
+    g = rng.standard_normal(ref.shape).transpose(0, 2, 3, 1)
+    ref.backward(nchw(g))
+    expected = (nhwc(ref), nhwc(xt.grad), kt.grad.numpy().transpose(2, 3, 1, 0))
+    args = (jnp.asarray(x), jnp.asarray(k), jnp.asarray(g))
+
+    def value_and_grads(conv):
+        y, vjp = jax.vjp(conv, *args[:2])
+        return (y, *vjp(args[2]))
+
+    compiled = jax.jit(lambda x, k, g: value_and_grads(ours)).lower(*args).compile()
+    assert "convolution(" not in compiled.as_text()
+    for name, a, b, e in zip(["value", "input gradient", "kernel gradient"], compiled(*args), value_and_grads(xla),
+                             expected):  # fmt: skip
+        assert a.dtype == jnp.float64
+        assert_close(a, e, 1e-12, err_msg=f"{name} vs torch")
+        assert_close(a, b, 1e-12, err_msg=f"{name} vs XLA's convolution")
+    return compiled.as_text()
+
+
 # kernel, stride, padding, input channels: AlexNet's conv1 and conv2, VGG's 3x3, a ResNet's stem, 3x3/2 and 1x1/2
 MATMUL_CONVS = [(11, 4, 2, 3), (5, 1, 2, 6), (3, 1, 1, 7), (7, 2, 3, 3), (3, 2, 1, 5), (1, 2, 0, 6)]
 
@@ -95,26 +121,12 @@ def test_float64_conv_is_matmul_conv_equal_to_torch_and_xla(kernel, stride, padd
     x = rng.standard_normal((2, 23, 30, channels))  # odd sizes: the last rows are not read by every stride
     k = rng.standard_normal((kernel, kernel, channels, 4))
     with jax.enable_x64(True):
-        xt = nchw(x).requires_grad_(True)
-        kt = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).requires_grad_(True)
-        ref = torch.nn.functional.conv2d(xt, kt, stride=stride, padding=padding)
-        g = rng.standard_normal(ref.shape).transpose(0, 2, 3, 1)
-        ref.backward(nchw(g))
-        expected = (nhwc(ref), nhwc(xt.grad), kt.grad.numpy().transpose(2, 3, 1, 0))
-        args = (jnp.asarray(x), jnp.asarray(k), jnp.asarray(g))
-
-        def value_and_grads(conv):
-            y, vjp = jax.vjp(lambda v, w: conv(v, w, stride, padding), *args[:2])
-            return (y, *vjp(args[2]))
-
-        ours = jax.jit(lambda x, k, g: value_and_grads(conv2d))
-        assert "convolution(" not in ours.lower(*args).compile().as_text()
-        xla = value_and_grads(xla_conv2d)
-        for name, a, b, e in zip(["value", "input gradient", "kernel gradient"], ours(*args), xla, expected):
-            assert a.dtype == jnp.float64
-            assert_close(a, e, 1e-12, err_msg=f"{name} vs torch")
-            assert_close(a, b, 1e-12, err_msg=f"{name} vs XLA's convolution")
-        np.testing.assert_array_equal(matmul_conv(*args[:2], stride, padding), ours(*args)[0])
+        check_float64_conv(x, k, lambda v, w: torch.nn.functional.conv2d(v, w, stride=stride, padding=padding),
+                           lambda v, w: conv2d(v, w, stride, padding), lambda v, w: xla_conv2d(v, w, stride, padding),
+                           rng)  # fmt: skip
+        same = [jax.jit(f, static_argnums=(2, 3))(jnp.asarray(x), jnp.asarray(k), stride, padding)
+                for f in (matmul_conv, conv2d)]  # fmt: skip
+        np.testing.assert_array_equal(*same)  # the same program: bitwise the same value
 
 
 def test_float32_conv_stays_xla_convolution():
@@ -138,29 +150,17 @@ def test_float64_conv_general_is_matmul_conv_equal_to_torch_and_xla(stride, padd
     x = rng.standard_normal((2, 11, 13, channels))
     k = rng.standard_normal((3, 3, channels // groups, out))
     ((top, bottom), (left, right)) = padding
+    conv_args = (stride, padding, dilation, groups)
+
+    def torch_conv(v, w):
+        return torch.nn.functional.conv2d(torch.nn.functional.pad(v, (left, right, top, bottom)), w, stride=stride,
+                                          dilation=dilation, groups=groups)  # fmt: skip
+
     with jax.enable_x64(True):
-        xt = nchw(x).requires_grad_(True)
-        kt = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).requires_grad_(True)
-        ref = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (left, right, top, bottom)), kt, stride=stride,
-                                         dilation=dilation, groups=groups)  # fmt: skip
-        g = rng.standard_normal(ref.shape).transpose(0, 2, 3, 1)
-        ref.backward(nchw(g))
-        expected = (nhwc(ref), nhwc(xt.grad), kt.grad.numpy().transpose(2, 3, 1, 0))
-        args = (jnp.asarray(x), jnp.asarray(k), jnp.asarray(g))
-
-        def value_and_grads(conv):
-            y, vjp = jax.vjp(lambda v, w: conv(v, w, stride, padding, dilation, groups), *args[:2])
-            return (y, *vjp(args[2]))
-
-        ours = jax.jit(lambda x, k, g: value_and_grads(conv_general))
-        assert "convolution(" not in ours.lower(*args).compile().as_text()
-        xla = value_and_grads(xla_conv_general)
-        for name, a, b, e in zip(["value", "input gradient", "kernel gradient"], ours(*args), xla, expected):
-            assert a.dtype == jnp.float64
-            assert_close(a, e, 1e-12, err_msg=f"{name} vs torch")
-            assert_close(a, b, 1e-12, err_msg=f"{name} vs XLA's convolution")
-        static = dict(static_argnums=(2, 3, 4, 5))  # the same program: bitwise the same value
-        np.testing.assert_array_equal(jax.jit(matmul_conv, **static)(*args[:2], stride, padding, dilation, groups),
-                                      jax.jit(conv_general, **static)(*args[:2], stride, padding, dilation, groups))
+        text = check_float64_conv(x, k, torch_conv, lambda v, w: conv_general(v, w, *conv_args),
+                                  lambda v, w: xla_conv_general(v, w, *conv_args), rng)  # fmt: skip
         if groups == channels:  # depthwise: sums of products, no matrix product either
-            assert " dot(" not in ours.lower(*args).compile().as_text()
+            assert " dot(" not in text
+        same = [jax.jit(f, static_argnums=(2, 3, 4, 5))(jnp.asarray(x), jnp.asarray(k), *conv_args)
+                for f in (matmul_conv, conv_general)]  # fmt: skip
+        np.testing.assert_array_equal(*same)  # the same program: bitwise the same value
