@@ -74,14 +74,85 @@ def _strided_conv_jvp(stride, padding, primals, tangents):
 SPACE_TO_DEPTH_MAX_CHANNELS = 64
 
 
+def _pair(v) -> tuple:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _pads(padding) -> tuple:
+    """``p``, ``(ph, pw)`` or ``((top, bottom), (left, right))`` as the last."""
+    return tuple(_pair(p) for p in _pair(padding))
+
+
+def matmul_conv(x: Array, kernel: Array, stride, padding, dilation=1, groups: int = 1) -> Array:
+    """The same convolution as ``conv_general(x, kernel, stride, padding, dilation, groups)``, computed as one
+    matrix product: every output position's input window, read by a single gather (im2col), times the kernel
+    reshaped to a matrix (per group: a batched product). A depthwise convolution (one input channel per group)
+    is instead a sum over the kernel's taps of strided slices of the input times per-channel weights.
+
+    What float64 convolutions run as on CPU. XLA:CPU calls a library kernel (Eigen, YNNPACK, oneDNN) only for
+    float32 and float16 convolutions; any other type, float64 included, becomes a loop nest of its own, 10-100x
+    slower than this on VGG's and AlexNet's layers, while its matrix products call Eigen's GEMM at float64 too.
+    Gradients by autodiff (the gather transposes to a scatter-add). Memory: the windows hold kh * kw times the
+    input map (its gradient as much in reverse mode).
+    """
+    kh, kw, Cg, O = kernel.shape
+    (sh, sw), (dh, dw), ((top, bottom), (left, right)) = _pair(stride), _pair(dilation), _pads(padding)
+    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)))
+    n, H, W, C = xp.shape
+    oh, ow = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
+    if groups > 1 and Cg == 1:  # output channel g * m + r reads input channel g
+        m = O // groups
+        h, w = sh * (oh - 1) + 1, sw * (ow - 1) + 1  # the rows and columns one tap's strided slice spans
+        taps = [lax.slice(xp, (0, i * dh, j * dw, 0), (n, i * dh + h, j * dw + w, C), (1, sh, sw, 1))
+                for i in range(kh) for j in range(kw)]  # fmt: skip
+        weights = kernel.reshape(kh * kw, 1, 1, 1, O)
+        return sum((jnp.repeat(t, m, axis=-1) if m > 1 else t) * weights[i] for i, t in enumerate(taps))
+    rows = sh * np.arange(oh)[:, None, None, None] + dh * np.arange(kh)[None, None, :, None]  # (oh, 1, kh, 1)
+    cols = sw * np.arange(ow)[None, :, None, None] + dw * np.arange(kw)[None, None, None, :]  # (1, ow, 1, kw)
+    windows = xp[:, rows, cols]  # (n, oh, ow, kh, kw, C)
+    if groups == 1:
+        return jnp.dot(windows.reshape(n, oh, ow, kh * kw * Cg), kernel.reshape(kh * kw * Cg, O))
+    windows = windows.reshape(n, oh, ow, kh, kw, groups, Cg)  # input channel g * Cg + c, output g * O/groups + o
+    y = jnp.einsum("nyxhwgc,hwcgo->nyxgo", windows, kernel.reshape(kh, kw, Cg, groups, O // groups))
+    return y.reshape(n, oh, ow, O)
+
+
+def xla_conv2d(x: Array, kernel: Array, stride: int, padding: int) -> Array:
+    """`conv2d` as XLA's convolution, the strided ones over few channels differentiated through
+    `space_to_depth_conv`: what every float32 convolution runs as."""
+    if stride > 1 and x.shape[-1] * stride * stride <= SPACE_TO_DEPTH_MAX_CHANNELS:
+        return _strided_conv(x, kernel, stride, padding)
+    return _conv(x, kernel, stride, padding)
+
+
 def conv2d(x: Array, kernel: Array, stride: int, padding: int) -> Array:
     """NHWC x HWIO convolution with symmetric zero padding, as torch.nn.Conv2d (no bias).
 
     A strided convolution over few input channels differentiates through `space_to_depth_conv` (same values;
-    a faster input gradient on CPU)."""
-    if stride > 1 and x.shape[-1] * stride * stride <= SPACE_TO_DEPTH_MAX_CHANNELS:
-        return _strided_conv(x, kernel, stride, padding)
-    return _conv(x, kernel, stride, padding)
+    a faster input gradient on CPU). A float64 convolution compiled for CPU is `matmul_conv` (the same values to
+    rounding: XLA:CPU has no float64 convolution kernel), on other platforms XLA's convolution."""
+    if x.dtype == jnp.float64:
+        return lax.platform_dependent(x, kernel, cpu=functools.partial(matmul_conv, stride=stride, padding=padding),
+                                      default=functools.partial(xla_conv2d, stride=stride, padding=padding))
+    return xla_conv2d(x, kernel, stride, padding)
+
+
+def xla_conv_general(x: Array, kernel: Array, stride, padding, dilation=1, groups: int = 1) -> Array:
+    """`conv_general` as XLA's convolution."""
+    return lax.conv_general_dilated(x, kernel, _pair(stride), _pads(padding), rhs_dilation=_pair(dilation),
+                                    feature_group_count=groups, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def conv_general(x: Array, kernel: Array, stride, padding, dilation=1, groups: int = 1) -> Array:
+    """NHWC x HWIO convolution as torch's conv2d with ``groups`` (the kernel's I is the input channels / groups),
+    per-axis ``stride`` and ``dilation`` (an int or ``(h, w)``) and zero ``padding`` (an int, ``(h, w)`` or
+    ``((top, bottom), (left, right))``), no bias. XLA's convolution, except float64 compiled for CPU:
+    `matmul_conv`, as in `conv2d`."""
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    if x.dtype == jnp.float64:
+        return lax.platform_dependent(x, kernel, cpu=functools.partial(matmul_conv, **args),
+                                      default=functools.partial(xla_conv_general, **args))
+    return xla_conv_general(x, kernel, **args)
 
 
 def bn_scale_shift(params: dict, stats: dict) -> tuple[Array, Array]:
