@@ -583,3 +583,16 @@ def test_resume_refuses_other_weights_or_a_changed_folder(model, tmp_path, capsy
     assert "(per_image: True there, False here)" in capsys.readouterr().err
     assert _cli(argv + ["--weights", "random", "--overwrite", "--all-positions"]) == 0
     assert "Top 1 unit over 6 images (an image may appear more than once)" in page.read_text()
+    # the site's top-k is dv.atlas's: K distinct images by default, the K strongest units with --all-positions
+    for flags, per_image in (([], True), (["--all-positions"], False)):
+        site = tmp_path / f"site_{per_image}"
+        assert _cli(["atlas", "--images", str(folder), "--layer", "1", "--out", str(site), "--size", "40",
+                     "--channels", "0", "--top-k", "3", "--batch-size", "4", "--quiet", "--cache-dir", "off",
+                     "--weights", "random", *flags]) == 0  # fmt: skip
+        want = dv.atlas(model, folder, "conv1", top_k=3, size=40, per_image=per_image, project=False, progress=False)
+        with np.load(site / STATE_FILE) as z:
+            np.testing.assert_array_equal(z["values_0"], want.values)
+            np.testing.assert_array_equal(z["index_0"], want.image_index)
+            np.testing.assert_array_equal(z["position_0"], want.position[..., 0] * 9 + want.position[..., 1])
+        repeats = [len(set(row)) < 3 for row in want.image_index]
+        assert not any(repeats) if per_image else any(repeats)  # all positions: some channel's top-3 share an image
