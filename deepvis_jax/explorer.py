@@ -3,16 +3,19 @@
 The site (one folder per layer, a page per channel; it opens from the file system):
 
     info = SiteInfo(model.arch.name, num_images, None)
-    summary = build_layer(model, "photos/", "conv5", Path("site/conv5"), channels=range(256), top_k=9,
-                          batch_size=32, size=224, checkpoint_every=20, resume=False, construct=None,
-                          replace_features=False, info=info)
-    write_site_index("site", [summary], info)
+    results = atlas_pass(model, "photos/", ["conv4", "conv5"], "site", top_k=9, batch_size=32, size=224,
+                         checkpoint_every=20, resume=False)       # one pass over the images for every layer
+    summaries = [build_layer(model, "photos/", r, Path("site") / name, channels=range(r.values.shape[0]),
+                             batch_size=32, size=224, construct=None, replace_features=False, info=info)
+                 for name, r in results.items()]
+    write_site_index("site", summaries, info)
 
 The web app: ``serve(make_server(Explorer(model), "127.0.0.1", 8000))``.
 """
 
 from deepvis_jax._src.explorer.build import STATE_FILE as STATE_FILE
 from deepvis_jax._src.explorer.build import ConstructOptions as ConstructOptions
+from deepvis_jax._src.explorer.build import atlas_pass as atlas_pass
 from deepvis_jax._src.explorer.build import build_layer as build_layer
 from deepvis_jax._src.explorer.build import clear_layer as clear_layer
 from deepvis_jax._src.explorer.build import parse_channels as parse_channels
@@ -25,5 +28,6 @@ from deepvis_jax._src.explorer.site import LayerSummary as LayerSummary
 from deepvis_jax._src.explorer.site import SiteInfo as SiteInfo
 from deepvis_jax._src.explorer.site import write_site_index as write_site_index
 
-__all__ = ["STATE_FILE", "ConstructOptions", "Explorer", "LayerSummary", "SiteInfo", "build_layer", "clear_layer",
-           "construct_features", "make_server", "parse_channels", "serve", "weights_digest", "write_site_index"]  # fmt: skip
+__all__ = ["STATE_FILE", "ConstructOptions", "Explorer", "LayerSummary", "SiteInfo", "atlas_pass", "build_layer",
+           "clear_layer", "construct_features", "make_server", "parse_channels", "serve", "weights_digest",
+           "write_site_index"]  # fmt: skip

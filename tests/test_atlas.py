@@ -86,24 +86,116 @@ def brute_force(model, images, layer, k):
     return np.array(values), np.array(index), np.array(position)
 
 
+def brute_force_per_image(act, k):
+    """Top-k over every image's strongest unit (its first row-major argmax), in the order (-value, image index)."""
+    n, h, w, c = act.shape
+    flat = act.reshape(n, h * w, c)
+    best, arg = flat.max(axis=1), flat.argmax(axis=1)  # (n, c)
+    values, index, position = [], [], []
+    for ch in range(c):
+        order = np.lexsort((np.arange(n), -best[:, ch]))[:k]
+        values.append(best[order, ch])
+        index.append(order)
+        position.append(np.stack([arg[order, ch] // w, arg[order, ch] % w], -1))
+    return np.array(values), np.array(index), np.array(position)
+
+
 @pytest.mark.parity
-@pytest.mark.parametrize("layer,k,batch", [("conv2", 5, 8), ("conv5", 9, 6)])
-def test_topk_equals_brute_force(model, images, layer, k, batch):
-    r = dv.atlas(model, images, layer, top_k=k, batch_size=batch, project=False, progress=False)
-    values, index, position = brute_force(model, images, layer, k)
-    assert r.num_images == N_IMAGES and r.values.shape == (dv.layer_channels(model, layer), k)
-    # the brute force runs all images in one batch, the atlas in micro-batches: two float32 programs, so winners
-    # are compared where they are clear of a near-tie (reference.assert_topk_winners)
-    act = _activations(model, images, layer)
-    assert_topk_winners(act, r.values, r.image_index, r.position, values, index, position, err_msg=layer)
-    # exact ties (duplicate images, dead channels) are broken by image index, then position, within the atlas
-    dup = np.isin(r.image_index, [2, 5, 13])
-    assert dup.any()
-    _assert_ties_ordered(r)
-    # dead channels (all zero) tie everywhere: image 0, positions in row-major order
-    dead = np.all(values == 0, axis=1)
-    if dead.any():
-        assert np.all(r.image_index[dead] == 0)
+@pytest.mark.parametrize("per_image", [False, True], ids=["all_positions", "per_image"])
+def test_topk_equals_brute_force(model, images, per_image):
+    """One pass over two layers against a brute force over every activation of every image, per layer."""
+    k, layers = 9, ["conv2", "conv5"]
+    rs = dv.atlas(model, images, layers=layers, top_k=k, batch_size=6, per_image=per_image, project=False,
+                  progress=False)  # fmt: skip
+    assert list(rs) == layers
+    for layer in layers:
+        r = rs[layer]
+        assert r.layer == layer and r.per_image is per_image and r.num_images == N_IMAGES
+        assert r.values.shape == (dv.layer_channels(model, layer), k)
+        # the brute force runs all images in one batch, the atlas in micro-batches: two float32 programs, so
+        # winners are compared where they are clear of a near-tie (reference.assert_topk_winners)
+        act = _activations(model, images, layer)
+        if per_image:
+            values, index, position = brute_force_per_image(act, k)
+            best = act.reshape(len(act), -1, act.shape[-1]).max(axis=1)[:, None, None, :]  # (n, 1, 1, C)
+            zero = np.zeros_like(position)
+            assert_topk_winners(best, r.values, r.image_index, zero, values, index, zero, err_msg=layer)
+            # each winner sits at its image's strongest unit (where that is clear of the image's second best)
+            c = np.arange(act.shape[-1])[:, None]
+            assert_close(act[r.image_index, r.position[..., 0], r.position[..., 1], c], values, 1e-5)
+            flat = np.sort(act.reshape(len(act), -1, act.shape[-1]), axis=1)
+            second = flat[:, -2][r.image_index, c]
+            clear = best[r.image_index, 0, 0, c] - second > 1e-4 * np.abs(best).max()
+            same = r.image_index == index
+            np.testing.assert_array_equal(r.position[clear & same], position[clear & same], err_msg=layer)
+            assert all(len(set(row)) == len(row) for row in r.image_index.tolist()), "an image appears twice"
+        else:
+            values, index, position = brute_force(model, images, layer, k)
+            assert_topk_winners(act, r.values, r.image_index, r.position, values, index, position, err_msg=layer)
+        # exact ties (duplicate images, dead channels) are broken by image index, then position, within the atlas
+        assert np.isin(r.image_index, [2, 5, 13]).any()
+        _assert_ties_ordered(r)
+        # dead channels (all zero) tie everywhere: image 0 first, at position (0, 0)
+        dead = np.all(values == 0, axis=1)
+        if dead.any():
+            assert np.all(r.image_index[dead, 0] == 0) and np.all(r.position[dead, 0] == 0)
+            if per_image:
+                np.testing.assert_array_equal(r.image_index[dead], np.broadcast_to(np.arange(k), (dead.sum(), k)))
+
+
+@pytest.mark.parametrize("per_image", [True, False], ids=["per_image", "all_positions"])
+def test_layers_in_one_pass_equal_one_layer_runs(model, per_image):
+    """`layers=[...]` runs the network once up to the deepest layer; every layer's top-k is bitwise the one-layer
+    run's (float32: the same activations, the same merges), in any order of the layers."""
+    imgs = _images(n=10, hw=67, seed=2)
+    kw = dict(top_k=3, batch_size=4, micro_batch=2, per_image=per_image, project=False, progress=False)
+    layers = ["conv3", 1, "conv5", "conv3"]  # unordered, an index, a repeat
+    rs = dv.atlas(model, imgs, layers=layers, **kw)
+    assert list(rs) == ["conv3", "conv1", "conv5"]
+    for name, r in rs.items():
+        one = dv.atlas(model, imgs, name, **kw)
+        for f in ("values", "image_index", "position", "boxes"):
+            np.testing.assert_array_equal(getattr(r, f), getattr(one, f), err_msg=f"{name} {f}")
+        assert (r.layer, r.num_images, r.per_image, r.receptive_field) == (one.layer, 10, per_image,
+                                                                           one.receptive_field)  # fmt: skip
+
+
+def _hand_model():
+    """AlexNet whose conv1 channel 0 is the red pixel under its 11x11 window's centre: unit (i, j) of conv1 is
+    relu((R[4i + 3, 4j + 3] / 255 - 0.485) / 0.229) (stride 4, padding 2, centre tap 5); the other channels 0."""
+    kernel = np.zeros((11, 11, 3, 64), np.float32)
+    kernel[5, 5, 0, 0] = 1.0
+    params = {"conv1": {"kernel": jnp.asarray(kernel), "bias": jnp.zeros((64,), jnp.float32)}}
+    return dv.Model(variables={"params": params}, arch=dv.ARCHITECTURES["alexnet"])
+
+
+def test_per_image_hand_computed():
+    """Four 23x23 images (a 5x5 conv1 map), red spots at chosen units: image 0 wins two of the four strongest
+    units, image 2 two more (a tie with image 0, and a tie between its own two units); per image, each image once,
+    at its strongest unit, the black image last."""
+    spots = {0: {(1, 1): 250, (2, 3): 255, (4, 0): 240}, 1: {(0, 2): 245}, 2: {(3, 3): 255, (0, 0): 255}, 3: {}}
+    imgs = []
+    for n in range(4):
+        a = np.zeros((23, 23, 3), np.uint8)
+        for (i, j), v in spots[n].items():
+            a[4 * i + 3, 4 * j + 3, 0] = v
+        imgs.append(a)
+    model = _hand_model()
+    act = lambda p: max((p / 255 - 0.485) / 0.229, 0.0)  # noqa: E731
+    kw = dict(top_k=4, batch_size=2, micro_batch=1, project=False, progress=False)  # two batches
+    r = dv.atlas(model, imgs, "conv1", **kw)
+    assert r.per_image
+    np.testing.assert_array_equal(r.image_index[0], [0, 2, 1, 3])
+    np.testing.assert_array_equal(r.position[0], [[2, 3], [0, 0], [0, 2], [0, 0]])
+    assert_close(r.values[0], [act(255), act(255), act(245), 0.0], 1e-6)
+    np.testing.assert_array_equal(r.image_index[1:], np.broadcast_to([0, 1, 2, 3], (63, 4)))  # dead: all tie
+    r = dv.atlas(model, imgs, "conv1", per_image=False, **kw)
+    assert not r.per_image
+    np.testing.assert_array_equal(r.image_index[0], [0, 2, 2, 0])
+    np.testing.assert_array_equal(r.position[0], [[2, 3], [0, 0], [3, 3], [1, 1]])
+    assert_close(r.values[0], [act(255), act(255), act(255), act(250)], 1e-6)
+    np.testing.assert_array_equal(r.image_index[1:], 0)  # dead: image 0's first four units
+    np.testing.assert_array_equal(r.position[1:], np.broadcast_to([[0, 0], [0, 1], [0, 2], [0, 3]], (63, 4, 2)))
 
 
 def _assert_ties_ordered(r):
@@ -118,9 +210,14 @@ def _assert_ties_ordered(r):
 
 def test_fewer_candidates_than_k(model):
     imgs = _images(n=1, hw=67)
-    r = dv.atlas(model, imgs, "conv5", top_k=12, batch_size=4, project=False, progress=False)  # 3x3 map: 9 units
+    r = dv.atlas(model, imgs, "conv5", top_k=12, batch_size=4, per_image=False, project=False,
+                 progress=False)  # 3x3 map: 9 units  # fmt: skip
     assert np.all(r.image_index[:, :9] == 0) and np.all(r.image_index[:, 9:] == -1)
     assert np.all(np.isneginf(r.values[:, 9:])) and np.all(r.position[:, 9:] == -1)
+    assert np.all(r.boxes[:, 9:] == -1)
+    r = dv.atlas(model, imgs, "conv5", top_k=3, batch_size=4, project=False, progress=False)  # one image: 1 of 3
+    assert np.all(r.image_index[:, 0] == 0) and np.all(r.image_index[:, 1:] == -1)
+    assert np.all(np.isneginf(r.values[:, 1:])) and np.all(r.position[:, 1:] == -1)
 
 
 def test_state_bounded(model, tmp_path):
@@ -142,7 +239,7 @@ def test_state_bounded(model, tmp_path):
         r = dv.atlas(model, stream(n), "conv1", top_k=1, batch_size=8, checkpoint=ck, progress=False)
         gc.collect()
         with np.load(ck) as z:
-            sizes[n] = {k: z[k].shape for k in ("values", "index", "position")}
+            sizes[n] = {k: z[f"{k}_0"].shape for k in ("values", "index", "position")}
             assert int(z["consumed"]) == n
         assert r.projections.shape == (64, 1, 11, 11, 3)
     assert sizes[10] == sizes[300] == {k: (64, 1) for k in ("values", "index", "position")}
@@ -157,32 +254,42 @@ from test_atlas import _images, conv_model
 assert jax.device_count() == 4, jax.devices()
 model = conv_model(sys.argv[3])
 imgs = _images()
-CONFIGS = {"conv2": ((8, jax.devices()[:1]), (5, None)),  # batch 5 is rounded up to 8 (4 devices x 2)
-           "conv5": ((8, jax.devices()[:1]), (8, None), (12, None))}
-runs = [dv.atlas(model, imgs, layer, top_k=k, batch_size=b, micro_batch=2, devices=d, project=False,
-                 progress=False)
-        for layer, k in (("conv2", 5), ("conv5", 9)) for b, d in CONFIGS[layer]]
-np.savez(sys.argv[2], **{f"{i}_{f}": getattr(r, f) for i, r in enumerate(runs)
+CONFIGS = ((8, jax.devices()[:1], True), (5, None, True), (12, None, True),  # batch 5 -> 8 (4 devices x 2)
+           (8, jax.devices()[:1], False), (5, None, False))
+runs = [dv.atlas(model, imgs, layers=["conv2", "conv5"], top_k=5, batch_size=b, micro_batch=2, devices=d,
+                 per_image=per_image, project=False, progress=False)
+        for b, d, per_image in CONFIGS]
+np.savez(sys.argv[2], **{f"{i}_{layer}_{f}": getattr(r[layer], f) for i, r in enumerate(runs) for layer in r
                          for f in ("values", "image_index", "position")})
 """
 
 
 @pytest.mark.parity
 def test_sharded_equals_single_device(model, conv_params, images, tmp_path):
-    """4 forced CPU devices (batch sharded, candidates all-gathered) == 1 device, exactly, for any batch size."""
+    """4 forced CPU devices (batch sharded, candidates all-gathered) == 1 device, exactly, for any batch size, for
+    every layer of a one-pass atlas, per image or over all positions."""
     env = with_xla_flags({**os.environ, "JAX_PLATFORMS": "cpu"}, "--xla_force_host_platform_device_count=4")
     out = tmp_path / "runs.npz"
     subprocess.run([sys.executable, "-c", SHARDED, str(ROOT), str(out), str(conv_params)], check=True, env=env,
                    cwd=ROOT)  # fmt: skip
     with np.load(out) as z:
-        for one, last, layer, k in ((0, 1, "conv2", 5), (2, 4, "conv5", 9)):  # run `one`: 1 device, batch 8
-            for run in range(one + 1, last + 1):  # 4 devices, batch 5 (-> 8); 8 and 12 (-> 16)
-                for f in ("values", "image_index", "position"):
-                    np.testing.assert_array_equal(z[f"{run}_{f}"], z[f"{one}_{f}"], err_msg=f"{layer} {run} {f}")
+        for one, others, per_image in ((0, (1, 2), True), (3, (4,), False)):  # run `one`: 1 device, batch 8
+            for layer in ("conv2", "conv5"):
+                for run in others:  # 4 devices, batch 5 (-> 8); 12 (-> 16)
+                    for f in ("values", "image_index", "position"):
+                        np.testing.assert_array_equal(z[f"{run}_{layer}_{f}"], z[f"{one}_{layer}_{f}"],
+                                                      err_msg=f"{layer} {run} {f}")  # fmt: skip
             # and the same top-k as this process (another thread set-up and micro-batch: up to float32 near-ties)
-            here = dv.atlas(model, images, layer, top_k=k, batch_size=8, project=False, progress=False)
-            assert_topk_winners(_activations(model, images, layer), z[f"{one}_values"], z[f"{one}_image_index"],
-                                z[f"{one}_position"], here.values, here.image_index, here.position, err_msg=layer)
+            layer = "conv2"
+            here = dv.atlas(model, images, layer, top_k=5, batch_size=8, per_image=per_image, project=False,
+                            progress=False)  # fmt: skip
+            act = _activations(model, images, layer)
+            got = [z[f"{one}_{layer}_{f}"] for f in ("values", "image_index", "position")]
+            if per_image:  # over each image's strongest unit (positions: the test against the brute force)
+                best, zero = act.reshape(len(act), -1, act.shape[-1]).max(axis=1)[:, None, None, :], np.zeros_like(got[2])
+                assert_topk_winners(best, got[0], got[1], zero, here.values, here.image_index, zero, err_msg=layer)
+            else:
+                assert_topk_winners(act, *got, here.values, here.image_index, here.position, err_msg=layer)
 
 
 MULTI_PROCESS = r"""
@@ -197,9 +304,10 @@ import deepvis_jax as dv
 from test_atlas import _images, conv_model
 assert jax.device_count() == 4 and jax.local_device_count() == 2
 model = conv_model(sys.argv[5])
-r = dv.atlas(model, _images(), "conv2", top_k=5, batch_size=8, micro_batch=2, channels=[0, 3], progress=False)
-np.savez(sys.argv[4] + ".npz", values=r.values, image_index=r.image_index, position=r.position,
-         projections=r.projections, patches=r.patches)
+rs = dv.atlas(model, _images(), layers=["conv1", "conv2"], top_k=5, batch_size=8, micro_batch=2, channels=[0, 3],
+              progress=False)
+np.savez(sys.argv[4] + ".npz", **{f"{n}_{f}": getattr(r, f) for n, r in rs.items()
+                                  for f in ("values", "image_index", "position", "projections", "patches")})
 """
 
 
@@ -221,14 +329,16 @@ def test_two_processes_equal_one(conv_params, tmp_path):
     assert all(p.returncode == 0 for p in procs), logs
     env = with_xla_flags({**os.environ, "JAX_PLATFORMS": "cpu"}, "--xla_force_host_platform_device_count=4")
     one = SHARDED.split("runs = ")[0] + (
-        "r = dv.atlas(model, imgs, 'conv2', top_k=5, batch_size=8, micro_batch=2, channels=[0, 3], progress=False)\n"
-        "np.savez(sys.argv[2], values=r.values, image_index=r.image_index, position=r.position,"
-        " projections=r.projections, patches=r.patches)\n"
+        "rs = dv.atlas(model, imgs, layers=['conv1', 'conv2'], top_k=5, batch_size=8, micro_batch=2,"
+        " channels=[0, 3], progress=False)\n"
+        "np.savez(sys.argv[2], **{f'{n}_{f}': getattr(r, f) for n, r in rs.items()"
+        " for f in ('values', 'image_index', 'position', 'projections', 'patches')})\n"
     )
     subprocess.run([sys.executable, "-c", one, str(ROOT), str(tmp_path / "one.npz"), str(conv_params)], check=True,
                    env=env, cwd=ROOT)  # fmt: skip
     with np.load(tmp_path / "one.npz") as want, np.load(tmp_path / "0.npz") as a, np.load(tmp_path / "1.npz") as b:
-        for f in ("values", "image_index", "position", "projections", "patches"):
+        assert sorted(want.files) == sorted(a.files) == sorted(b.files) and len(want.files) == 10
+        for f in want.files:
             np.testing.assert_array_equal(a[f], want[f], err_msg=f)
             np.testing.assert_array_equal(b[f], want[f], err_msg=f)
 
@@ -238,8 +348,12 @@ class Interrupted(Exception):
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(model, images, tmp_path):
+    """A one-pass atlas of two layers, interrupted and resumed from its checkpoint (every layer's state in one
+    file), equals the uninterrupted run, projections included."""
     ck = tmp_path / "state.npz"
-    full = dv.atlas(model, images, "conv2", top_k=4, batch_size=4, micro_batch=2, progress=False)
+    kw = dict(layers=["conv2", "conv1"], top_k=4, batch_size=4, micro_batch=2, channels={"conv2": [0, 5]},
+              progress=False)  # fmt: skip
+    full = dv.atlas(model, images, **kw)
 
     def failing():
         for i, a in enumerate(images):
@@ -248,24 +362,26 @@ def test_interrupted_and_resumed_equals_uninterrupted(model, images, tmp_path):
             yield a
 
     with pytest.raises(Interrupted):
-        dv.atlas(model, failing(), "conv2", top_k=4, batch_size=4, micro_batch=2, checkpoint=ck, checkpoint_every=1,
-                 progress=False)  # fmt: skip
+        dv.atlas(model, failing(), checkpoint=ck, checkpoint_every=1, **kw)
     with np.load(ck) as z:
         assert int(z["consumed"]) == 8  # two whole batches were counted, the broken one was not
     # a one-shot generator replaying the stream: the first 8 images are skipped but their winners are kept
-    resumed = dv.atlas(model, iter(images), "conv2", top_k=4, batch_size=4, micro_batch=2, checkpoint=ck,
-                       resume=True, progress=False)  # fmt: skip
-    assert resumed.num_images == N_IMAGES
-    for f in ("values", "image_index", "position", "boxes", "channels", "projections", "patches"):
-        np.testing.assert_array_equal(getattr(resumed, f), getattr(full, f), err_msg=f)
+    resumed = dv.atlas(model, iter(images), checkpoint=ck, resume=True, **kw)
+    assert list(resumed) == ["conv2", "conv1"]
+    assert resumed["conv2"].projections.shape[0] == 2 and resumed["conv1"].projections.shape[0] == 64
+    for layer in resumed:
+        assert resumed[layer].num_images == N_IMAGES
+        for f in ("values", "image_index", "position", "boxes", "channels", "projections", "patches"):
+            np.testing.assert_array_equal(getattr(resumed[layer], f), getattr(full[layer], f), err_msg=f"{layer} {f}")
     # resuming a finished run adds nothing
-    again = dv.atlas(model, images, "conv2", top_k=4, batch_size=4, micro_batch=2, checkpoint=ck, resume=True,
-                     project=False, progress=False)  # fmt: skip
-    np.testing.assert_array_equal(again.image_index, full.image_index)
-    assert again.num_images == N_IMAGES
-    # a checkpoint of another run is refused
-    with pytest.raises(ValueError, match="another atlas run"):
-        dv.atlas(model, images, "conv3", top_k=4, checkpoint=ck, resume=True, progress=False)
+    again = dv.atlas(model, images, checkpoint=ck, resume=True, **{**kw, "channels": None, "project": False})
+    np.testing.assert_array_equal(again["conv2"].image_index, full["conv2"].image_index)
+    assert again["conv1"].num_images == N_IMAGES
+    # a checkpoint of another run is refused: other layers, or all positions instead of images
+    with pytest.raises(ValueError, match=r"another atlas run \(layers: \['conv2', 'conv1'\] there, \['conv2'\]"):
+        dv.atlas(model, images, "conv2", top_k=4, checkpoint=ck, resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"another atlas run \(per_image: True there, False here\)"):
+        dv.atlas(model, images, **{**kw, "per_image": False}, checkpoint=ck, resume=True)
 
 
 def test_receptive_field_known_answers(model):
@@ -372,7 +488,7 @@ def test_cli_atlas_page_in_headless_chromium(tmp_path, capsys):
             "--size", "48", "--batch-size", "16", "--quiet"]  # fmt: skip
     assert _cli(argv + ["--cache-dir", "off"]) == 0
     assert "64 of 64 channels, 30 images" in capsys.readouterr().out
-    assert (out / "conv1" / STATE_FILE).exists()
+    assert (out / STATE_FILE).exists() and not (out / "conv1" / STATE_FILE).exists()
     assert _cli(argv + ["--cache-dir", "off"]) == 2  # the real CLI: one line, no clobbering
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("deepvis: error:") and "--overwrite" in err[0]
@@ -413,6 +529,21 @@ def test_bad_input_raises_typed_errors(model, images, tmp_path, capsys):
         dv.atlas(model, [images[0], images[1][:60]], "conv1", progress=False)
     with pytest.raises(ValueError, match="channels must be in 0..63"):
         dv.atlas(model, images[:2], "conv1", channels=[64], progress=False)
+    never = iter(())  # every argument is checked before the first image is read
+    with pytest.raises(ValueError, match="channels must be in 0..191 for conv2"):
+        dv.atlas(model, never, layers=["conv1", "conv2"], channels={"conv2": [192]}, progress=False)
+    with pytest.raises(ValueError, match=r"channels names conv3, not one of the atlas's layers \(conv1\)"):
+        dv.atlas(model, never, layers=["conv1"], channels={3: [0]}, progress=False)
+    with pytest.raises(ValueError, match="one layer or layers=, not both"):
+        dv.atlas(model, never, "conv1", layers=["conv2"], progress=False)
+    with pytest.raises(ValueError, match="needs a layer, or several as layers="):
+        dv.atlas(model, never, progress=False)
+    with pytest.raises(ValueError, match="pass several as layers="):
+        dv.atlas(model, never, ["conv1", "conv2"], progress=False)
+    with pytest.raises(ValueError, match="layers must be a non-empty list"):
+        dv.atlas(model, never, layers=[], progress=False)
+    with pytest.raises(ValueError, match="unknown layer 'conv9'"):
+        dv.atlas(model, never, layers=["conv1", "conv9"], progress=False)
 
 
 def test_resume_refuses_other_weights_or_a_changed_folder(model, tmp_path, capsys):
@@ -445,3 +576,23 @@ def test_resume_refuses_other_weights_or_a_changed_folder(model, tmp_path, capsy
     assert _cli(argv + ["--weights", str(tmp_path / "other.msgpack"), "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("deepvis: error: checkpoint") and "(weights: " in err[0], err
+    # --all-positions is another run (the checkpoint says so); with --overwrite it replaces the site's top-k
+    page = tmp_path / "site" / "conv1" / "channel_0000.html"
+    assert "Top 1 of 6 images, each at its strongest unit" in page.read_text()
+    assert _cli(argv + ["--weights", "random", "--resume", "--all-positions"]) == 2
+    assert "(per_image: True there, False here)" in capsys.readouterr().err
+    assert _cli(argv + ["--weights", "random", "--overwrite", "--all-positions"]) == 0
+    assert "Top 1 unit over 6 images (an image may appear more than once)" in page.read_text()
+    # the site's top-k is dv.atlas's: K distinct images by default, the K strongest units with --all-positions
+    for flags, per_image in (([], True), (["--all-positions"], False)):
+        site = tmp_path / f"site_{per_image}"
+        assert _cli(["atlas", "--images", str(folder), "--layer", "1", "--out", str(site), "--size", "40",
+                     "--channels", "0", "--top-k", "3", "--batch-size", "4", "--quiet", "--cache-dir", "off",
+                     "--weights", "random", *flags]) == 0  # fmt: skip
+        want = dv.atlas(model, folder, "conv1", top_k=3, size=40, per_image=per_image, project=False, progress=False)
+        with np.load(site / STATE_FILE) as z:
+            np.testing.assert_array_equal(z["values_0"], want.values)
+            np.testing.assert_array_equal(z["index_0"], want.image_index)
+            np.testing.assert_array_equal(z["position_0"], want.position[..., 0] * 9 + want.position[..., 1])
+        repeats = [len(set(row)) < 3 for row in want.image_index]
+        assert not any(repeats) if per_image else any(repeats)  # all positions: some channel's top-3 share an image

@@ -203,7 +203,7 @@ def test_static_site_in_headless_chromium(model, tmp_path, monkeypatch, capsys):
     stdout = capsys.readouterr().out
     assert "alexnet conv1: 5 of 64 channels, 32 images" in stdout and "alexnet conv2: 5 of 192 channels" in stdout
     assert calls == [[0, 1, 2], [3, 9, 9]]  # conv2 only
-    assert (out / "conv1" / build.STATE_FILE).is_file() and not (out / "conv1" / "features").exists()
+    assert (out / build.STATE_FILE).is_file() and not (out / "conv1" / "features").exists()
 
     with Browser(tmp_path) as b:
         page = b.new_page(1100, 800)

@@ -88,6 +88,8 @@ def write_index(result: Atlas, out_dir: str | os.PathLike, title: str | None = N
     out.mkdir(parents=True, exist_ok=True)
     n_ch, k = result.values.shape
     title = title or f"Top-{k} atlas of {result.layer}"
+    what = (f"the {k} images that excite the channel most, each at its strongest unit," if result.per_image
+            else f"the {k} strongest activations of the channel (an image may give several)")  # fmt: skip
     items = []
     for c in range(n_ch):
         found = result.image_index[c] >= 0
@@ -100,8 +102,8 @@ def write_index(result: Atlas, out_dir: str | os.PathLike, title: str | None = N
                      f"<figcaption>channel {c} &middot; max {top} &middot; images {html.escape(who)}</figcaption>"
                      "</figure>")  # fmt: skip
     body = f"""<h1>{html.escape(title)}</h1>
-<p>{result.num_images} images; {n_ch} channels. Each sheet: the {k} strongest activations of the channel projected
-to pixel space (DeconvNet, left) beside the image patches in their receptive fields
+<p>{result.num_images} images; {n_ch} channels. Each sheet: {what} projected to pixel space (DeconvNet, left)
+beside the image patches in their receptive fields
 ({result.receptive_field.size}&times;{result.receptive_field.size} pixels, right), strongest first.</p>
 <main>
 {chr(10).join(items)}

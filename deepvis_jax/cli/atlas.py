@@ -1,11 +1,12 @@
 """`deepvis atlas`: top-k activations of every channel over a folder of images, as a static site.
 
-Stream a folder of images through the network (sharded over every device), keep each channel's top-k
-activations of each layer, project them to pixel space by DeconvNet and guided backprop beside their image
-patches, optionally grow each channel's feature visualization (--construct), and write a static site to browse
-them: OUT/index.html (the layers), OUT/LAYER/index.html (every channel) and a page per channel (open them from
-the file system). Each layer's running state is saved in OUT/LAYER/atlas_state.npz; --resume continues an
-interrupted run, and finished feature visualizations are never recomputed.
+Stream a folder of images through the network once (sharded over every device, up to the deepest layer), keep
+each channel's top-k images of every layer (or, with --all-positions, its top-k units), project them to pixel
+space by DeconvNet and guided backprop beside their image patches, optionally grow each channel's feature
+visualization (--construct), and write a static site to browse them: OUT/index.html (the layers),
+OUT/LAYER/index.html (every channel) and a page per channel (open them from the file system). The running state
+of every layer is saved in OUT/atlas_state.npz; --resume continues an interrupted run, and finished feature
+visualizations are never recomputed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--channels", nargs="+", default=None, metavar="C",
                    help="only these channels of each layer: numbers and ranges, e.g. 0-63 100 (default: all)")
-    int_arg(p, "--top-k", 9, "K", "activations kept per channel (default: 9)")
+    int_arg(p, "--top-k", 9, "K", "images kept per channel (default: 9)")
+    p.add_argument("--all-positions", action="store_true",
+                   help="keep each channel's K strongest units, several of which may lie in one image (default: K "
+                   "distinct images, each at its strongest unit)")  # fmt: skip
     int_arg(p, "--batch-size", 32, "N", "images per step, over all devices (default: 32)")
     int_arg(p, "--size", 224, "S", "images are resized (shorter side) and center-cropped to SxS (default: 224)")
     p.add_argument("--construct", nargs="*", default=None, metavar="L",
@@ -36,8 +40,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     int_arg(p, "--construct-batch", 8, "N", "channels optimized together in one compiled program (default: 8)")
     int_arg(p, "--checkpoint-every", 20, "N", "save the running state every N batches (default: 20)")
     p.add_argument("--resume", action="store_true",
-                   help=f"continue from OUT/LAYER/{explorer.STATE_FILE} if it exists (refused when the weights or "
-                   "the folder's files changed)")  # fmt: skip
+                   help=f"continue from OUT/{explorer.STATE_FILE} if it exists (refused when the weights, the layers "
+                   "or the folder's files changed)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing atlas in OUT (feature visualizations made with the same weights and "
                    "settings are kept)")  # fmt: skip
@@ -75,16 +79,20 @@ def run(args: argparse.Namespace) -> int:
     info = explorer.SiteInfo(arch.name, n_images, opts.describe() if constructed else None)
     digest = explorer.weights_digest(model) if constructed else None
     writer = jax.process_index() == 0
+    if args.overwrite and not args.resume and writer:
+        for n in names:
+            explorer.clear_layer(out / n)
+        (out / explorer.STATE_FILE).unlink(missing_ok=True)
+    results = explorer.atlas_pass(model, args.images, names, out, top_k=args.top_k, batch_size=args.batch_size,
+                                  size=args.size, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                                  per_image=not args.all_positions, progress=not args.quiet)  # fmt: skip
     summaries = []
     for n in names:
         layer_dir = out / n
-        if args.overwrite and not args.resume and writer:
-            explorer.clear_layer(layer_dir)
         summaries.append(explorer.build_layer(
-            model, args.images, n, layer_dir, channels=selected[n], top_k=args.top_k, batch_size=args.batch_size,
-            size=args.size, checkpoint_every=args.checkpoint_every, resume=args.resume,
-            construct=opts if n in constructed else None, replace_features=args.overwrite, info=info,
-            progress=not args.quiet, digest=digest))  # fmt: skip
+            model, args.images, results[n], layer_dir, channels=selected[n], batch_size=args.batch_size,
+            size=args.size, construct=opts if n in constructed else None, replace_features=args.overwrite,
+            info=info, progress=not args.quiet, digest=digest))  # fmt: skip
         if writer:
             print(f"atlas of {arch.name} {n}: {len(selected[n])} of {summaries[-1].channels} channels, {n_images} "
                   f"images -> {layer_dir / 'index.html'}")  # fmt: skip

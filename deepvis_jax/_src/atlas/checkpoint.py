@@ -1,8 +1,9 @@
-"""The atlas's checkpoint: the running top-k, how many images it has counted, and what the run is made of.
+"""The atlas's checkpoint: every layer's running top-k, how many images it has counted, and what the run is made of.
 
 Written atomically (``.npz``, a temporary file then `os.replace`). Its record -- the architecture, a digest of the
-weights, the layer, k, the image size and, for a folder, the number of files and a digest of their paths and sizes -- must equal the resuming run's, or `load_state` refuses in one line naming what differs: a resume
-never merges two runs.
+weights, the layers, k, whether the candidates are distinct images, the image size and, for a folder, the number
+of files and a digest of their paths and sizes -- must equal the resuming run's, or `load_state` refuses in one
+line naming what differs: a resume never merges two runs.
 """
 
 from __future__ import annotations
@@ -10,32 +11,35 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ..digest import files_digest
 from .topk import TopK
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: several layers in one file, and per_image
 
 
-def run_record(model_name: str, weights: str, layer: str, k: int, image_shape, folder=None) -> dict:
+def run_record(model_name: str, weights: str, layers: Sequence[str], k: int, per_image: bool, image_shape,
+               folder=None) -> dict:  # fmt: skip
     """What a checkpoint must agree on to be resumed (`folder`: the `sources.Folder` a folder run reads)."""
-    record = {"model": model_name, "weights": weights, "layer": layer, "top_k": int(k),
-              "image_shape": [int(s) for s in image_shape]}  # fmt: skip
+    record = {"model": model_name, "weights": weights, "layers": list(layers), "top_k": int(k),
+              "per_image": bool(per_image), "image_shape": [int(s) for s in image_shape]}  # fmt: skip
     if folder is not None:
         record["files"] = f"{len(folder.files)} files, digest {files_digest(folder.files, folder.root)}"
     return record
 
 
-def save_state(path: str | os.PathLike, state: TopK, consumed: int, meta: dict) -> None:
-    """Write the running top-k atomically (a temporary file in the same folder, then `os.replace`)."""
+def save_state(path: str | os.PathLike, states: Sequence[TopK], consumed: int, meta: dict) -> None:
+    """Write the running top-k of each layer of ``meta["layers"]`` atomically (a temporary file in the same folder,
+    then `os.replace`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    arrays = {f"{field}_{i}": np.asarray(a) for i, state in enumerate(states) for field, a in state._asdict().items()}
     with open(tmp, "wb") as f:
-        np.savez(f, values=np.asarray(state.values), index=np.asarray(state.index),
-                 position=np.asarray(state.position), consumed=np.int64(consumed),
+        np.savez(f, **arrays, consumed=np.int64(consumed),
                  meta=np.asarray(json.dumps({**meta, "version": STATE_VERSION})))  # fmt: skip
         f.flush()
         os.fsync(f.fileno())
@@ -50,9 +54,9 @@ def saved_record(path: str | os.PathLike) -> dict:
     return saved
 
 
-def load_state(path: str | os.PathLike, meta: dict) -> tuple[TopK, int]:
-    """Read a checkpoint written by `save_state`; ValueError if it belongs to another run (model, weights, layer,
-    k, image size, files)."""
+def load_state(path: str | os.PathLike, meta: dict) -> tuple[list[TopK], int]:
+    """Read a checkpoint written by `save_state`: one `TopK` per layer and the number of images counted;
+    ValueError if it belongs to another run (model, weights, layers, k, per_image, image size, files)."""
     with np.load(path, allow_pickle=False) as z:
         saved = json.loads(str(z["meta"]))
         version = saved.pop("version", None)
@@ -63,4 +67,5 @@ def load_state(path: str | os.PathLike, meta: dict) -> tuple[TopK, int]:
             keys = [k for k in meta if saved.get(k) != meta[k]] + [k for k in saved if k not in meta]
             diff = ", ".join(f"{k}: {saved.get(k)!r} there, {meta.get(k)!r} here" for k in keys)
             raise ValueError(f"checkpoint {path} is from another atlas run ({diff}); delete it or start without resume")
-        return TopK(z["values"], z["index"], z["position"]), int(z["consumed"])
+        states = [TopK(*(z[f"{field}_{i}"] for field in TopK._fields)) for i in range(len(meta["layers"]))]
+        return states, int(z["consumed"])

@@ -22,6 +22,14 @@ from .sources import indexed
 from .topk import AXIS, make_mesh, put, to_host
 
 
+def check_channels(channels: Sequence[int] | None, n_ch: int, name: str) -> np.ndarray:
+    """`channels` (None: all `n_ch`) as an int array; ValueError when one is not a channel of layer `name`."""
+    chans = np.arange(n_ch) if channels is None else np.asarray(list(channels), np.int64).reshape(-1)
+    if chans.size and (chans.min() < 0 or chans.max() >= n_ch):
+        raise ValueError(f"channels must be in 0..{n_ch - 1} for {name}, got {channels!r}")
+    return chans
+
+
 @functools.partial(jit, static_argnames=("name", "size", "method"))
 def _project_winners(model, images, rows, cols, chans, values, tops, lefts, *, name: str, size: int,
                      method: str = "deconv"):  # fmt: skip
@@ -59,10 +67,7 @@ def atlas_project(
     check_method(method)
     name, k = result.layer, result.values.shape[1]
     source = indexed(images, size)
-    n_ch = result.values.shape[0]
-    chans = np.arange(n_ch) if channels is None else np.asarray(list(channels), np.int64).reshape(-1)
-    if chans.size and (chans.min() < 0 or chans.max() >= n_ch):
-        raise ValueError(f"channels must be in 0..{n_ch - 1} for {name}, got {channels!r}")
+    chans = check_channels(channels, result.values.shape[0], name)
     r = result.receptive_field.size
     mesh = make_mesh(devices)
     batch = -(-batch_size // mesh.size) * mesh.size

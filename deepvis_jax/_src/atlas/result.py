@@ -18,7 +18,9 @@ class Atlas(NamedTuple):
     ``(top, bottom, left, right)`` (ends exclusive, clipped). For the channels in ``channels`` (C',):
     ``projections`` (C', k, R, R, 3) float32, the DeconvNet projection of the winner cropped to its receptive field
     (R = ``receptive_field.size``; zero outside the image), and ``patches`` (C', k, R, R, 3) uint8, the same window
-    of the image. ``files`` names the images when they came from a folder.
+    of the image. ``files`` names the images when they came from a folder. ``per_image``: each channel's top-k are
+    k distinct images, each at its strongest unit (the default of `atlas`); False: the k strongest units, several
+    of which may lie in one image.
     """
 
     layer: str
@@ -33,9 +35,10 @@ class Atlas(NamedTuple):
     projections: np.ndarray | None
     patches: np.ndarray | None
     files: tuple | None = None
+    per_image: bool = True
 
 
-def make_result(model: Model, name: str, state: TopK, consumed: int, hw: tuple, files) -> Atlas:
+def make_result(model: Model, name: str, state: TopK, consumed: int, hw: tuple, files, per_image: bool) -> Atlas:
     """The `Atlas` (no projections yet) of a final host-side top-k `state` over `consumed` images of size `hw`."""
     rf = receptive_field(model, name)
     h, w = hw
@@ -49,4 +52,4 @@ def make_result(model: Model, name: str, state: TopK, consumed: int, hw: tuple, 
         boxes[c, j] = rf.box(int(position[c, j, 0]), int(position[c, j, 1]), (h, w))
     values = np.where(ok, state.values, -np.inf).astype(np.float32)
     return Atlas(name, values, index, position, boxes, int(consumed), rf, (int(h), int(w)),
-                 np.zeros((0,), np.int64), None, None, files)  # fmt: skip
+                 np.zeros((0,), np.int64), None, None, files, bool(per_image))  # fmt: skip

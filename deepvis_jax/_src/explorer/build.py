@@ -1,8 +1,10 @@
-"""`deepvis atlas`'s work for one layer: the top-k, the feature visualizations, the projections, the pages.
+"""`deepvis atlas`'s work: one pass over the images for the top-k of every layer (`atlas_pass`), then per layer
+the feature visualizations, the projections and the pages (`build_layer`).
 
-The order bounds what an interruption costs: the running top-k is checkpointed (`atlas`, ``--resume``), the
-feature visualizations are cached per channel (`construct_features`), and the projections are recomputed
-`chunk` channels at a time (by DeconvNet and by guided backprop) and written at once as pages.
+The order bounds what an interruption costs: the running top-k of every layer is checkpointed in one file
+(``OUT/atlas_state.npz``, ``--resume``), the feature visualizations are cached per channel
+(`construct_features`), and the projections are recomputed `chunk` channels at a time (by DeconvNet and by
+guided backprop) and written at once as pages.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from typing import NamedTuple, Sequence
 import jax
 import numpy as np
 
-from ..atlas import atlas, atlas_project
+from ..atlas import Atlas, atlas, atlas_project
 from ..images import list_images
 from ..nets import Model, layer_channels
 from .features import construct_features, weights_digest
 from .site import FEATURES, LayerSummary, SiteInfo, write_channel_pages, write_layer_page
 
-STATE_FILE = "atlas_state.npz"  # in each layer's folder
+STATE_FILE = "atlas_state.npz"  # in the site's folder: every layer's running top-k
 CHUNK = 32  # channels projected and rendered at a time (bounds the memory of the projections)
 
 
@@ -60,35 +62,52 @@ def clear_layer(layer_dir: Path) -> None:
     """Remove what an earlier run wrote for this layer (never the feature cache, which checks its own key)."""
     for sub in ("tiles", "thumbs"):
         shutil.rmtree(layer_dir / sub, ignore_errors=True)
-    for p in [*layer_dir.glob("channel_*.html"), layer_dir / "index.html", layer_dir / STATE_FILE]:
+    for p in [*layer_dir.glob("channel_*.html"), layer_dir / "index.html"]:
         p.unlink(missing_ok=True)
 
 
-def build_layer(
+def atlas_pass(
     model: Model,
     images: str | os.PathLike,
-    name: str,
-    layer_dir: Path,
+    names: Sequence[str],
+    out_dir: str | os.PathLike,
     *,
-    channels: Sequence[int],
     top_k: int,
     batch_size: int,
     size: int,
     checkpoint_every: int,
     resume: bool,
+    per_image: bool = True,
+    progress: bool = True,
+) -> dict[str, Atlas]:
+    """Every layer's top-k (no projections) in one pass over the folder `images`, checkpointed in
+    ``out_dir/STATE_FILE`` (``resume``: continue from it)."""
+    return atlas(model, images, layers=list(names), top_k=top_k, per_image=per_image, batch_size=batch_size,
+                 size=size, project=False, checkpoint=Path(out_dir) / STATE_FILE, checkpoint_every=checkpoint_every,
+                 resume=resume, progress=progress)  # fmt: skip
+
+
+def build_layer(
+    model: Model,
+    images: str | os.PathLike,
+    result: Atlas,
+    layer_dir: Path,
+    *,
+    channels: Sequence[int],
+    batch_size: int,
+    size: int,
     construct: ConstructOptions | None,
     replace_features: bool,
     info: SiteInfo,
     progress: bool = True,
     digest: str | None = None,
 ) -> LayerSummary:
-    """Everything of one layer in `layer_dir`; returns what the site's index shows of it."""
+    """Everything of one layer in `layer_dir` from its top-k `result` (`atlas_pass`, or `atlas` with
+    ``project=False`` over the folder `images`); returns what the site's index shows of it."""
     from tqdm.auto import tqdm
 
+    name = result.layer
     info = info if construct is not None else info._replace(features=None)
-    result = atlas(model, images, name, top_k=top_k, batch_size=batch_size, size=size, project=False,
-                   checkpoint=layer_dir / STATE_FILE, checkpoint_every=checkpoint_every, resume=resume,
-                   progress=progress)  # fmt: skip
     writer = jax.process_index() == 0  # every process projects (the arrays span all hosts); one writes
     if construct is not None and writer:
         construct_features(model, name, channels, layer_dir / FEATURES, batch=construct.batch,
@@ -111,5 +130,5 @@ def build_layer(
                         construct is not None)  # fmt: skip
 
 
-__all__ = ["CHUNK", "STATE_FILE", "ConstructOptions", "build_layer", "clear_layer", "parse_channels",
+__all__ = ["CHUNK", "STATE_FILE", "ConstructOptions", "atlas_pass", "build_layer", "clear_layer", "parse_channels",
            "weights_digest"]  # fmt: skip

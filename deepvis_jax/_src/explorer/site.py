@@ -113,6 +113,12 @@ vertical-align:middle;font-size:13px}
 .layer{margin-bottom:1.5em}.muted{color:#777}"""
 
 
+def _top_heading(result: Atlas, found: int, num_images: int) -> str:
+    if result.per_image:
+        return f"Top {found} of {num_images} images, each at its strongest unit"
+    return f"Top {found} unit{'s' * (found != 1)} over {num_images} images (an image may appear more than once)"
+
+
 def _fmt(v: float) -> str:
     return f"{v:.4g}" if np.isfinite(v) else "-"
 
@@ -184,7 +190,7 @@ def write_channel_pages(
                  f"guided backprop</th></tr>{''.join(rows)}</table>" if rows else "<p>no activations</p>")  # fmt: skip
         title = f"{info.model} {result.layer} channel {c}"
         body = (f'<nav>{nav}</nav><h1>{html.escape(title)}</h1><div class="channel">{fv}<section>'
-                f"<h2>Top {len(found)} of {info.num_images} images</h2>"
+                f"<h2>{_top_heading(result, len(found), info.num_images)}</h2>"
                 f'<p class="muted">Each row: the image patch in the unit\'s receptive field ({rf.size}&times;{rf.size} '
                 "px, cut to the image), its projection to pixel space by DeconvNet (Zeiler &amp; Fergus) and by "
                 "guided backprop, each scaled on its own (0 is gray).</p>"

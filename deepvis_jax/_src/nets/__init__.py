@@ -10,9 +10,10 @@
 Every architecture object is a static, hashable NamedTuple with ``name``, ``num_classes``, ``layers`` (the
 visualizable layers, bottom to top), ``channels(layer)``, ``spatial(layer)`` (the (kernel, stride, padding) of
 every conv and pool on the path up to the layer: sizes and receptive fields follow from it) and ``module()``.
-Every module takes ``(x, upto=None, channels=None, pre_relu=False, collect=False, ops=PLAIN)``. A graph network's
-architecture (`GraphArchitecture`) has no single path: it answers sizes and receptive fields itself
-(``layer_hw``, ``min_size``, `graph.receptive_field_of`).
+Every module takes ``(x, upto=None, channels=None, pre_relu=False, collect=False, ops=PLAIN)``; ``upto`` with
+``collect=True`` returns ``(activation, {layer: activation})`` of every layer up to ``upto`` (`layer_activations`).
+A graph network's architecture (`GraphArchitecture`) has no single path: it answers sizes and receptive fields
+itself (``layer_hw``, ``min_size``, `graph.receptive_field_of`).
 """
 
 from __future__ import annotations
@@ -287,6 +288,15 @@ def classify(model: Model, x: Array) -> Array:
 def all_activations(model: Model, x: Array) -> tuple[Array, dict[str, Array]]:
     """(logits, {layer: its activation}) in one pass."""
     return model.apply(x, collect=True)
+
+
+def layer_activations(model: Model, x: Array, names: Sequence[str]) -> dict[str, Array]:
+    """{name: activation (N, h, w, C) after its ReLU} of the layers `names` (resolved names), in one forward pass
+    that stops at the deepest of them: nothing above it is computed. Not jitted: call it inside a jitted function."""
+    order = layers(model)
+    deepest = max(names, key=order.index)
+    _, acts = model.apply(x, upto=deepest, collect=True)
+    return {n: acts[n] for n in names}
 
 
 def check_input(x: Array) -> None:

@@ -143,7 +143,9 @@ class ConvNet(nn.Module):
     ``__call__(x)`` returns the logits. ``__call__(x, upto=name)`` runs the features only up to layer `name`
     (after its ReLU, or before it with ``pre_relu=True``) and returns that activation; nothing above is computed.
     With ``channels`` the layer's conv (and BatchNorm, ReLU) computes only those output channels.
-    ``collect=True`` returns ``(logits, {layer: activation after its ReLU})``. ``ops`` (see `rules.py`) decides
+    ``collect=True`` returns ``(logits, {layer: activation after its ReLU})``, and with ``upto`` ``(activation,
+    {layer: activation after its ReLU})`` of every layer up to `upto` (one pass for several layers; with
+    ``pre_relu`` the dict stops below `upto`). ``ops`` (see `rules.py`) decides
     what its ReLUs and max-pools do: plain, recording switches, or replaying them for a projection.
     """
 
@@ -166,13 +168,13 @@ class ConvNet(nn.Module):
                 x = BatchNorm2d(op.features, name=op.name)(x, only)
             elif isinstance(op, ReLU):
                 if i == stop and pre_relu:
-                    return x
+                    return (x, acts) if collect else x
                 x = ops.relu(x, only)
                 acts[conv_name] = x
             else:
                 x = ops.max_pool(x, op.window, op.stride)
         if stop is not None:
-            return x
+            return (x, acts) if collect else x
         x = adaptive_avg_pool(x, self.arch.pool_size)
         x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)  # torch.flatten of NCHW
         for j, (name, _, out, _) in enumerate(self.arch.classifier):

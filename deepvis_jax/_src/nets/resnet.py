@@ -133,20 +133,21 @@ class ResNet(nn.Module):
         x = Conv2d(64, 7, 2, 3, use_bias=False, name="conv1")(x, stem_only)
         x = BatchNorm2d(64, name="bn1")(x, stem_only)
         if upto == STEM and pre_relu:
-            return x
+            return (x, acts) if collect else x
         x = ops.relu(x, stem_only)
-        if upto == STEM:
-            return x
         acts[STEM] = x
+        if upto == STEM:
+            return (x, acts) if collect else x
         x = ops.max_pool(x, 3, 2, 1)
         for layer in a.layers[1:]:
             stage, index = a.stage(layer)
             top = layer == upto
             x = Block(a, stage, index, name=f"layer{stage}_{index}")(x, channels if top else None, top and pre_relu,
                                                                      ops)  # fmt: skip
+            if not (top and pre_relu):
+                acts[layer] = x
             if top:
-                return x
-            acts[layer] = x
+                return (x, acts) if collect else x
         x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten
         x = nn.Dense(a.num_classes, name="fc")(x)
         return (x, acts) if collect else x
