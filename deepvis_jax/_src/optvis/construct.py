@@ -24,7 +24,7 @@ from ..compile import jit
 from ..nets import Model, denormalize, layer_hw, layer_name, normalize
 from .objectives import Objective, channel
 from .param import Parameterization, _periodic_blur, fft, pixel
-from .transforms import Transform, apply_transforms, standard_transforms
+from .transforms import Transform, apply_transforms, standard_transforms, transformed_hw
 
 Array = jax.Array
 
@@ -248,9 +248,7 @@ def default_batch_size(model: Model, layer, image_size: int = 224, transforms: S
     name = layer_name(model, layer)
     dtype = np.dtype(model.dtype)
     transforms = standard_transforms() if transforms is None else tuple(transforms)
-    out = jax.eval_shape(lambda k, x: apply_transforms(transforms, k, x), jax.random.key(0),
-                         jax.ShapeDtypeStruct((image_size, image_size, 3), dtype))  # fmt: skip
-    per_filter = _forward_bytes(model, name, tuple(out.shape[:2]), dtype)
+    per_filter = _forward_bytes(model, name, transformed_hw(transforms, (image_size, image_size)), dtype)
     return max(1, int(budget // max(per_filter, 1)))
 
 
@@ -294,12 +292,11 @@ def _parse_filters(filters, n: int | None) -> np.ndarray:
 
 def _check_size(model: Model, name: str, transforms: tuple, size: int, dtype) -> None:
     """Raise ValueError when the transformed image is too small to reach layer `name`."""
-    out = jax.eval_shape(lambda k, x: apply_transforms(transforms, k, x), jax.random.key(0),
-                         jax.ShapeDtypeStruct((size, size, 3), dtype))  # fmt: skip
+    hw = transformed_hw(transforms, (size, size))
     try:
-        layer_hw(model, name, out.shape[:2])
+        layer_hw(model, name, hw)
     except ValueError as e:
-        raise ValueError(f"image_size={size} (transformed: {out.shape[0]} px) is too small to reach {name} "
+        raise ValueError(f"image_size={size} (transformed: {hw[0]} px) is too small to reach {name} "
                          f"of {model.arch.name}") from e  # fmt: skip
 
 
