@@ -123,6 +123,21 @@ def test_standard_transforms_sample_once():
         assert np.max(np.abs(np.asarray(twice) - np.asarray(out))) > 1e-3
 
 
+def test_resamplings_apart_are_applied_one_by_one():
+    """A jitter between a zoom and a rotation: two resamplings (each reading a copy of its input, see
+    `_materialized`), equal to the three transforms applied one at a time with the keys `apply_transforms` splits."""
+    with jax.enable_x64(True):
+        transforms = (dv.random_scale([0.9, 1.1]), dv.jitter(2), dv.random_rotate([-10.0, 10.0]))
+        key = jax.random.key(5)
+        k = jax.random.split(key, 3)
+        img = _image()
+        expected = transforms[2](k[2], transforms[1](k[1], transforms[0](k[0], img)))
+        np.testing.assert_array_equal(dv.apply_transforms(transforms, key, img), expected)
+        grad = jax.grad(lambda x: jnp.sum(dv.apply_transforms(transforms, key, x) ** 2))(img)
+        ref = jax.grad(lambda x: jnp.sum(transforms[2](k[2], transforms[1](k[1], transforms[0](k[0], x))) ** 2))(img)
+        np.testing.assert_array_equal(grad, ref)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="scales must be"):
         dv.random_scale([])

@@ -72,19 +72,16 @@ def _pixels(img: Array, iy: Array, ix: Array) -> Array:
     return jnp.take(img.reshape(h * w, c), flat, axis=0, mode="clip")
 
 
-MATERIALIZE = True
-
-
 def _materialized(x: Array) -> Array:
     """`x` itself, computed into a buffer of its own: ``x @ I`` over the channels.
 
     XLA:CPU fuses the computation of a gather's operand into the gather, recomputing it for every element
     gathered (`lax.optimization_barrier` does not stop it: XLA:CPU removes barriers before fusing). Where the
     operand is itself a resampled image (two resamplings with a transform between them, or the backward pass of
-    the second feeding that of the first), that is 4 or 9 times another resampling per element. A matrix product
-    is never fused into its consumers, and one with the identity costs a single pass over the image."""
-    if not MATERIALIZE:
-        return x
+    the second feeding that of the first), that is 4 or 9 times another resampling per element: measured, the
+    forward and backward passes of a scale, a jitter and a rotation in a row took 30x the time of the same with
+    materialized operands. A matrix product is never fused into its consumers, and one with the identity costs
+    about one pass over the image."""
     return jnp.einsum("hwc,cd->hwd", x, jnp.eye(x.shape[-1], dtype=x.dtype), precision=lax.Precision.HIGHEST)
 
 
@@ -92,11 +89,12 @@ def _hat(d: Array) -> Array:
     return jnp.maximum(1.0 - jnp.abs(d), 0.0)
 
 
-def _resample_impl(img: Array, m: Array, fill: float) -> Array:
+def _resample_impl(img: Array, m: Array, fill: float, materialize: bool = False) -> Array:
     """Output pixel q samples `img` bilinearly at ``s(q) = m @ (q - c) + c`` (c: the centre of the image, pixel
-    centres at integers); each of the four taps that falls outside the image reads `fill`."""
+    centres at integers); each of the four taps that falls outside the image reads `fill`. `materialize`: see
+    `_materialized`."""
     h, w, _ = img.shape
-    img = _materialized(img)
+    img = _materialized(img) if materialize else img
     c = (_centre(h), _centre(w))
     qy, qx = jnp.arange(h, dtype=img.dtype)[:, None], jnp.arange(w, dtype=img.dtype)[None, :]
     sy, sx = _sample_at(m, qy, qx, c, c)
@@ -115,16 +113,17 @@ def _resample_impl(img: Array, m: Array, fill: float) -> Array:
     return sum(taps[1:], taps[0])
 
 
-def _resample_transpose(g: Array, m: Array, radius: int) -> Array:
+def _resample_transpose(g: Array, m: Array, radius: int, materialize: bool = False) -> Array:
     """The transpose of `_resample_impl`'s linear part, applied to `g`, as a gather.
 
     Input pixel p receives ``sum_q hat(s(q) - p) g[q]`` (hat: the bilinear weight, a product of triangles), and
     ``hat(s(q) - p) > 0`` only where ``|m (q - t)| < 1`` per axis, ``t = m^-1 (p - c) + c`` the point p maps to:
     the output pixels within `radius` of ``round(t)`` along each axis (`radius` >= ``ceil(e + 1/2) - 1``, e the
     largest row sum of ``|m^-1|``). Each weight is computed from ``s(q)`` exactly as the forward pass computes it.
+    `materialize`: see `_materialized`.
     """
     h, w, _ = g.shape
-    g = _materialized(g)
+    g = _materialized(g) if materialize else g
     c = (_centre(h), _centre(w))
     det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
     m_inv = jnp.stack([jnp.stack([m[1, 1], -m[0, 1]]), jnp.stack([-m[1, 0], m[0, 0]])]) / det
@@ -143,18 +142,19 @@ def _resample_transpose(g: Array, m: Array, radius: int) -> Array:
     return sum(terms[1:], terms[0])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _resample(img: Array, m: Array, fill: float, radius: int) -> Array:
-    return _resample_impl(img, m, fill)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _resample(img: Array, m: Array, fill: float, radius: int, materialize: bool) -> Array:
+    """`_resample_impl` with `_resample_transpose` as its vjp (`radius`: `_radius`)."""
+    return _resample_impl(img, m, fill, materialize)
 
 
-def _resample_fwd(img, m, fill, radius):
-    return _resample_impl(img, m, fill), m
+def _resample_fwd(img, m, fill, radius, materialize):
+    return _resample_impl(img, m, fill, materialize), m
 
 
-def _resample_bwd(fill, radius, m, g):
+def _resample_bwd(fill, radius, materialize, m, g):
     # no gradient flows to the map itself: transforms draw it from a key
-    return _resample_transpose(g, m, radius), jnp.zeros_like(m)
+    return _resample_transpose(g, m, radius, materialize), jnp.zeros_like(m)
 
 
 _resample.defvjp(_resample_fwd, _resample_bwd)
@@ -194,7 +194,8 @@ class _Resampling:
         return max(abs(math.cos(math.radians(a))) + abs(math.sin(math.radians(a))) for a in self.values)
 
     def __call__(self, key: Array, img: Array) -> Array:
-        return _resample(img, self.matrix(key, img.dtype), self.fill, _radius(self.extent()))
+        # called alone, it cannot know whether another resampling feeds it or is fed by it: materialize
+        return _resample(img, self.matrix(key, img.dtype), self.fill, _radius(self.extent()), True)
 
 
 def random_scale(scales: Sequence[float], fill: float = 0.5) -> Transform:
@@ -231,11 +232,17 @@ def standard_transforms() -> tuple[Transform, ...]:
 
 @functools.lru_cache(maxsize=256)
 def transformed_hw(transforms: tuple, hw: tuple[int, int]) -> tuple[int, int]:
-    """(height, width) of an (h, w, 3) image after `transforms` (a hashable tuple), traced once per argument pair:
-    `construct` asks it on every call, and tracing the transforms costs more than a step."""
+    """(height, width) of an (h, w, 3) image after `transforms` (a hashable tuple), traced once per argument pair
+    and cached (`construct` asks on every call)."""
     out = jax.eval_shape(lambda k, x: apply_transforms(transforms, k, x), jax.random.key(0),
                          jax.ShapeDtypeStruct((*hw, 3), jnp.float32))  # fmt: skip
     return tuple(out.shape[:2])
+
+
+def _continues(transforms: Sequence[Transform], i: int) -> bool:
+    """Whether transforms[i] is a resampling that `apply_transforms` composes with the one before it."""
+    t, before = transforms[i], transforms[i - 1] if i else None
+    return isinstance(t, _Resampling) and isinstance(before, _Resampling) and before.fill == t.fill
 
 
 def apply_transforms(transforms: Sequence[Transform], key: Array, img: Array) -> Array:
@@ -248,6 +255,7 @@ def apply_transforms(transforms: Sequence[Transform], key: Array, img: Array) ->
     if not transforms:
         return img
     keys = jax.random.split(key, len(transforms))
+    runs = sum(isinstance(t, _Resampling) and not _continues(transforms, i) for i, t in enumerate(transforms))
     i = 0
     while i < len(transforms):
         t = transforms[i]
@@ -257,10 +265,10 @@ def apply_transforms(transforms: Sequence[Transform], key: Array, img: Array) ->
             continue
         m, extent = t.matrix(keys[i], img.dtype), t.extent()
         i += 1
-        while i < len(transforms) and isinstance(transforms[i], _Resampling) and transforms[i].fill == t.fill:
+        while i < len(transforms) and _continues(transforms, i):
             # output q of the later one samples at m_later (q - c) + c, where the earlier one samples at m (. - c) + c
             m = jnp.matmul(m, transforms[i].matrix(keys[i], img.dtype), precision=lax.Precision.HIGHEST)
             extent *= transforms[i].extent()  # row-sum norms are submultiplicative
             i += 1
-        img = _resample(img, m, t.fill, _radius(extent))
+        img = _resample(img, m, t.fill, _radius(extent), runs > 1)  # `_materialized`: only between resamplings
     return img
