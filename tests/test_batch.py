@@ -13,8 +13,8 @@ from PIL import Image
 import converters
 import deepvis_jax as dv
 from deepvis_jax import cli
-from deepvis_jax._src.atlas import load_square
-from deepvis_jax._src.deconv import _visualize_batch
+from deepvis_jax._src.images import load_square
+from deepvis_jax._src.visualize import _visualize_batch
 from reference import as_float64, assert_choice, assert_close, assert_close_up_to_near_ties, torch_model
 
 
@@ -222,3 +222,27 @@ def test_cli_several_files_and_errors(tmp_path, capsys):
         lines = err.strip().splitlines()
         assert code == 2 and "Traceback" not in err, err
         assert lines[-1].startswith("deepvis: error: ") and message in lines[-1], err
+
+
+def test_visualize_files_yields_every_file_in_order_and_reports_bad_ones(alexnet, tmp_path):
+    """`dv.visualize_files`: one result per file in the folder's order; a corrupt file gives its error and the
+    others go on; each result is `visualize` of that file read and cropped alone (a ragged last batch of 1)."""
+    src = _folder(tmp_path / "images")
+    items = list(dv.visualize_files(alexnet, src, "conv1", size=32, top_k=2, batch_size=2))
+    assert [it.path.relative_to(src).as_posix() for it in items] == ["a.png", "bad.png", "c.png", "d.bmp", "sub/b.jpg"]
+    assert [it.index for it in items] == list(range(5))
+    bad = items[1]
+    assert isinstance(bad.error, dv.ImageError) and "bad.png" in str(bad.error) and bad.result is bad.image is None
+    for it in items[:1] + items[2:]:
+        assert it.error is None and it.image.shape == (32, 32, 3)
+        np.testing.assert_array_equal(it.image, load_square(it.path, 32))
+        one = dv.visualize(alexnet, it.image, "conv1", top_k=2)
+        assert_choice(np.asarray(it.result.channels), one.channels, np.asarray(one.activations).max(axis=(0, 1)))
+        np.testing.assert_allclose(it.result.activations, one.activations, rtol=1e-5, atol=1e-5)
+    files = list(dv.visualize_files(alexnet, [src / "c.png", tmp_path / "gone.png"], 1, size=32, top_k=1))
+    assert isinstance(files[1].error, FileNotFoundError) and files[0].result.layer == "conv1"
+    for kwargs, match in ((dict(batch_size=0), "batch_size must be a positive integer"),
+                          (dict(top_k=65), r"top_k must be an int in 1\.\.64"), (dict(mode="some"), "unknown mode"),
+                          (dict(size=5), "too small for conv1")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            dv.visualize_files(alexnet, src, "conv1", **kwargs)  # raised at the call, before any file is read

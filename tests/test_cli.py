@@ -203,7 +203,7 @@ def test_usage_errors_and_interrupts(capsys, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_layers", interrupted)
+    monkeypatch.setattr(cli.layers, "run", interrupted)
     code, _, err = run(capsys, "layers")
     assert code == 130 and err == "deepvis: interrupted\n"
 
@@ -416,3 +416,27 @@ def test_resnet_visualize_construct_occlusion_convert_atlas(capsys, tmp_path):
     assert "64 channels, 3 images" in out and (tmp_path / "a" / "index.html").is_file()
     code, _, err = run(capsys, "visualize", "--model", "resnet18", "--weights", "random", "--layer", "layer9.0")
     assert_one_line_error(code, err, "unknown layer 'layer9.0' for resnet18", "layer index 1..9")
+
+
+def test_the_model_comes_from_a_converted_weights_file_alone(capsys, tmp_path):
+    """Without --model, a converted --weights file decides the architecture (it records it), for every command
+    through one place; with --model, the two must agree."""
+    path = dv.save_model(dv.load_model("vgg11", seed=1), tmp_path / "v.msgpack")
+    code, out, _ = run(capsys, "layers", "--weights", path)
+    assert code == 0 and out.splitlines()[0] == "vgg11: 8 conv layers (--layer takes the index or the name)"
+    assert "conv4_2" in out and "conv5" not in out.split()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    code, out, err = run(capsys, "visualize", "--weights", path, "--layer", "conv1_1", "--image", tmp_path / "x.png",
+                         "--top-k", "2", "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0, err
+    assert "layer: conv1_1 of vgg11, 64 channels, feature map 40x40" in out
+    # the channels printed are those of the file's weights (seed 1), not of a random vgg11
+    want = np.asarray(dv.visualize(dv.load_model(path), dv.load_image(tmp_path / "x.png"), "conv1_1", top_k=2).channels)
+    assert re.findall(r"channel +(\d+)", out) == [str(c) for c in want]
+    code, _, err = run(capsys, "visualize", "--weights", path, "--model", "alexnet", "--layer", "1")
+    assert_one_line_error(code, err, "holds vgg11 weights, not alexnet; pick --model vgg11")
+    code, _, err = run(capsys, "layers", "--weights", tmp_path / "missing.msgpack")
+    assert_one_line_error(code, err, "missing.msgpack", "does not exist")
+    assert dv.load_model(str(path)).arch.name == "vgg11"
+    with pytest.raises(ValueError, match="records its architecture"):
+        dv.load_model(path, weights="imagenet")

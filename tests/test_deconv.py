@@ -2,6 +2,7 @@
 ReLU's backward is relu(grad) (Zeiler & Fergus; Captum's NeuronDeconvolution), and `visualize`."""
 
 import copy
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -12,10 +13,18 @@ import torch
 
 import converters
 import deepvis_jax as dv
-from deepvis_jax._src.deconv import _visualize
-from deepvis_jax._src.rules import gather_at_switches, max_pool, max_pool_with_switches
+from deepvis_jax._src import visualizer
+from deepvis_jax._src.rules import (
+    gather_at_switches,
+    max_pool,
+    max_pool_with_switches,
+    pool_geometry,
+    pool_padding,
+)
+from deepvis_jax._src.visualize import _visualize
 from reference import (
     as_float64,
+    channel_signal,
     assert_choice,
     assert_close,
     assert_close_up_to_near_ties,
@@ -41,8 +50,8 @@ X5 = np.array(
 )  # fmt: skip
 
 
-def _pool(x2d, window=3, stride=2):
-    y, sw = max_pool_with_switches(jnp.asarray(x2d)[None, :, :, None], window, stride)
+def _pool(x2d, window=3, stride=2, padding=0):
+    y, sw = max_pool_with_switches(jnp.asarray(x2d)[None, :, :, None], window, stride, padding)
     return np.asarray(y)[0, :, :, 0], sw
 
 
@@ -115,6 +124,104 @@ def test_random_pooling_equals_max_pool_exactly():
     for window, stride in [(3, 2), (2, 2)]:
         y, _ = pool(x, window, stride)
         np.testing.assert_array_equal(y, max_pool(x, window, stride))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Every form torch writes a max-pool in: (h, w) windows and strides, per-axis and asymmetric padding, ceil_mode
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_ceil_mode_known_answer():
+    """2x2/2 with ceil_mode on 5x5: a third row and column of windows hold the last row/column alone."""
+    assert pool_padding((5, 5), 2, 2, 0, ceil_mode=True) == ((0, 1), (0, 1))
+    y, sw = _pool(X5, 2, 2, pool_padding((5, 5), 2, 2, 0, ceil_mode=True))
+    np.testing.assert_array_equal(y, [[3, 5, 5], [4, 7, 2], [9, 2, 1]])
+    np.testing.assert_array_equal(np.asarray(sw.index)[0, :, :, 0], [[1, 3, 2], [0, 2, 2], [0, 0, 0]])
+    assert (sw.window, sw.stride, sw.padding, sw.in_hw) == (2, 2, ((0, 1), (0, 1)), (5, 5))
+    up = dv.unpool(jnp.arange(1.0, 10.0).reshape(1, 3, 3, 1), sw)[0, :, :, 0]
+    expected = np.zeros((5, 5))
+    for v, (r, c) in enumerate([(0, 1), (1, 3), (1, 4), (2, 0), (3, 2), (3, 4), (4, 0), (4, 2), (4, 4)], 1):
+        expected[r, c] = v
+    np.testing.assert_array_equal(up, expected)
+
+
+def _torch_pool_offsets(x_nchw, window, stride, padding, ceil_mode):
+    """torch's max_pool2d (any form) and its flat indices as row-major offsets ``di * kw + dj`` in each window."""
+    (kh, kw), (sh, sw), ((t, _), (l, _)) = pool_geometry(window, stride, padding)
+    y, idx = torch.nn.functional.max_pool2d(x_nchw, window, stride, padding, ceil_mode=ceil_mode, return_indices=True)
+    r, c = idx // x_nchw.shape[3] + t, idx % x_nchw.shape[3] + l
+    di = r - sh * torch.arange(y.shape[2]).view(1, 1, -1, 1)
+    dj = c - sw * torch.arange(y.shape[3]).view(1, 1, 1, -1)
+    return nhwc(y), (di * kw + dj).numpy().transpose(0, 2, 3, 1)
+
+
+POOL_FORMS = [  # window, stride, torch padding, ceil_mode, input hw
+    (3, 2, 0, True, (9, 12)),  # GoogLeNet's 3x3/2 ceil-mode pools
+    (3, 2, 1, True, (10, 7)),
+    (2, 2, 0, True, (7, 9)),  # GoogLeNet's maxpool4
+    (3, 1, 1, True, (6, 5)),  # GoogLeNet's inception branch pool
+    ((2, 3), (1, 2), (1, 0), False, (8, 9)),  # non-square window and stride, per-axis padding
+    ((3, 2), (2, 1), (0, 1), True, (10, 7)),
+    ((1, 3), (3, 2), 0, True, (8, 8)),
+]
+
+
+@pytest.mark.parametrize("window,stride,padding,ceil_mode,hw", POOL_FORMS)
+def test_pool_forms_match_torch(window, stride, padding, ceil_mode, hw):
+    """Values, switches (ties: small integers; negative values so padding could only lose), the unpooling and the
+    gradient equal torch's max_pool2d and its autograd (float64, exactly)."""
+    rng = np.random.default_rng(len(str((window, stride, padding, hw))))
+    x = rng.integers(-2, 3, (2, *hw, 3)).astype(np.float64)
+    pads = pool_padding(hw, window, stride, padding, ceil_mode)
+    pool = functools.partial(max_pool, window=window, stride=stride, padding=pads)
+    with jax.enable_x64(True):
+        y, sw = jax.jit(max_pool_with_switches, static_argnums=(1, 2, 3))(jnp.asarray(x), window, stride, pads)
+        ty, offsets = _torch_pool_offsets(nchw(x), window, stride, padding, ceil_mode)
+        np.testing.assert_array_equal(y, ty)
+        np.testing.assert_array_equal(sw.index, offsets)
+        g = rng.standard_normal(y.shape)
+        xt = nchw(x).requires_grad_(True)
+        torch.nn.functional.max_pool2d(xt, window, stride, padding, ceil_mode=ceil_mode).backward(nchw(g))
+        # the unpooling, the gather's transpose and max_pool's gradient; overlapping windows add their shares in
+        # another order than torch's: equal to rounding
+        back = jax.jit(lambda v, g: (dv.unpool(g, sw), jax.vjp(lambda u: gather_at_switches(u, sw), v)[1](g)[0],
+                                     *jax.vjp(pool, v)))(jnp.asarray(x), jnp.asarray(g))  # fmt: skip
+        np.testing.assert_array_equal(back[2], ty)
+        for b in (back[0], back[1], back[3](jnp.asarray(g))[0]):
+            assert_close(b, nhwc(xt.grad), 1e-14)
+        smooth = jnp.asarray(rng.standard_normal(x.shape))  # no ties: finite differences are valid
+        jax.test_util.check_grads(jax.jit(pool), (smooth,), order=1, modes=("fwd", "rev"))
+
+
+def test_asymmetric_padding_matches_torch_pad_then_pool():
+    """((top, bottom), (left, right)) padding = torch's -inf F.pad followed by an unpadded max_pool2d."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, (1, 7, 8, 2)).astype(np.float64)
+    pads = ((2, 0), (0, 1))
+    with jax.enable_x64(True):
+        y, sw = max_pool_with_switches(jnp.asarray(x), (3, 2), (2, 3), pads)
+        xt = nchw(x).requires_grad_(True)
+        ty = torch.nn.functional.max_pool2d(torch.nn.functional.pad(xt, (0, 1, 2, 0), value=-np.inf), (3, 2), (2, 3))
+        np.testing.assert_array_equal(y, nhwc(ty))
+        g = rng.standard_normal(y.shape)
+        ty.backward(nchw(g))
+        assert_close(dv.unpool(jnp.asarray(g), sw), nhwc(xt.grad), 1e-14)
+        assert sw.padding == ((2, 0), (0, 1)) and sw.window == (3, 2) and sw.stride == (2, 3)
+
+
+@pytest.mark.parametrize("args,match", [
+    ((0, 2, 0), "window must be an int >= 1"),
+    (((3, 3, 3), 2, 0), "window must be an int >= 1"),
+    ((3, (2, 0), 0), "stride must be an int >= 1"),
+    ((3, 2, -1), "padding must be an int >= 0"),
+    ((3, 2, ((1, 0), (0,))), "padding must be an int, an"),
+    ((3, 2, "same"), "padding must be an int, an"),
+    ((9, 2, 0), "has no window on a 5x5 map"),
+])  # fmt: skip
+def test_pool_forms_bad_input_is_one_clear_line(args, match):
+    with pytest.raises(ValueError, match=match) as e:
+        max_pool(jnp.zeros((1, 5, 5, 1)), *args)
+    assert "\n" not in str(e.value)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -223,12 +330,7 @@ def test_visualize_equals_project_one_channel_at_a_time(vgg, mode, rank):
         assert_close(r.scores, score[np.asarray(r.channels)], 1e-12)  # mean: summation order may differ
         assert r.layer == "conv3_2" and r.mode == mode and r.rank == rank
         for k, c in enumerate(np.asarray(r.channels)):
-            signal = np.zeros_like(a)
-            if mode == "max":
-                i, j = np.unravel_index(np.argmax(a[:, :, c]), a.shape[:2])
-                signal[i, j, c] = a[i, j, c]
-            else:
-                signal[:, :, c] = a[:, :, c]
+            signal = channel_signal(a, c, mode)
             one = dv.project(vgg64, sw, jnp.asarray(signal)[None], "conv3_2")[0]
             assert np.abs(np.asarray(one)).max() > 0
             assert_close(r.projections[k], one, 1e-10, err_msg=f"channel {c}")
@@ -304,7 +406,7 @@ def test_visualizer_construct_calls_dv_construct(monkeypatch):
         calls.append((layer, list(filters), kw))
         return np.stack([np.full((8, 8, 3), f / 100.0) for f in filters])
 
-    monkeypatch.setattr(dv, "construct", fake, raising=False)
+    monkeypatch.setattr(visualizer, "construct", fake)
     v = dv.Visualizer("model")
     np.testing.assert_array_equal(v.construct(3, 88, steps=5), np.full((8, 8, 3), 0.88))
     assert v.construct("conv2", [1, 2]).shape == (2, 8, 8, 3) and v.constructed.shape == (2, 8, 8, 3)

@@ -5,20 +5,27 @@ and HSV become RGB; transparency (LA, RGBA, PA, palette with a transparent colou
 viewer shows it; 16-bit integer images ("I;16*", and "I" with values in 0..65535) are scaled by 255/65535; 32-bit
 integer images outside that range and float images ("F") outside [0, 1] are stretched from their min..max.
 Animated files give their first frame. Every failure is a typed error with a one-line message.
+
+This is the one image reader of the library: `load_square` (read, then `square`: shorter side resized to S and
+center-cropped) is how the atlas, `visualize_files` and the live app read a file, `list_images` how they list a
+folder, `read_ahead` how they decode a few batches ahead of the device, and `to_uint8` the one float -> uint8
+conversion (np.rint) of every picture.
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import os
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .nets import Model, _arch_of, layer_name, min_size
+from .nets import Model, get_architecture, layer_name, min_size
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -28,8 +35,14 @@ class ImageError(ValueError):
     """A file or array that cannot be read as an image: not an image, truncated, corrupt, or a bad array."""
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+def to_uint8(images: Any) -> np.ndarray:
+    """Images as uint8, the one conversion of the library: uint8 is returned as it is; any other array is read as
+    float in [0, 1] and becomes ``clip(rint(x * 255), 0, 255)`` (round half to even; values outside [0, 1]
+    clip to 0 or 255). Any shape."""
+    a = np.asarray(images)
+    if a.dtype == np.uint8:
+        return a
+    return np.clip(np.rint(a.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _numeric_to_rgb(im: Image.Image) -> np.ndarray:
@@ -44,7 +57,7 @@ def _numeric_to_rgb(im: Image.Image) -> np.ndarray:
         g = a
     else:  # values of unknown scale: stretch what is there
         g = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-    return np.repeat(_to_uint8(g)[..., None], 3, axis=-1)
+    return np.repeat(to_uint8(g)[..., None], 3, axis=-1)
 
 
 def _pil_to_rgb(im: Image.Image) -> np.ndarray:
@@ -69,10 +82,10 @@ def _from_array(a: Any) -> np.ndarray:
         raise ImageError(f"expected an image array shaped (H, W), (H, W, 3) or (H, W, 4), got shape {x.shape}")
     if x.shape[-1] == 4:  # RGBA: composite on white, like files
         alpha = _as_unit(x[..., 3:])
-        return _to_uint8(_as_unit(x[..., :3]) * alpha + (1.0 - alpha))
+        return to_uint8(_as_unit(x[..., :3]) * alpha + (1.0 - alpha))
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
-    return _to_uint8(_as_unit(x))
+    return to_uint8(_as_unit(x))
 
 
 def _as_unit(x: np.ndarray) -> np.ndarray:
@@ -152,6 +165,71 @@ def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((hw[1], hw[0]), Image.LANCZOS))
 
 
+def square(im: Any, size: int) -> np.ndarray:
+    """A PIL image (or RGB uint8 array): shorter side resized to `size` (bicubic), center-cropped to
+    ``size x size``; RGB uint8."""
+    if not isinstance(im, Image.Image):
+        im = Image.fromarray(np.asarray(im, np.uint8))
+    w, h = im.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def load_square(path: str | os.PathLike, size: int) -> np.ndarray:
+    """`dv.load_image` of a file (every mode converted to RGB, EXIF orientation applied, typed errors), then
+    `square`: what ``deepvis visualize`` reads from a folder."""
+    return square(load_image(path), size)
+
+
+def read_ahead(files: Sequence[Any], read: Callable[[Any], np.ndarray], batch: int, *, start: int = 0,
+               rows: tuple[int, int] | None = None, workers: int | None = None, ahead: int = 3):  # fmt: skip
+    """Read `files` with ``read(file)`` in a thread pool, `ahead` batches ahead of the consumer (the device
+    computes while the next batches are decoded). Yields ``(first, n, results)`` per batch of `batch` files from
+    `start`: `results` holds, for the batch's rows ``rows`` (default: all), the image or the exception its read
+    raised (the consumer decides whether a bad file stops it)."""
+    workers = workers or min(8, os.cpu_count() or 1)
+
+    def guarded(f):
+        try:
+            return read(f)
+        except Exception as e:  # handed to the consumer, raised or reported there
+            return e
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        pending: collections.deque = collections.deque()
+
+        def submit(first):
+            n = min(batch, len(files) - first)
+            lo, hi = rows if rows is not None else (0, n)
+            pending.append((first, n, [pool.submit(guarded, files[first + r]) for r in range(lo, min(hi, n))]))
+
+        nxt = start
+        while nxt < len(files) and len(pending) < ahead:
+            submit(nxt)
+            nxt += batch
+        while pending:
+            first, n, futs = pending.popleft()
+            if nxt < len(files):
+                submit(nxt)
+                nxt += batch
+            yield first, n, [f.result() for f in futs]
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files under `folder` (recursively), sorted by their relative path: this order numbers them."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(2, "no such folder", str(root))
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+    return files
+
+
 def min_image_size(model: Model | str, layer: str | int | None = None) -> int:
     """Smallest side (pixels) an image needs so that `layer` (or, with None, the whole network) has a feature map."""
     return min_size(model, layer)
@@ -159,10 +237,10 @@ def min_image_size(model: Model | str, layer: str | int | None = None) -> int:
 
 def check_image_size(model: Model | str, hw: tuple[int, int], layer: str | int | None = None) -> None:
     """Raise ValueError naming the minimum size when an image of size `hw` is too small to reach `layer`."""
-    arch = _arch_of(model)
-    n = min_image_size(arch, layer)
+    n = min_image_size(model, layer)
     if min(hw[0], hw[1]) < n:
-        what = f"{layer_name(arch, layer)} of {arch.name}" if layer is not None else f"{arch.name}'s classifier"
+        arch = get_architecture(model) if isinstance(model, str) else model  # a Model and an architecture: .name
+        what = f"{layer_name(model, layer)} of {arch.name}" if layer is not None else f"{arch.name}'s classifier"
         raise ValueError(
             f"the image is {hw[1]}x{hw[0]} pixels, too small for {what}: it needs at least {n}x{n} pixels"
         )

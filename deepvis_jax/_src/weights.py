@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
-from .nets import AnyArchitecture, Model, get_architecture, init_model
+from .nets import ARCHITECTURES, AnyArchitecture, Model, get_architecture, init_model
 
 FORMAT, VERSION = "deepvis_jax", 1
 
@@ -154,6 +154,14 @@ def converted_cache_path(arch: str) -> Path:
     return torch_cache_dir() / f"deepvis_jax-{arch}.msgpack"
 
 
+def _is_file_argument(arch: Any) -> bool:
+    """Whether `load_model`'s first argument names a file rather than an architecture."""
+    if isinstance(arch, os.PathLike):
+        return True
+    name = str(arch)
+    return name.lower() not in ARCHITECTURES and (Path(name).suffix != "" or os.sep in name or Path(name).is_file())
+
+
 def load_imagenet(arch: AnyArchitecture, progress: bool = True) -> Model:
     """torchvision's pretrained weights: the converted cache if present, else torchvision's download/cache + convert."""
     cached = converted_cache_path(arch.name)
@@ -171,13 +179,23 @@ def load_imagenet(arch: AnyArchitecture, progress: bool = True) -> Model:
     return model
 
 
-def load_model(arch: str, weights: str | os.PathLike | None = None, seed: int = 0) -> Model:
-    """A model by architecture name.
+def load_model(arch: str | os.PathLike, weights: str | os.PathLike | None = None, seed: int = 0) -> Model:
+    """A model by architecture name, or a converted file.
 
-    weights: None (random init from Flax initializers, seeded by `seed`), ``"imagenet"`` (torchvision's pretrained
-    weights via its download cache, converted once and cached beside it), a converted ``.msgpack`` file, or a
-    torchvision state-dict ``.pth``/``.pt`` file (needs torch; loaded with ``weights_only=True``).
+    ``load_model(path)``: a converted ``.msgpack`` file (`save_model`, `deepvis convert`) as the only argument
+    loads the architecture the file records. ``load_model(arch, weights)``: `arch` names the architecture and
+    weights is None (random init from Flax initializers, seeded by `seed`), ``"imagenet"`` (torchvision's
+    pretrained weights via its download cache, converted once and cached beside it), a converted ``.msgpack`` file
+    (which must hold `arch`), or a torchvision state-dict ``.pth``/``.pt`` file (needs torch; loaded with
+    ``weights_only=True``).
     """
+    if _is_file_argument(arch):
+        if weights is not None:
+            raise ValueError(f"load_model({str(arch)!r}, weights=...): a converted file records its architecture "
+                             "and weights; pass it alone, or an architecture name with weights=")  # fmt: skip
+        if not Path(arch).is_file():
+            raise FileNotFoundError(f"weights file {str(arch)!r} does not exist")
+        return read_converted(arch)
     a = get_architecture(arch)
     if weights is None:
         return init_model(a, seed=seed)

@@ -15,7 +15,8 @@ from typing import NamedTuple, Sequence
 import jax
 import numpy as np
 
-from ..atlas import atlas, atlas_project, list_images
+from ..atlas import atlas, atlas_project
+from ..images import list_images
 from ..nets import Model, layer_channels
 from .features import construct_features, weights_digest
 from .site import FEATURES, LayerSummary, SiteInfo, write_channel_pages, write_layer_page
