@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import deepvis_jax as dv
+from deepvis_jax.transforms import apply_transforms, jitter, random_rotate, random_scale, standard_transforms
 from deepvis_jax._src.optvis.transforms import _resample_impl
 
 SHAPE = (9, 11, 3)  # small, not square: the two axes cannot be swapped by mistake
@@ -47,17 +47,17 @@ def _cases():
     k1, k2 = jax.random.split(key)
     angles, scales = [-10.0, 3.0, 10.0], [0.9, 1.1]
     return [
-        ("rotate 7", [dv.transforms.random_rotate([7.0])], key, _rotation(7.0)),
-        ("rotate 33", [dv.transforms.random_rotate([33.0], fill=0.2)], key, _rotation(33.0)),
-        ("rotate 135", [dv.transforms.random_rotate([135.0])], key, _rotation(135.0)),
-        ("zoom 0.9", [dv.transforms.random_scale([0.9])], key, np.eye(2) / 0.9),
-        ("zoom 1.1", [dv.transforms.random_scale([1.1], fill=0.0)], key, np.eye(2) / 1.1),
-        ("zoom 0.45", [dv.transforms.random_scale([0.45])], key, np.eye(2) / 0.45),
-        ("zoom 3.3", [dv.transforms.random_scale([3.3])], key, np.eye(2) / 3.3),
+        ("rotate 7", [random_rotate([7.0])], key, _rotation(7.0)),
+        ("rotate 33", [random_rotate([33.0], fill=0.2)], key, _rotation(33.0)),
+        ("rotate 135", [random_rotate([135.0])], key, _rotation(135.0)),
+        ("zoom 0.9", [random_scale([0.9])], key, np.eye(2) / 0.9),
+        ("zoom 1.1", [random_scale([1.1], fill=0.0)], key, np.eye(2) / 1.1),
+        ("zoom 0.45", [random_scale([0.45])], key, np.eye(2) / 0.45),
+        ("zoom 3.3", [random_scale([3.3])], key, np.eye(2) / 3.3),
         # a drawn scale then a drawn rotation: one resampling at the composed map
-        ("zoom then rotate (drawn)", [dv.transforms.random_scale(scales), dv.transforms.random_rotate(angles)], key,
+        ("zoom then rotate (drawn)", [random_scale(scales), random_rotate(angles)], key,
          (np.eye(2) / _drawn(scales, k1)) @ _rotation(_drawn(angles, k2))),
-        ("zoom 2 then rotate 45", [dv.transforms.random_scale([2.0]), dv.transforms.random_rotate([45.0])], key,
+        ("zoom 2 then rotate 45", [random_scale([2.0]), random_rotate([45.0])], key,
          (np.eye(2) / 2.0) @ _rotation(45.0)),
     ]  # fmt: skip
 
@@ -71,7 +71,7 @@ def test_resampling_forward_and_exact_transpose(case):
         _, transforms, key, m = _cases()[case]
         fill = transforms[0].fill
         img = _image()
-        ours = lambda x: dv.transforms.apply_transforms(transforms, key, x) if len(transforms) > 1 else transforms[0](key, x)  # noqa: E731
+        ours = lambda x: apply_transforms(transforms, key, x) if len(transforms) > 1 else transforms[0](key, x)  # noqa: E731
         sy, sx = _coordinates(m, SHAPE)
         np.testing.assert_allclose(ours(img), _sampled(img, sy, sx, fill), rtol=0, atol=1e-12)
 
@@ -89,16 +89,16 @@ def test_rotation_known_answers():
     with jax.enable_x64(True):
         key = jax.random.key(0)
         square, img = _image((9, 9, 3)), _image()
-        np.testing.assert_allclose(dv.transforms.random_rotate([90])(key, square), np.rot90(np.asarray(square), 1), atol=1e-12)
-        np.testing.assert_allclose(dv.transforms.random_rotate([180])(key, img), np.asarray(img)[::-1, ::-1], atol=1e-12)
-        np.testing.assert_array_equal(dv.transforms.random_rotate([0])(key, img), img)
-        np.testing.assert_array_equal(dv.transforms.random_scale([1])(key, img), img)
+        np.testing.assert_allclose(random_rotate([90])(key, square), np.rot90(np.asarray(square), 1), atol=1e-12)
+        np.testing.assert_allclose(random_rotate([180])(key, img), np.asarray(img)[::-1, ::-1], atol=1e-12)
+        np.testing.assert_array_equal(random_rotate([0])(key, img), img)
+        np.testing.assert_array_equal(random_scale([1])(key, img), img)
 
 
 def test_zoom_out_reads_fill_beyond_the_image():
     """Zoom 1/2 of an 8 px image of ones: output pixel q samples at 2 (q - 3.5) + 3.5, inside the image (both
     taps) for q = 2..5, outside (both taps) for q = 0, 1, 6, 7, where it reads the fill."""
-    out = np.asarray(dv.transforms.random_scale([0.5], fill=0.25)(jax.random.key(0), jnp.ones((8, 8, 3))))
+    out = np.asarray(random_scale([0.5], fill=0.25)(jax.random.key(0), jnp.ones((8, 8, 3))))
     expected = np.full((8, 8, 3), 0.25, np.float32)
     expected[2:6, 2:6] = 1.0
     np.testing.assert_array_equal(out, expected)
@@ -108,11 +108,11 @@ def test_standard_transforms_sample_once():
     """The standard list's scale and rotation are one resampling (each drawn from its own subkey as when applied
     alone); pad and jitter stay exact copies. Checked against map_coordinates on the padded, jittered image."""
     with jax.enable_x64(True):
-        pad, j8, scale, rotate, j4 = dv.transforms.standard_transforms()
+        pad, j8, scale, rotate, j4 = standard_transforms()
         key = jax.random.key(11)
         keys = jax.random.split(key, 5)
         img = _image((20, 20, 3))
-        out = dv.transforms.apply_transforms((pad, j8, scale, rotate, j4), key, img)
+        out = apply_transforms((pad, j8, scale, rotate, j4), key, img)
         x = j8(keys[1], pad(keys[0], img))
         m = (np.eye(2) / _drawn(scale.values, keys[2])) @ _rotation(_drawn(rotate.values, keys[3]))
         expected = j4(keys[4], _sampled(x, *_coordinates(m, x.shape), 0.5))
@@ -127,21 +127,21 @@ def test_resamplings_apart_are_applied_one_by_one():
     """A jitter between a zoom and a rotation: two resamplings (each reading a copy of its input, see
     `_materialized`), equal to the three transforms applied one at a time with the keys `apply_transforms` splits."""
     with jax.enable_x64(True):
-        transforms = (dv.transforms.random_scale([0.9, 1.1]), dv.transforms.jitter(2), dv.transforms.random_rotate([-10.0, 10.0]))
+        transforms = (random_scale([0.9, 1.1]), jitter(2), random_rotate([-10.0, 10.0]))
         key = jax.random.key(5)
         k = jax.random.split(key, 3)
         img = _image()
         expected = transforms[2](k[2], transforms[1](k[1], transforms[0](k[0], img)))
-        np.testing.assert_array_equal(dv.transforms.apply_transforms(transforms, key, img), expected)
-        grad = jax.grad(lambda x: jnp.sum(dv.transforms.apply_transforms(transforms, key, x) ** 2))(img)
+        np.testing.assert_array_equal(apply_transforms(transforms, key, img), expected)
+        grad = jax.grad(lambda x: jnp.sum(apply_transforms(transforms, key, x) ** 2))(img)
         ref = jax.grad(lambda x: jnp.sum(transforms[2](k[2], transforms[1](k[1], transforms[0](k[0], x))) ** 2))(img)
         np.testing.assert_array_equal(grad, ref)
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="scales must be"):
-        dv.transforms.random_scale([])
+        random_scale([])
     with pytest.raises(ValueError, match="scales must be"):
-        dv.transforms.random_scale([1.0, 0.0])
+        random_scale([1.0, 0.0])
     with pytest.raises(ValueError, match="angles must be"):
-        dv.transforms.random_rotate([])
+        random_rotate([])
