@@ -155,6 +155,39 @@ def test_visualize_and_construct(net):
             assert np.argmax(acts[i]) == f, (f, acts[i])
 
 
+def test_atlas_and_occlusion_equal_torch(net):
+    """The atlas of two layers in one pass (distinct images) and an occlusion map, against the torch module."""
+    tm, model = net
+    rng = np.random.default_rng(5)
+    imgs = (rng.random((6, 24, 24, 3)) * 255).astype(np.uint8)
+    result = dv.atlas(model, list(imgs), layers=["act", "relu"], top_k=2, batch_size=4, micro_batch=2, size=24,
+                      channels=[0, 1], progress=False)  # fmt: skip
+    x = np.asarray(dv.normalize(jnp.asarray(imgs, jnp.float32) / 255))
+    ref = torch_hooks(tm, x, ["act", "relu"])
+    for layer in ("act", "relu"):
+        a, maps = result[layer], nhwc(ref[layer])  # (6, h, w, C)
+        best = maps.reshape(6, -1, maps.shape[-1]).max(1)  # each image's strongest unit per channel
+        want = -np.sort(-best, axis=0)[:2].T  # (C, 2): the two strongest images' values
+        assert_close(a.values, want, 1e-5, err_msg=layer)
+        order = np.argsort(-best, axis=0, kind="stable")[:2].T
+        gap = np.abs(np.diff(-np.sort(-best, axis=0)[:3], axis=0)).min(0)  # ties would make the order arbitrary
+        clear = gap > 1e-4 * np.abs(best).max()
+        np.testing.assert_array_equal(a.image_index[clear], order[clear])
+        assert a.projections.shape[:2] == (2, 2) and np.abs(a.projections).max() > 0
+    img = imgs[0]
+    occ = dv.occlusion(model, img, patch=8, stride=8, fill=0.5, layer="relu", channel=3, target=7)
+    for i, r0 in enumerate(occ.rows):
+        for j, c0 in enumerate(occ.cols):
+            unit = img.astype(np.float64) / 255
+            unit[r0 : r0 + 8, c0 : c0 + 8] = 0.5
+            xi = np.asarray(dv.normalize(jnp.asarray(unit[None], jnp.float32)))
+            with torch.no_grad():
+                feat = _upto(tm, "relu", nchw(xi))[0, 3].sum().item()
+                prob = torch.softmax(tm(nchw(xi)), -1)[0, 7].item()
+            assert_close(occ.feature[i, j], feat, 1e-4, err_msg=f"occlusion feature at {(r0, c0)}")
+            assert_close(occ.probability[i, j], prob, 1e-4, err_msg=f"occlusion probability at {(r0, c0)}")
+
+
 class _Stop(Exception):
     pass
 

@@ -11,7 +11,7 @@ import numpy as np
 from jax import lax
 
 from ...pooling import pool_padding
-from ..layers import adaptive_avg_pool, conv2d
+from ..layers import adaptive_avg_pool, conv2d, conv_general
 from .values import NHWC_AXIS, Hwio, Img, Perm, as_img, axis_of, elementwise, logical, op, pairs, rank_of
 
 Array = jax.Array
@@ -35,8 +35,7 @@ def _convolution(ctx, x, weight, bias, stride, padding, dilation, transposed, ou
     elif groups == 1 and sh == sw and ph == pw and dh == dw == 1:
         y = conv2d(x, k, sh, ph)  # the library's convolution (its fast input gradient for strided stems)
     else:
-        y = lax.conv_general_dilated(x, k, (sh, sw), ((ph, ph), (pw, pw)), rhs_dilation=(dh, dw),
-                                     feature_group_count=groups, dimension_numbers=("NHWC", "HWIO", "NHWC"))  # fmt: skip
+        y = conv_general(x, k, (sh, sw), ((ph, ph), (pw, pw)), (dh, dw), groups)  # float64 on CPU: matrix products
     if bias is not None:
         y = y + bias.reshape(1, 1, 1, -1)
     return Img(y)
