@@ -130,6 +130,25 @@ class _RectifierRule(torch.autograd.Function):
         return dx, None, None, None
 
 
+class _Hardsigmoid(torch.autograd.Function):
+    """hardsigmoid with its exact backward, ``g / 6`` where ``-3 < x < 3``: torch's kernel multiplies by a float32
+    1/6, ~3e-8 off in float64, far above the 1e-9 the float64 references are compared to."""
+
+    @staticmethod
+    def forward(ctx, x, inplace):
+        y = F.hardsigmoid(x)
+        ctx.save_for_backward(((x > -3) & (x < 3)).to(x.dtype))
+        if inplace:
+            ctx.mark_dirty(x)
+            return x.copy_(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad * inside / 6, None
+
+
 class projection_rules(torch.overrides.TorchFunctionMode):
     """``with converters.projection_rules(method):`` torch autograd through ANY module then computes `method`'s
     projection: every rectifier-like activation, called as a module or a function (``nn.ReLU``, ``F.relu``,
@@ -142,6 +161,8 @@ class projection_rules(torch.overrides.TorchFunctionMode):
 
     The torch reference of ``dv.project`` for graph networks (the table in ``deepvis_jax/_src/rules.py``). In-place
     calls stay in place. Max-pools keep torch's backward, which is the unpooling through their switches.
+    ``F.hardsigmoid`` (squeeze-excitation gates) keeps its true backward, computed exactly (torch's own is
+    float32-accurate only, even in float64).
     """
 
     def __init__(self, method: str = "deconv"):
@@ -152,6 +173,9 @@ class projection_rules(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
+        if func is F.hardsigmoid:  # a gate: its true backward, computed exactly
+            inplace = bool(kwargs.pop("inplace", args[1] if len(args) > 1 else False))
+            return _Hardsigmoid.apply(args[0], inplace)
         spec = _RECTIFIERS.get(func) if self.method != "gradient" else None
         if spec is None:
             return func(*args, **kwargs)
