@@ -102,6 +102,14 @@ _RECTIFIERS = {
 }
 
 
+def _result(ctx, x: torch.Tensor, y: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """A Function's output `y` of input `x`: written into `x` (marked dirty) for an in-place call."""
+    if inplace:
+        ctx.mark_dirty(x)
+        return x.copy_(y)
+    return y
+
+
 class _RectifierRule(torch.autograd.Function):
     """A rectifier-like activation ``call(x)`` whose backward is a projection method's rule: ``relu(g)``
     (``"deconv"``) or torch's own backward of ``call`` at `x` applied to ``relu(g)`` (``"guided"``: relu(g) * f'(x))."""
@@ -114,10 +122,7 @@ class _RectifierRule(torch.autograd.Function):
             ctx.x = x.detach().clone()
         elif method == "guided":
             ctx.save_for_backward(x)
-        if inplace:
-            ctx.mark_dirty(x)
-            return x.copy_(y)
-        return y
+        return _result(ctx, x, y, inplace)
 
     @staticmethod
     def backward(ctx, grad):
@@ -138,10 +143,7 @@ class _Hardsigmoid(torch.autograd.Function):
     def forward(ctx, x, inplace):
         y = F.hardsigmoid(x)
         ctx.save_for_backward(((x > -3) & (x < 3)).to(x.dtype))
-        if inplace:
-            ctx.mark_dirty(x)
-            return x.copy_(y)
-        return y
+        return _result(ctx, x, y, inplace)
 
     @staticmethod
     def backward(ctx, grad):
