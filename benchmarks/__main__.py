@@ -9,7 +9,8 @@ import os
 import platform
 import sys
 
-BENCHMARKS = ["classify", "visualize", "units", "batch", "construct", "atlas", "coldstart", "occlusion", "memory", "profile"]
+BENCHMARKS = ["classify", "visualize", "units", "batch", "construct", "atlas", "coldstart", "occlusion", "memory", "profile",
+              "graph"]
 
 
 def main(argv=None) -> int:

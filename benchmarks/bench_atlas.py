@@ -14,7 +14,6 @@ import torch
 
 import converters
 import deepvis_jax as dv
-from deepvis_jax._src.atlas import _layer_hw
 from deepvis_jax._src.nets import IMAGENET_MEAN, IMAGENET_STD
 
 from ._harness import Row, checked, max_rel, time_jax, time_torch
@@ -108,7 +107,7 @@ def run(quick: bool) -> list[Row]:
         )
         torch_s, ref = time_torch(lambda: torch_atlas(features, images, K, batch), repeats)
         check = checked("top-9 values", max_rel(res.values, ref[0]), 1e-4)
-        mw = _layer_hw(model, layer, (224, 224))[1]
+        mw = dv.layer_hw(model, layer, (224, 224))[1]
         flat = res.position[..., 0] * mw + res.position[..., 1]
         check += "; " + _same_winners(ref[0], (res.image_index, ref[1]), (flat, ref[2]))
         extra = {"images/s": f"jax {n / jax_s:.1f}, torch {n / torch_s:.1f} ({n} images, batch {batch})"}

@@ -80,12 +80,12 @@ def _torch_construct(features, inits: np.ndarray, filters, steps: int, cm: np.nd
 def _jax_construct(model, layer, filters, steps, size):
     # the plain channel mean, as the torch side maximizes (construct's default subtracts a contrast term)
     return dv.construct(model, layer, filters, steps=steps, lr=LR, image_size=size, seed=0, param="pixel",
-                        decorrelate=True, transforms="none", objective=dv.channel(layer), verbose=False)  # fmt: skip
+                        decorrelate=True, transforms="none", objective=dv.objectives.channel(layer), verbose=False)  # fmt: skip
 
 
 def _inits(model, filters, size) -> np.ndarray:
     """The starting parameters construct uses (its documented key derivation), for the torch side."""
-    param = dv.pixel(decorrelate=True)
+    param = dv.param.pixel(decorrelate=True)
     keys = [jax.random.split(dv.filter_key(0, f))[0] for f in filters]
     return np.stack([np.asarray(param.init(k, size, model.dtype)) for k in keys])
 

@@ -23,7 +23,7 @@ import torchvision
 import converters
 import deepvis_jax as dv
 
-from ._deconv_torch import top_k_projections
+from ._deconv_torch import benchmark_image, float64_top_k_check, nchw, top_k_projections
 from ._harness import Row, checked, max_rel, time_jax, time_torch
 
 CASES = (("googlenet", "inception4a"), ("mobilenet_v3_large", "features.10"), ("convnext_tiny", "features.5.4"))
@@ -61,27 +61,16 @@ def torch_family(name: str) -> torch.nn.Module:
     return torchvision.models.get_model(name, weights=None, **kwargs).eval()
 
 
-def _nchw(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-
-
 def _float64_check(tm, model, image, layer) -> float:
     tm64 = copy.deepcopy(tm).double()
-    with jax.enable_x64(True):
-        m64 = jax.tree_util.tree_map(lambda a: jax.numpy.asarray(a, jax.numpy.float64), model)
-        r = dv.visualize(m64, image, layer, top_k=9, mode="max", method="gradient")
-        x = np.asarray(dv.normalize(image[None].astype(np.float64) / 255))
-        channels, projections = top_k_projections(UpTo(tm64, layer), _nchw(x), 9)
-        if not np.array_equal(np.asarray(r.channels), channels.numpy()):
-            raise AssertionError(f"{layer}: JAX and PyTorch chose different channels; timing is void")
-        return max_rel(r.projections, projections.numpy().transpose(0, 2, 3, 1))
+    return float64_top_k_check(lambda: jax.tree_util.tree_map(lambda a: jax.numpy.asarray(a, jax.numpy.float64), model),
+                               UpTo(tm64, layer), image, layer, method="gradient")  # fmt: skip
 
 
 def run(quick: bool) -> list[Row]:
     rows = []
     repeats = 2 if quick else 5
-    image = (np.random.default_rng(0).uniform(0, 1, (224, 224, 3)) * 255).astype(np.uint8)
-    xt = _nchw(np.asarray(dv.normalize(image[None].astype(np.float32) / 255)))
+    image, xt = benchmark_image()
     for name, layer in CASES[:1] if quick else CASES:
         tm = torch_family(name)
         t0 = time.perf_counter()
@@ -90,7 +79,7 @@ def run(quick: bool) -> list[Row]:
         extra = {"import (s)": f"{import_s:.1f}"}
         for n in (1,) if quick else (1, 8):
             x = np.random.default_rng(n).standard_normal((n, 224, 224, 3)).astype(np.float32)
-            xn = _nchw(x)
+            xn = nchw(x)
             first, jax_s, out = time_jax(lambda: dv.classify(model, x), repeats)
             torch_s, ref = time_torch(lambda: _no_grad(tm, xn), repeats)
             check = checked("logits", max_rel(out, ref.numpy()), 1e-4)

@@ -38,7 +38,7 @@ def _case(n: int, batch_size: int | None, size: int, steps: int) -> dict:
     import jax
 
     import deepvis_jax as dv
-    from deepvis_jax._src.optvis.construct import batches
+    from deepvis_jax._src.batching import batches
 
     model = jax.block_until_ready(dv.load_model(ARCH, seed=0))
     gc.collect()

@@ -23,7 +23,8 @@ from jax import lax
 import converters
 import deepvis_jax as dv
 from converters import backward_features
-from deepvis_jax._src.deconv import _forward, _project, _signals
+from deepvis_jax._src.deconv import _forward, _project
+from deepvis_jax._src.visualize import _signals
 
 from ._deconv_torch import top_k_projections
 from ._harness import Row, checked, max_rel, time_jax, time_torch

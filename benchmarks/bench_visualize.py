@@ -9,44 +9,29 @@ from __future__ import annotations
 
 import copy
 
-import jax
-import numpy as np
-import torch
 
 import converters
 import deepvis_jax as dv
 
 from converters import backward_features
 
-from ._deconv_torch import top_k_projections
+from ._deconv_torch import benchmark_image, float64_top_k_check, top_k_projections
 from ._harness import Row, checked, max_rel, time_jax, time_torch
 from ._models import torch_model
 
 CASES = (("alexnet", "conv5"), ("vgg16", "conv5_3"))
 
 
-def _nchw(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-
-
 def _float64_check(tm, image, layer) -> float:
     """max rel difference of the projections with both frameworks in float64."""
     tm64 = copy.deepcopy(tm).double()
-    with jax.enable_x64(True):
-        model = converters.from_torchvision(tm64)
-        r = dv.visualize(model, image, layer, top_k=9, mode="max")
-        x = np.asarray(dv.normalize(image[None].astype(np.float64) / 255))
-        channels, projections = top_k_projections(backward_features(tm64, layer), _nchw(x), 9)
-        if not np.array_equal(np.asarray(r.channels), channels.numpy()):
-            raise AssertionError(f"{layer}: JAX and PyTorch chose different channels; timing is void")
-        return max_rel(r.projections, projections.numpy().transpose(0, 2, 3, 1))
+    return float64_top_k_check(lambda: converters.from_torchvision(tm64), backward_features(tm64, layer), image, layer)
 
 
 def run(quick: bool) -> list[Row]:
     rows = []
     repeats = 2 if quick else 5
-    image = (np.random.default_rng(0).uniform(0, 1, (224, 224, 3)) * 255).astype(np.uint8)
-    xt = _nchw(np.asarray(dv.normalize(image[None].astype(np.float32) / 255)))
+    image, xt = benchmark_image()
     for arch, layer in CASES[:1] if quick else CASES:
         tm = torch_model(arch)
         model = converters.from_torchvision(tm)

@@ -47,16 +47,13 @@ def measure(arch: str, hand_layer: str, graph_layer: str, repeats: int) -> dict:
     act = dv.forward(hand, x, hand_layer)[0]
     signal = np.random.default_rng(1).standard_normal(act.shape).astype(np.float32)
     out = {}
-    for what, fn in (("classify", lambda m, layer: dv.classify(m, x)),
-                     ("forward+project", lambda m, layer: forward_project(m, x, signal, layer))):  # fmt: skip
-        _, hand_s, a = time_jax(lambda: fn(hand, hand_layer), repeats)
-        _, graph_s, b = time_jax(lambda: fn(graph, graph_layer), repeats)
+    for what, fn in (("classify", lambda m, layer, x, s: dv.classify(m, x)),
+                     ("forward+project", lambda m, layer, x, s: forward_project(m, x, s, layer))):  # fmt: skip
+        _, hand_s, a = time_jax(lambda: fn(hand, hand_layer, x, signal), repeats)
+        _, graph_s, b = time_jax(lambda: fn(graph, graph_layer, x, signal), repeats)
         with jax.enable_x64(True):
-            a64 = fn(_f64(hand), hand_layer) if what == "classify" else forward_project(
-                _f64(hand), jnp.asarray(x, jnp.float64), jnp.asarray(signal, jnp.float64), hand_layer)
-            b64 = fn(_f64(graph), graph_layer) if what == "classify" else forward_project(
-                _f64(graph), jnp.asarray(x, jnp.float64), jnp.asarray(signal, jnp.float64), graph_layer)
-            err64 = max_rel(b64, a64)
+            x64, s64 = jnp.asarray(x, jnp.float64), jnp.asarray(signal, jnp.float64)
+            err64 = max_rel(fn(_f64(graph), graph_layer, x64, s64), fn(_f64(hand), hand_layer, x64, s64))
         out[what] = (hand_s, graph_s, max_rel(b, a), err64)
     return out
 

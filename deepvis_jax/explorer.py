@@ -17,7 +17,7 @@ from deepvis_jax._src.explorer.build import build_layer as build_layer
 from deepvis_jax._src.explorer.build import clear_layer as clear_layer
 from deepvis_jax._src.explorer.build import parse_channels as parse_channels
 from deepvis_jax._src.explorer.features import construct_features as construct_features
-from deepvis_jax._src.explorer.features import weights_digest as weights_digest
+from deepvis_jax._src.digest import weights_digest as weights_digest
 from deepvis_jax._src.explorer.live import Explorer as Explorer
 from deepvis_jax._src.explorer.server import make_server as make_server
 from deepvis_jax._src.explorer.server import serve as serve

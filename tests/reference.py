@@ -27,6 +27,22 @@ def torch_model(arch: str, seed: int = 0, dtype=torch.float32) -> torch.nn.Modul
     return m.to(dtype).eval()
 
 
+def torch_hooks(tm: torch.nn.Module, x, names) -> dict:
+    """Every named submodule's forward-hook output (cloned when the hook runs: a later in-place op cannot change
+    it) and the logits, for NHWC input `x`."""
+    out, handles = {}, []
+    mods = dict(tm.named_modules())
+    for n in names:
+        handles.append(mods[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.detach().clone())))
+    try:
+        with torch.no_grad():
+            out["logits"] = tm(nchw(x).to(next(tm.parameters()).dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
 def nchw(x) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2)))
 
@@ -273,3 +289,15 @@ def assert_topk_winners(act, values, index, position, ref_values, ref_index, ref
     assert clear.mean() > 0.5, f"{err_msg}: only {clear.mean():.0%} of the slots are clear of a tie"
     np.testing.assert_array_equal(index[clear], np.asarray(ref_index)[clear], err_msg=f"{err_msg} image index")
     np.testing.assert_array_equal(position[clear], np.asarray(ref_position)[clear], err_msg=f"{err_msg} position")
+
+
+def channel_signal(a: np.ndarray, c: int, mode: str) -> np.ndarray:
+    """The signal `visualize` projects for channel `c` of one image's activation `a` (h, w, C): "max" its strongest
+    unit alone (first in row-major order), "all" its whole map; zero in every other channel."""
+    signal = np.zeros_like(a)
+    if mode == "max":
+        i, j = np.unravel_index(np.argmax(a[:, :, c]), a.shape[:2])
+        signal[i, j, c] = a[i, j, c]
+    else:
+        signal[:, :, c] = a[:, :, c]
+    return signal

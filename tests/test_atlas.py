@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import deepvis_jax as dv
-from deepvis_jax._src import atlas as atlas_mod
+from deepvis_jax._src.images import load_square
 from deepvis_jax.explorer import STATE_FILE
 
 from reference import as_float64, assert_close, assert_topk_winners, with_xla_flags
@@ -285,7 +285,7 @@ def test_receptive_field_contains_gradient_support(model, layer):
     """Input pixels a unit depends on (nonzero gradient of its pre-ReLU value) lie inside its box; conv1: exactly."""
     rf = dv.receptive_field(model, layer)
     x = dv.normalize(jnp.asarray(_images(n=1, hw=HW)[0][None], jnp.float32) / 255.0)
-    h, w = atlas_mod._layer_hw(model, layer, (HW, HW))
+    h, w = dv.layer_hw(model, layer, (HW, HW))
     grad = jax.jit(jax.grad(lambda x, row, col: model.apply(x, upto=layer, pre_relu=True)[0, row, col].sum()))
     for row, col in ((0, 0), (h // 2, w // 2), (h - 1, w - 1)):
         g = grad(x, row, col)
@@ -337,7 +337,7 @@ def test_folder_source_matches_arrays(model, tmp_path):
     np.testing.assert_array_equal(a.image_index, b.image_index)
     np.testing.assert_array_equal(a.values, b.values)
     assert a.files == tuple(str(tmp_path / f"img_{i:02d}.png") for i in range(6))
-    big = atlas_mod.read_image(_save(tmp_path / "wide.png", np.zeros((40, 100, 3), np.uint8)), 20)
+    big = load_square(_save(tmp_path / "wide.png", np.zeros((40, 100, 3), np.uint8)), 20)
     assert big.shape == (20, 20, 3)
 
 
@@ -413,3 +413,35 @@ def test_bad_input_raises_typed_errors(model, images, tmp_path, capsys):
         dv.atlas(model, [images[0], images[1][:60]], "conv1", progress=False)
     with pytest.raises(ValueError, match="channels must be in 0..63"):
         dv.atlas(model, images[:2], "conv1", channels=[64], progress=False)
+
+
+def test_resume_refuses_other_weights_or_a_changed_folder(model, tmp_path, capsys):
+    """Smell 4: the checkpoint records a digest of the weights and of the folder's files, so a resume with other
+    weights or after the folder changed is refused in one line instead of merging two runs."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, a in enumerate(_images(n=5, hw=40, seed=4)):
+        Image.fromarray(a).save(folder / f"{i}.png")
+    ck = tmp_path / "state.npz"
+    kw = dict(top_k=2, batch_size=4, micro_batch=2, size=40, project=False, progress=False, checkpoint=ck)
+    first = dv.atlas(model, folder, "conv1", **kw)
+    again = dv.atlas(model, folder, "conv1", resume=True, **kw)  # the same run: nothing new, the same winners
+    np.testing.assert_array_equal(again.image_index, first.image_index)
+    assert again.num_images == first.num_images == 5
+    other = dv.load_model("alexnet", weights=None, seed=1)
+    with pytest.raises(ValueError, match=r"another atlas run \(weights: '[0-9a-f]{32}' there, '[0-9a-f]{32}' here\)"):
+        dv.atlas(other, folder, "conv1", resume=True, **kw)
+    Image.fromarray(_images(n=1, hw=40, seed=9)[0]).save(folder / "2b.png")  # sorts between 2 and 3: renumbers
+    with pytest.raises(ValueError, match=r"another atlas run \(files: '5 files, digest \w+' there, '6 files"):
+        dv.atlas(model, folder, "conv1", resume=True, **kw)
+    # the command line: one line, exit status 2
+    dv.save_model(other, tmp_path / "other.msgpack")
+    argv = ["atlas", "--images", str(folder), "--layer", "1", "--out", str(tmp_path / "site"), "--size", "40",
+            "--channels", "0", "--top-k", "1", "--batch-size", "4", "--quiet", "--cache-dir", "off"]  # fmt: skip
+    assert _cli(argv + ["--weights", "random"]) == 0
+    capsys.readouterr()
+    assert _cli(argv + ["--weights", str(tmp_path / "other.msgpack"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("deepvis: error: checkpoint") and "(weights: " in err[0], err

@@ -14,7 +14,7 @@ import converters
 import deepvis_jax as dv
 from deepvis_jax import cli
 from deepvis_jax._src.images import load_square
-from deepvis_jax._src.deconv import _visualize_batch
+from deepvis_jax._src.visualize import _visualize_batch
 from reference import as_float64, assert_choice, assert_close, assert_close_up_to_near_ties, torch_model
 
 

@@ -34,7 +34,7 @@ def test_fft_dc_coefficient_known_answer():
     s, k, c = 8, 1, 2.0
     p = np.zeros((2, 3, s, s // 2 + 1), np.float32)
     p[0, k, 0, 0] = c
-    img = np.asarray(dv.fft(decorrelate=True).to_image(jnp.asarray(p)))
+    img = np.asarray(dv.param.fft(decorrelate=True).to_image(jnp.asarray(p)))
     # scale at f = 0 is 1 / (1 / S) = S; the orthonormal inverse DFT divides by sqrt(S * S); Lucid divides by 4
     value = c * s / np.sqrt(s * s) / 4.0
     expected = 1.0 / (1.0 + np.exp(-C[:, k] * value))
@@ -47,7 +47,7 @@ def test_fft_single_frequencies_known_answer():
     p = np.zeros((2, 3, s, s // 2 + 1), np.float32)
     p[0, 0, 0, 1] = a  # red channel (no decorrelation)
     p[1, 2, 1, 0] = b  # blue channel: only the real part of the resulting column survives irfft
-    img = np.asarray(dv.fft(decorrelate=False).to_image(jnp.asarray(p)))
+    img = np.asarray(dv.param.fft(decorrelate=False).to_image(jnp.asarray(p)))
     y, x = np.meshgrid(np.arange(s), np.arange(s), indexing="ij")
     scale = s  # frequency 1/S cycles per pixel -> 1 / max(1/S, 1/S)
     red = 2 * a * scale * np.cos(2 * np.pi * x / s) / s / 4.0
@@ -62,7 +62,7 @@ def test_blur_is_periodic_gaussian_and_matches_between_parameterizations():
     """Blurring the FFT spectrum equals blurring the pre-sigmoid image: a periodic Gaussian (sampled answer)."""
     s, sigma = 16, 1.5
     p = 0.3 * jax.random.normal(jax.random.key(1), (2, 3, s, s // 2 + 1))
-    fft = dv.fft(decorrelate=False)
+    fft = dv.param.fft(decorrelate=False)
     logit = lambda img: np.log(img / (1 - img))  # noqa: E731
     blurred = logit(np.asarray(fft.to_image(fft.blur(p, sigma)), np.float64))
     plain = logit(np.asarray(fft.to_image(p), np.float64))
@@ -72,12 +72,12 @@ def test_blur_is_periodic_gaussian_and_matches_between_parameterizations():
     expected = np.einsum("yi,xj,ijc->yxc", g1, g1, plain)
     assert_close(blurred, expected, rtol=1e-4)
     # the pixel parameterization's blur is the same operation on its pre-sigmoid array
-    assert_close(np.asarray(dv.pixel().blur(jnp.asarray(plain, jnp.float32), sigma)), expected, rtol=1e-4)
+    assert_close(np.asarray(dv.param.pixel().blur(jnp.asarray(plain, jnp.float32), sigma)), expected, rtol=1e-4)
 
 
 def test_pixel_decorrelated_is_sigmoid_of_color_matrix():
     p = np.random.default_rng(0).normal(size=(4, 5, 3)).astype(np.float32)
-    img = np.asarray(dv.pixel(decorrelate=True).to_image(jnp.asarray(p)))
+    img = np.asarray(dv.param.pixel(decorrelate=True).to_image(jnp.asarray(p)))
     np.testing.assert_allclose(img, 1 / (1 + np.exp(-(p @ C.T))), rtol=1e-5, atol=1e-6)
 
 
@@ -88,20 +88,20 @@ def test_transforms_known_answers():
     img = jnp.asarray(np.random.default_rng(0).random((9, 9, 3)), jnp.float32)
     key = jax.random.key(3)
     # rotation by 90 degrees is np.rot90 (counterclockwise as displayed)
-    np.testing.assert_allclose(dv.random_rotate([90])(key, img), np.rot90(np.asarray(img), 1), atol=1e-5)
-    np.testing.assert_allclose(dv.random_scale([1.0])(key, img), img, atol=1e-6)
+    np.testing.assert_allclose(dv.transforms.random_rotate([90])(key, img), np.rot90(np.asarray(img), 1), atol=1e-5)
+    np.testing.assert_allclose(dv.transforms.random_scale([1.0])(key, img), img, atol=1e-6)
     # zoom x2 about the centre of a horizontal ramp: out(x) = in(c + (x - c) / 2), c = (W - 1) / 2 (pixel centres)
     ramp = jnp.broadcast_to(jnp.arange(16.0)[None, :, None], (16, 16, 3))
-    out = np.asarray(dv.random_scale([2.0])(key, ramp))
+    out = np.asarray(dv.transforms.random_scale([2.0])(key, ramp))
     x = np.arange(16.0)
     np.testing.assert_allclose(out[:, 4:12, 0], np.broadcast_to(7.5 + (x[4:12] - 7.5) / 2, (16, 8)), atol=1e-5)
     # jitter crops (H - d, W - d) at the offset drawn from the key; pad adds grey
     dy, dx = np.asarray(jax.random.randint(key, (2,), 0, 4))
-    np.testing.assert_array_equal(dv.jitter(4)(key, img), np.asarray(img)[dy:dy + 5, dx:dx + 5])
-    padded = np.asarray(dv.pad(2)(key, img))
+    np.testing.assert_array_equal(dv.transforms.jitter(4)(key, img), np.asarray(img)[dy:dy + 5, dx:dx + 5])
+    padded = np.asarray(dv.transforms.pad(2)(key, img))
     assert padded.shape == (13, 13, 3) and np.all(padded[:2] == 0.5) and np.all(padded[2:11, 2:11] == img)
     # the standard list keeps sizes static: 224 -> 224 + 24 - 8 - 4
-    out = dv.apply_transforms(dv.standard_transforms(), key, jnp.zeros((224, 224, 3)))
+    out = dv.transforms.apply_transforms(dv.transforms.standard_transforms(), key, jnp.zeros((224, 224, 3)))
     assert out.shape == (236, 236, 3)
 
 
@@ -126,11 +126,11 @@ def test_objectives_against_full_forward(alexnet):
     post = np.asarray(alexnet.apply(x[None], upto="conv3"))[0]
     logits = np.asarray(dv.classify(alexnet, x[None]))[0]
     t = jnp.asarray(17)
-    obj = 2.0 * dv.channel(3) - dv.neuron("conv3", pre_relu=False) + dv.combine([0.5], [dv.class_logit()])
+    obj = 2.0 * dv.objectives.channel(3) - dv.objectives.neuron("conv3", pre_relu=False) + dv.objectives.combine([0.5], [dv.objectives.class_logit()])
     expected = 2 * pre[..., 17].mean() - post[pre.shape[0] // 2, pre.shape[1] // 2, 17] + 0.5 * logits[17]
     assert_close(obj(alexnet, x, t), expected, rtol=1e-5)
-    assert_close(dv.neuron(3, y=1, x=2)(alexnet, x, t), pre[1, 2, 17], rtol=1e-5)
-    assert dv.channel(3) == dv.channel(3) and hash(2 * dv.channel(3)) == hash(2 * dv.channel(3))
+    assert_close(dv.objectives.neuron(3, y=1, x=2)(alexnet, x, t), pre[1, 2, 17], rtol=1e-5)
+    assert dv.objectives.channel(3) == dv.objectives.channel(3) and hash(2 * dv.objectives.channel(3)) == hash(2 * dv.objectives.channel(3))
     assert obj.targets(alexnet) == 384
 
 
@@ -141,8 +141,8 @@ def test_channel_contrast_against_full_forward(alexnet):
     means = np.asarray(alexnet.apply(x[None], upto="conv3", pre_relu=True))[0].mean(axis=(0, 1))
     for t in (int(np.argmax(means)), 17):
         expected = means[t] - 0.5 * np.delete(means, t).max()
-        assert_close(dv.channel(3, contrast=0.5)(alexnet, x, jnp.asarray(t)), expected, rtol=1e-5)
-    assert dv.channel(3, contrast=0.5) == dv.channel(3, contrast=0.5) != dv.channel(3)
+        assert_close(dv.objectives.channel(3, contrast=0.5)(alexnet, x, jnp.asarray(t)), expected, rtol=1e-5)
+    assert dv.objectives.channel(3, contrast=0.5) == dv.objectives.channel(3, contrast=0.5) != dv.objectives.channel(3)
 
 
 # ------------------------------------------------------------------------------------------ construct
@@ -184,8 +184,8 @@ def test_matches_torch_adam_reference(dtype, layer, steps, rtol):
         tm = torch_model("alexnet", seed=0, dtype=dtype)
         model = converters.from_torchvision(tm)
         out = dv.construct(model, layer, filters, steps=steps, lr=lr, image_size=size, seed=seed, param="pixel",
-                           decorrelate=True, transforms="none", objective=dv.channel(layer), verbose=False)  # fmt: skip
-        param = dv.pixel(decorrelate=True)
+                           decorrelate=True, transforms="none", objective=dv.objectives.channel(layer), verbose=False)  # fmt: skip
+        param = dv.param.pixel(decorrelate=True)
         # the documented key derivation: the init key of filter f is split(fold_in(key(seed), f))[0]
         inits = [np.asarray(param.init(jax.random.split(dv.filter_key(seed, f))[0], size, model.dtype))
                  for f in filters]  # fmt: skip
@@ -214,7 +214,7 @@ def test_deterministic_and_keys_per_filter(alexnet):
     # the starting images: a vanishing step leaves each filter at param.init(split(filter_key(seed, f))[0])
     start = dv.construct(alexnet, 3, [0, 1], seed=7, steps=1, lr=1e-30, image_size=64, param="pixel",
                          transforms="none", verbose=False)  # fmt: skip
-    param = dv.pixel(decorrelate=True)
+    param = dv.param.pixel(decorrelate=True)
     for i, f in enumerate([0, 1]):
         want = param.to_image(param.init(jax.random.split(dv.filter_key(7, f))[0], 64))
         np.testing.assert_allclose(start[i], want, rtol=0, atol=1e-5)  # jit vs eager rounding
@@ -225,7 +225,7 @@ def test_no_recompilation_when_filters_seed_or_steps_change(alexnet):
     dv.construct(alexnet, 3, [0, 1], steps=3, seed=0, **SMALL)
     traces = dict(_TRACES)
     dv.construct(alexnet, 3, [7, 300], steps=3, seed=5, **SMALL)
-    default = dv.channel("conv3", contrast=CONTRAST)  # equal to the default objective: no new program
+    default = dv.objectives.channel("conv3", contrast=CONTRAST)  # equal to the default objective: no new program
     dv.construct(alexnet, "conv3", [9, 2], steps=7, seed=1, objective=default, **SMALL)  # 3 chunks
     assert _TRACES == traces
     dv.construct(alexnet, 3, [0, 1, 2], steps=3, **SMALL)  # a different number of filters is a new shape
@@ -342,7 +342,7 @@ def test_seed_preset(alexnet):
         (dict(batch_size=0), "batch_size must be"),
         (dict(batch_size=2.0), "batch_size must be"),
         (dict(objective=lambda m, x, t: 0.0), "objective must be"),
-        (dict(objective=dv.class_logit(), filters=1000), r"valid filters are 0\.\.999"),
+        (dict(objective=dv.objectives.class_logit(), filters=1000), r"valid filters are 0\.\.999"),
     ],
 )
 def test_bad_arguments(alexnet, kwargs, match):

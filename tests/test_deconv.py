@@ -13,7 +13,7 @@ import torch
 
 import converters
 import deepvis_jax as dv
-from deepvis_jax._src.deconv import _visualize
+from deepvis_jax._src import visualizer
 from deepvis_jax._src.rules import (
     gather_at_switches,
     max_pool,
@@ -21,8 +21,10 @@ from deepvis_jax._src.rules import (
     pool_geometry,
     pool_padding,
 )
+from deepvis_jax._src.visualize import _visualize
 from reference import (
     as_float64,
+    channel_signal,
     assert_choice,
     assert_close,
     assert_close_up_to_near_ties,
@@ -328,12 +330,7 @@ def test_visualize_equals_project_one_channel_at_a_time(vgg, mode, rank):
         assert_close(r.scores, score[np.asarray(r.channels)], 1e-12)  # mean: summation order may differ
         assert r.layer == "conv3_2" and r.mode == mode and r.rank == rank
         for k, c in enumerate(np.asarray(r.channels)):
-            signal = np.zeros_like(a)
-            if mode == "max":
-                i, j = np.unravel_index(np.argmax(a[:, :, c]), a.shape[:2])
-                signal[i, j, c] = a[i, j, c]
-            else:
-                signal[:, :, c] = a[:, :, c]
+            signal = channel_signal(a, c, mode)
             one = dv.project(vgg64, sw, jnp.asarray(signal)[None], "conv3_2")[0]
             assert np.abs(np.asarray(one)).max() > 0
             assert_close(r.projections[k], one, 1e-10, err_msg=f"channel {c}")
@@ -409,7 +406,7 @@ def test_visualizer_construct_calls_dv_construct(monkeypatch):
         calls.append((layer, list(filters), kw))
         return np.stack([np.full((8, 8, 3), f / 100.0) for f in filters])
 
-    monkeypatch.setattr(dv, "construct", fake, raising=False)
+    monkeypatch.setattr(visualizer, "construct", fake)
     v = dv.Visualizer("model")
     np.testing.assert_array_equal(v.construct(3, 88, steps=5), np.full((8, 8, 3), 0.88))
     assert v.construct("conv2", [1, 2]).shape == (2, 8, 8, 3) and v.constructed.shape == (2, 8, 8, 3)

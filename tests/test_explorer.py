@@ -104,6 +104,46 @@ def test_feature_cache_batches_skips_and_checks_its_key(model, tmp_path, monkeyp
     assert json.loads((folder / features.KEY_FILE).read_text())["seed"] == 1
 
 
+def test_feature_key_is_the_recipe_construct_runs(model, monkeypatch):
+    """Smell 5: the feature cache's key describes the recipe `construct` actually resolves and runs (not literals),
+    so a change of construct's defaults -- the learning rate, the objective's contrast, the transforms -- gives
+    another key and the cached pictures are not reused."""
+    from deepvis_jax._src.optvis import recipe as recipe_mod
+
+    class Ran(Exception):
+        pass
+
+    def key():
+        return features.feature_key(model, "conv2", image_size=32, steps=3, seed=0, digest="0" * 32)["recipe"]
+
+    def ran():  # what construct_features' call runs: the recipe construct resolves, and what it optimizes
+        recipes, specs = [], []
+        resolve = construct_mod.resolve_recipe
+
+        def stop(spec, *a, **k):
+            specs.append(spec)
+            raise Ran
+
+        with monkeypatch.context() as m:
+            m.setattr(construct_mod, "resolve_recipe", lambda *a, **k: recipes.append(resolve(*a, **k)) or recipes[-1])
+            m.setattr(construct_mod, "_optimize", stop)
+            with pytest.raises(Ran):
+                dv.construct(model, "conv2", [0, 1], image_size=32, steps=3, seed=0, verbose=False)
+        (r,), spec = recipes, specs[0]
+        assert (spec.objective, spec.param, spec.transforms, spec.optimizer) == r[:4]  # it runs what it resolved
+        return recipe_mod.describe_recipe(r)
+
+    base = key()
+    assert base == ran() and base["lr"] == 0.02 and len(base["transforms"]) == 5
+    seen = [base]
+    for name, value in (("LR", 0.05), ("CONTRAST", 0.25), ("standard_transforms", lambda: ())):
+        monkeypatch.setattr(recipe_mod, name, value)
+        changed = key()
+        assert changed not in seen, name
+        assert changed == ran(), name
+        seen.append(changed)  # the next default changes on top of this one
+
+
 def test_weights_digest_sees_every_value():
     params = {n: {"kernel": np.ones((3, 3, 3, 2), np.float32), "bias": np.zeros(2, np.float32)} for n in ("a", "b")}
     arch = dv.ARCHITECTURES["alexnet"]
@@ -263,6 +303,37 @@ def test_live_click_projects_the_strongest_unit_without_compiling(model, tmp_pat
     finally:
         ex.close()
     assert not ex.tmp.exists()
+
+
+def test_live_images_smaller_than_size_are_enlarged_and_compile_nothing(model, tmp_path):
+    """Smell 7: an image smaller than --size is enlarged to it (shorter side to S, center-cropped, as the atlas
+    reads files), so it runs the layer's compiled program; the grid's clickable cells are where
+    `activation_grid` draws each channel's map."""
+    import io
+
+    from deepvis_jax._src.images import square
+
+    ex = live.Explorer(model, size=64, construct_size=32, construct_steps=1, tmpdir=tmp_path)
+    try:
+        before = ex.layer(ex.sample_id, "conv2")
+        compiled = live._layer_state._cache_size()
+        small = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+        image = ex.add_image(small, "small.png")
+        np.testing.assert_array_equal(ex.image(image), square(small, 64))
+        assert ex.image(image).shape == (64, 64, 3)
+        view = ex.layer(image, "conv2")
+        assert view.map_hw == before.map_hw and live._layer_state._cache_size() == compiled
+        grid = np.asarray(Image.open(io.BytesIO(view.grid_png)))
+        assert grid.shape[:2] == view.grid_hw and len(view.cells) == view.channels == 192
+        a = np.asarray(live._layer_state(model, ex.image(image), "conv2")[0])
+        for c in (0, 5, 191):
+            left, top, w, h = view.cells[c]
+            f = w // a.shape[1]
+            assert (w, h) == (f * a.shape[1], f * a.shape[0])
+            want = dv.to_uint8(a[:, :, c] / a[:, :, c].max()) if a[:, :, c].max() > 0 else 0
+            np.testing.assert_array_equal(grid[top : top + h : f, left : left + w : f, 0], want)
+    finally:
+        ex.close()
 
 
 PROJECTIONS_SHOWN = """['proj-deconv', 'proj-guided', 'proj-gradient'].every(id => {

@@ -17,7 +17,7 @@ import torch.nn as nn
 import converters
 import deepvis_jax as dv
 from deepvis_jax._src.nets.graph import GraphArchitecture
-from reference import as_float64, assert_close, nchw, nhwc
+from reference import as_float64, assert_close, nchw, nhwc, torch_hooks
 
 
 class Net(nn.Module):
@@ -59,28 +59,13 @@ def net():
     return tm, converters.from_torch(tm, torch.randn(2, 3, 24, 24))
 
 
-def _hooks(tm, x, names):
-    """The forward hook output of every named module (cloned at hook time) and the logits."""
-    out, handles = {}, []
-    mods = dict(tm.named_modules())
-    for n in names:
-        handles.append(mods[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.detach().clone())))
-    try:
-        with torch.no_grad():
-            out["logits"] = tm(nchw(x).to(next(tm.parameters()).dtype))
-    finally:
-        for h in handles:
-            h.remove()
-    return out
-
-
 def test_user_module_equals_torch_every_layer_float32_and_float64(net):
     tm, model = net
     assert isinstance(model.arch, GraphArchitecture) and model.arch.num_classes == 10
     assert dv.layers(model) == LAYERS
     assert dv.layer_name(model, 3) == "stem" and dv.layer_channels(model, "act") == 12
     x = np.random.default_rng(0).standard_normal((2, 40, 32, 3)).astype(np.float32)  # not the capture's size
-    ref = _hooks(tm, x, LAYERS)
+    ref = torch_hooks(tm, x, LAYERS)
     logits, acts = dv._src.nets.all_activations(model, jnp.asarray(x))
     assert_close(logits, ref["logits"].numpy(), 1e-4, err_msg="logits")
     for name in LAYERS:
@@ -90,7 +75,7 @@ def test_user_module_equals_torch_every_layer_float32_and_float64(net):
         tm64 = _net(dtype=torch.float64)
         m64 = as_float64(model)
         x64 = x.astype(np.float64)
-        ref64 = _hooks(tm64, x64, LAYERS)
+        ref64 = torch_hooks(tm64, x64, LAYERS)
         assert_close(dv.classify(m64, jnp.asarray(x64)), ref64["logits"].numpy(), 1e-9, err_msg="float64 logits")
         for name in ("act", "relu"):
             assert_close(m64.apply(jnp.asarray(x64), upto=name), nhwc(ref64[name]), 1e-9, err_msg=name)

@@ -17,7 +17,7 @@ import torchvision
 import converters
 import deepvis_jax as dv
 from deepvis_jax._src.nets import all_activations
-from reference import as_float64, assert_close, nchw, nhwc
+from reference import as_float64, assert_close, nchw, nhwc, torch_hooks
 
 # family: (input size, the layers checked against torch hooks: "all" or None (logits only), a layer to visualize);
 # the transformers are captured at their one image size (dynamic=False: torch.export's dynamic capture of Swin
@@ -61,21 +61,6 @@ def torch_family(name: str, dtype=torch.float32) -> torch.nn.Module:
     return m.to(dtype).eval()
 
 
-def hooks(tm: torch.nn.Module, x: np.ndarray, names) -> dict:
-    """Every named module's forward-hook output (cloned when the hook runs), and the logits."""
-    out, handles = {}, []
-    mods = dict(tm.named_modules())
-    for n in names:
-        handles.append(mods[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.detach().clone())))
-    try:
-        with torch.no_grad():
-            out["logits"] = tm(nchw(x).to(next(tm.parameters()).dtype))
-    finally:
-        for h in handles:
-            h.remove()
-    return out
-
-
 def as_map(name: str, model, t: torch.Tensor) -> np.ndarray:
     """A hook's output as the layer's (N, h, w, C) map (the layer kinds of `dv.layers`)."""
     spec = model.arch.spec(name)
@@ -96,7 +81,7 @@ def check_family(name: str):
     assert model.arch.num_classes == 1000 and layer in dv.layers(model)
     x = np.random.default_rng(0).standard_normal((2, size, size, 3)).astype(np.float32)
     names = dv.layers(model) if every_layer == "all" else [layer]
-    ref = hooks(tm, x, names)
+    ref = torch_hooks(tm, x, names)
     logits, acts = all_activations(model, jnp.asarray(x))
     assert_close(logits, ref["logits"].numpy(), 1e-4, err_msg=f"{name} logits")
     for n in names:
@@ -108,7 +93,7 @@ def check_family(name: str):
             assert_close(acts[n], as_map(n, model, ref[n]), 1e-4, err_msg=f"{name} {n}")
     if name == "googlenet":  # pre-ReLU of a concatenation: each branch before its ReLU (what construct maximizes)
         bns = [f"inception4a.branch{b}.bn" for b in ("1", "2.1", "3.1", "4.1")]
-        pre = hooks(tm, x, bns)
+        pre = torch_hooks(tm, x, bns)
         want = np.concatenate([nhwc(pre[b]) for b in bns], axis=-1)
         assert_close(model.apply(jnp.asarray(x), upto="inception4a", pre_relu=True), want, 1e-4)
     with jax.enable_x64(True):

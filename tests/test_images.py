@@ -242,3 +242,44 @@ def test_resize_shorter():
 def test_public_names():
     for name in ("load_image", "sample_image", "ImageError", "min_image_size", "imagenet_labels"):
         assert hasattr(dv, name), name
+
+
+def test_one_reader_for_the_atlas_and_visualize_files(tmp_path):
+    """Smell 3: the atlas and `deepvis visualize --image DIR` (`dv.visualize_files`) read the same pixels from the
+    same file, as `dv.load_image` does: EXIF orientation applied, transparency composited on white."""
+    from PIL import Image
+
+    from deepvis_jax._src.atlas.sources import Folder
+    from deepvis_jax._src.images import load_square
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    wide = np.kron(rng.integers(0, 256, (6, 10, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # 48x80, smooth
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned, the picture must be rotated 90 degrees clockwise
+    Image.fromarray(wide).save(folder / "a_rotated.jpg", exif=exif.tobytes(), quality=95)
+    ramp = np.tile(np.linspace(0, 255, 40), (40, 1))[..., None]  # transparent on the left, opaque on the right
+    rgba = np.concatenate([wide[:40, :40], ramp], -1).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(folder / "b_alpha.png")
+    with Image.open(folder / "a_rotated.jpg") as im:
+        stored = np.asarray(im.convert("RGB"))  # the pixels as stored, EXIF ignored
+    rotated = dv.load_image(folder / "a_rotated.jpg")
+    assert stored.shape == (48, 80, 3) and rotated.shape == (80, 48, 3)
+    np.testing.assert_array_equal(rotated, np.rot90(stored, k=-1))  # shown upright
+    alpha = rgba[..., 3:] / 255.0
+    on_white = rgba[..., :3] * alpha + 255.0 * (1 - alpha)
+    assert np.abs(dv.load_image(folder / "b_alpha.png").astype(float) - on_white).max() <= 1.0
+    # the atlas's folder source and visualize_files give exactly load_image's pixels, squared
+    atlas_source = Folder(folder, 32, workers=1)
+    model = dv.load_model("alexnet", weights=None, seed=0)
+    files = list(dv.visualize_files(model, folder, 1, size=32, top_k=1))
+    for i, item in enumerate(files):
+        want = load_square(item.path, 32)
+        np.testing.assert_array_equal(item.image, want)
+        np.testing.assert_array_equal(atlas_source.fetch(i), want)
+    # and the atlas over the folder equals the atlas over those arrays
+    a = dv.atlas(model, folder, "conv1", top_k=2, batch_size=2, size=32, project=False, progress=False)
+    b = dv.atlas(model, [it.image for it in files], "conv1", top_k=2, batch_size=2, project=False, progress=False)
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.image_index, b.image_index)

@@ -10,7 +10,7 @@ import pytest
 
 import converters
 import deepvis_jax as dv
-from deepvis_jax._src.deconv import _visualize
+from deepvis_jax._src.visualize import _visualize
 from deepvis_jax._src.nets.layers import conv2d
 from reference import as_float64, assert_close, check_float32_projections, check_projections, probe_signals, torch_model
 

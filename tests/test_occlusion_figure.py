@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import deepvis_jax as dv
-from deepvis_jax._src import render
+from deepvis_jax._src import render_occlusion as render
 from deepvis_jax._src.render import LABEL_H, PAD
 
 
@@ -36,7 +36,7 @@ def test_occlusion_figure_layout_and_pixels():
         return a[y0 : y0 + cell : 2, x0 : x0 + cell : 2]
 
     # (a): the pixel nearest the first square's centre (7.5, 7.5) is the hottest colour, the others the coldest
-    hot, cold = render._to_uint8(render.heat(1.0)), render._to_uint8(render.heat(0.0))
+    hot, cold = dv.to_uint8(render.heat(1.0)), dv.to_uint8(render.heat(0.0))
     np.testing.assert_array_equal(panel(1)[7, 7], hot)
     np.testing.assert_array_equal(panel(1)[0, 0], hot)
     np.testing.assert_array_equal(panel(1)[12, 12], cold)  # nearer (15.5, 15.5): position (1, 1)
@@ -60,7 +60,7 @@ def test_occlusion_figure_with_alpha_blends_and_checks_sizes():
     fig = dv.occlusion_figure(image, _result(), min_cell=32, alpha=0.5)
     a = np.asarray(fig)
     x0 = PAD + 3 * (32 + PAD)
-    np.testing.assert_array_equal(a[PAD + LABEL_H, x0], render._to_uint8(render._PALETTE[0] / 255.0 * 0.5))
+    np.testing.assert_array_equal(a[PAD + LABEL_H, x0], dv.to_uint8(render._PALETTE[0] / 255.0 * 0.5))
     with pytest.raises(ValueError, match="do not fit"):
         dv.occlusion_figure(np.zeros((20, 20, 3)), _result())
     with pytest.raises(ValueError, match="shaped"):

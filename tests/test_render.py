@@ -98,3 +98,30 @@ def test_save_result_writes_pngs_and_refuses_to_overwrite(tmp_path):
     np.testing.assert_array_equal(r2.projections, r.projections)
     assert [p.name for p in v.save(tmp_path / "v")] == [p.name for p in paths]
     assert set(v.figures()) == {"activations", "projections"}
+
+
+def test_one_rounding_rule_half_to_even_everywhere():
+    """Smell 6: every picture rounds a [0, 1] value to a grey level as `dv.to_uint8` does (np.rint: half to even),
+    the rule of images, the atlas and the explorer: values that fall exactly halfway, k + 0.5 grey levels, go to
+    the even neighbour (half up would give k + 1 for every k)."""
+    from deepvis_jax._src.atlas_render import projection_to_uint8
+
+    ks = [k for k in range(255) if (k + 0.5) / 255.0 * 255.0 == k + 0.5]
+    assert len(ks) > 100
+    v = np.array([(k + 0.5) / 255.0 for k in ks])
+    want = np.array([k + (k % 2) for k in ks])  # rint: the even neighbour (half up: k + 1)
+    np.testing.assert_array_equal(dv.to_uint8(v), want)
+    img = np.repeat(np.resize(v, 16 * 16).reshape(16, 16)[..., None], 3, axis=2)
+    sheet = np.asarray(dv.contact_sheet(img[None], ["x"], min_cell=16))
+    np.testing.assert_array_equal(sheet[PAD + LABEL_H : PAD + LABEL_H + 16, PAD : PAD + 16], dv.to_uint8(img))
+    grid = np.asarray(dv.activation_grid(img[:, :, :1], min_cell=16, scale="global"))
+    top = img[:, :, 0].max()
+    cell = grid[PAD + LABEL_H : PAD + LABEL_H + 16, PAD : PAD + 16, 0]
+    np.testing.assert_array_equal(cell, dv.to_uint8(img[:, :, 0] / top))  # stretched to its maximum
+    row = dv.summary_row(img, np.zeros((1, 16, 16, 3)), [0], cell=16)
+    np.testing.assert_array_equal(row[0], dv.to_uint8(img))
+    p = np.linspace(-1, 1, 16 * 16 * 3).reshape(16, 16, 3)
+    np.testing.assert_array_equal(projection_to_uint8(p), dv.to_uint8(display_normalize(p)))
+    assert dv.to_uint8(np.array([-0.2, 1.7])).tolist() == [0, 255]
+    u = np.arange(256, dtype=np.uint8)
+    assert dv.to_uint8(u) is u  # uint8 is already an image

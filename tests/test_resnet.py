@@ -15,6 +15,7 @@ import converters
 import deepvis_jax as dv
 from reference import (
     as_float64,
+    channel_signal,
     assert_close,
     assert_topk_winners,
     check_float32_projections,
@@ -173,12 +174,7 @@ def test_visualize_equals_project_one_channel_at_a_time(models, mode):
         a = np.asarray(act[0])
         np.testing.assert_array_equal(r.channels, np.argsort(-a.max(axis=(0, 1)), kind="stable")[:3])
         for k, c in enumerate(np.asarray(r.channels)):
-            signal = np.zeros_like(a)
-            if mode == "max":
-                i, j = np.unravel_index(np.argmax(a[:, :, c]), a.shape[:2])
-                signal[i, j, c] = a[i, j, c]
-            else:
-                signal[:, :, c] = a[:, :, c]
+            signal = channel_signal(a, c, mode)
             one = dv.project(model, sw, jnp.asarray(signal)[None], "layer3.1", "guided")[0]
             assert np.abs(np.asarray(one)).max() > 0
             assert_close(r.projections[k], one, 1e-10, err_msg=f"channel {c}")
@@ -200,8 +196,8 @@ def test_objectives_compute_only_the_target_channel(models):
     for layer in ("conv1", "layer1.0", "layer2.1"):
         pre = np.asarray(model.apply(x[None], upto=layer, pre_relu=True))[0]
         t = jnp.asarray(17)
-        assert_close(dv.channel(layer)(model, x, t), pre[..., 17].mean(), 1e-5, err_msg=layer)
-        assert_close(dv.neuron(layer, y=1, x=2)(model, x, t), pre[1, 2, 17], 1e-5, err_msg=layer)
+        assert_close(dv.objectives.channel(layer)(model, x, t), pre[..., 17].mean(), 1e-5, err_msg=layer)
+        assert_close(dv.objectives.neuron(layer, y=1, x=2)(model, x, t), pre[1, 2, 17], 1e-5, err_msg=layer)
     imgs = dv.construct(model, "layer2.1", [0, 5], steps=2, image_size=64, verbose=False)
     assert imgs.shape == (2, 64, 64, 3) and np.isfinite(imgs).all() and 0 <= imgs.min() and imgs.max() <= 1
 

@@ -25,11 +25,11 @@ from deepvis_jax._src.rules import (
     Record,
     Replay,
     Shapes,
-    _slice_map,
     linearized_rule,
     pool_padding,
     window_geometry,
 )
+from deepvis_jax._src.windows import slice_window
 from reference import as_float64, assert_close, nchw, nhwc, torch_model
 
 # (kind, params, the torch module computing it): every activation of `ACTIVATIONS`, with non-default parameters
@@ -321,7 +321,7 @@ def test_crop_replay_of_activations_and_linearized_equals_the_whole_image(method
         signal = jnp.zeros(act.shape).at[0, row, col, 1].set(1.5)
         (whole,) = jax.vjp(lambda v: net(v, Replay(switches, method)), jnp.zeros(x.shape))[1](signal)
         tops = jnp.stack([stride * (row - first), stride * (col - first)])
-        crop = _slice_map(x, tops, (side, side), 0)
+        crop = slice_window(x, tops, (side, side), 0)
         local = CropRecord(geometry, tops)
         net(crop, local)
         placed = []
@@ -359,7 +359,7 @@ def test_crop_geometry_of_relus_and_pools_only_replays_the_crops_own_records():
         switches = record.switches((13, 12))
         (whole,) = jax.vjp(lambda v: net(v, Replay(switches, "guided")), jnp.zeros(x.shape))[1](
             jnp.zeros(act.shape).at[0, 3, 2, 1].set(1.0))
-        crop = _slice_map(x, tops, (9, 9), 0)
+        crop = slice_window(x, tops, (9, 9), 0)
         net(crop, local := CropRecord(geometry, tops))
         ops = CropReplay(local.switches((9, 9)), "guided", geometry, tops, local=True)
         out, vjp = jax.vjp(lambda v: net(v, ops), jnp.zeros(crop.shape))

@@ -118,10 +118,10 @@ def _atlas_similarity_ratio(model, layer: str, size: int = 96) -> float:
     """Over the channels of `layer`: the mean pairwise cosine similarity of the layer's feature vectors (all other
     channels: the channel itself is left out, which the 9 share by construction) at each channel's top-9 atlas
     positions, divided by that of 9 random positions of the same images."""
-    from deepvis_jax._src.atlas import list_images, read_image
+    from deepvis_jax._src.images import list_images, load_square
 
     a = dv.atlas(model, PHOTOS, layer, top_k=9, size=size, project=False, progress=False)
-    images = np.stack([read_image(p, size) for p in list_images(PHOTOS)])
+    images = np.stack([load_square(p, size) for p in list_images(PHOTOS)])
     feats = np.asarray(model.apply(dv.normalize(jnp.asarray(images, jnp.float32) / 255.0), upto=layer))
     flat = feats.reshape(-1, feats.shape[-1])
     rng = np.random.default_rng(0)

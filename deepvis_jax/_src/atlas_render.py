@@ -1,7 +1,7 @@
 """An `Atlas` on disk: one PNG sheet per channel (its k projections beside its k patches) and a static index.html.
 
-Numpy and Pillow only: rendering never computes. The page uses relative links and no script beyond a status line
-that counts the images that loaded, so it works from the file system with no server.
+Numpy and Pillow only: rendering never computes. The page is written by `pages.write_page` (the explorer's site
+uses the same writer): relative links, no server needed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .atlas import Atlas
+from .images import to_uint8
+from .pages import write_page
 from .render import display_normalize
 
 GAP = 4  # pixels between tiles
@@ -28,7 +30,7 @@ def sheet_name(channel: int) -> str:
 def projection_to_uint8(p: np.ndarray) -> np.ndarray:
     """A projection (R, R, 3) as an image, scaled like every other projection (`render.display_normalize`: 0 is
     gray, the 98th percentile of |value| of the tile is white or black)."""
-    return np.clip(np.rint(display_normalize(p) * 255.0), 0, 255).astype(np.uint8)
+    return to_uint8(display_normalize(p))
 
 
 def _grid(tiles: list[np.ndarray], cols: int, tile: int) -> np.ndarray:
@@ -80,18 +82,6 @@ _STYLE = """body{font-family:sans-serif;margin:1em;background:#fafafa}
 figure{display:inline-block;margin:.5em;vertical-align:top;background:#fff;padding:.3em;border:1px solid #ddd}
 figure img{width:320px;height:auto;image-rendering:pixelated}figcaption{font-size:12px;max-width:320px}"""
 
-_SCRIPT = """window.addEventListener("load", function () {
-  var imgs = document.querySelectorAll("img"), ok = 0, broken = [];
-  for (var i = 0; i < imgs.length; i++) {
-    if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; else broken.push(imgs[i].getAttribute("src"));
-  }
-  var s = document.getElementById("status");
-  s.setAttribute("data-loaded", ok); s.setAttribute("data-broken", broken.length);
-  s.textContent = ok + " of " + imgs.length + " images loaded" +
-    (broken.length ? "; missing: " + broken.join(", ") : "");
-});"""
-
-
 def write_index(result: Atlas, out_dir: str | os.PathLike, title: str | None = None) -> Path:
     """Write ``index.html`` listing every channel of the layer, with its sheet where one exists in `out_dir`."""
     out = Path(out_dir)
@@ -109,24 +99,14 @@ def write_index(result: Atlas, out_dir: str | os.PathLike, title: str | None = N
         items.append(f'<figure id="channel-{c}" class="channel" data-channel="{c}">{img}'
                      f"<figcaption>channel {c} &middot; max {top} &middot; images {html.escape(who)}</figcaption>"
                      "</figure>")  # fmt: skip
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head>
-<body><h1>{html.escape(title)}</h1>
+    body = f"""<h1>{html.escape(title)}</h1>
 <p>{result.num_images} images; {n_ch} channels. Each sheet: the {k} strongest activations of the channel projected
 to pixel space (DeconvNet, left) beside the image patches in their receptive fields
 ({result.receptive_field.size}&times;{result.receptive_field.size} pixels, right), strongest first.</p>
-<p id="status" data-loaded="" data-broken="">loading</p>
 <main>
 {chr(10).join(items)}
-</main>
-<script>{_SCRIPT}</script>
-</body></html>
-"""
-    path = out / "index.html"
-    tmp = path.with_name("index.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+</main>"""
+    return write_page(out / "index.html", title, body, _STYLE)
 
 
 def render_atlas(result: Atlas, out_dir: str | os.PathLike, title: str | None = None) -> Path:

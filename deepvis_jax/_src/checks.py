@@ -12,16 +12,18 @@ def is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def check_int(name: str, value: Any, low: int = 1, high: int | None = None, *, what: str = "",
+def check_int(name: str, value: Any, low: int | None = 1, high: int | None = None, *, what: str = "",
               optional: bool = False) -> int | None:  # fmt: skip
-    """`value` as an int in ``low..high`` (`high` None: no upper end); ValueError naming `name` otherwise.
+    """`value` as an int in ``low..high`` (None: no bound on that side); ValueError naming `name` otherwise.
     `what` adds why the range is what it is; ``optional=True`` lets None through."""
     if optional and value is None:
         return None
-    if is_int(value) and value >= low and (high is None or value <= high):
+    if is_int(value) and (low is None or value >= low) and (high is None or value <= high):
         return int(value)
     if high is not None:
         want = f"an int in {low}..{high}"
+    elif low is None:
+        want = "an int"
     else:
         want = "a positive integer" if low == 1 else f"an int >= {low}"
     why = f" ({what})" if what else ""

@@ -8,7 +8,8 @@ unpooling) and each ReLU's backward is the method's rule, ``relu(g)`` (``"deconv
 eval scale) and residual additions are transposed by autodiff. For the DeconvNet this is Zeiler & Fergus §2.1;
 each method equals PyTorch autograd with every ReLU's backward replaced by its rule (Captum's Deconvolution,
 GuidedBackprop, and Saliency without the absolute value). Graph networks' other nonlinearities (GELU, SiLU, gates,
-softmax, ...) follow the table in `rules.py` (docs/projection-rules.md).
+softmax, ...) follow the table in `rules.py` (docs/projection-rules.md). `visualize.py` builds the high-level call
+on these.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from flax import struct
 from jax import lax
 
 from .compile import jit
@@ -32,16 +31,12 @@ from .rules import (
     Replay,
     Shapes,
     Switches,
-    _slice_map,
-    _valid,
     check_method,
     window_geometry,
 )
+from .windows import slice_window, window_inside
 
 Array = jax.Array
-
-MODES = ("max", "all")
-RANKS = ("max", "mean")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -214,7 +209,7 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
         extra = {"crop": (tops, (H, W))} if graph else {}
     if from_images:  # the crop's forward pass records the switches and masks the projection reads
         record = record_ops()
-        model.apply(_slice_map(one, tops, (hc, wc), 0), upto=name, ops=record, **extra)
+        model.apply(slice_window(one, tops, (hc, wc), 0), upto=name, ops=record, **extra)
         one = record.switches((hc, wc))
 
     def replay(x):
@@ -235,7 +230,7 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
     canvas = lax.dynamic_update_slice(canvas, crop[0], (tops[0] - origin[0] + hc, tops[1] - origin[1] + wc, zero))
     out = canvas[hc : hc + canvas_hw[0], wc : wc + canvas_hw[1]]
     if crop_to_field:  # zero outside the image, as the whole image's projection is
-        inside = _valid(jnp.stack(origin), (size, size), (H, W))[0]
+        inside = window_inside(jnp.stack(origin), (size, size), (H, W))[0]
         out = jnp.where(inside, out, jnp.zeros((), out.dtype))
     return out
 
@@ -271,194 +266,4 @@ def project_units(model: Model, source: Switches | Array, units: Array, values: 
         units.astype(jnp.int32), values)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# visualize
-# --------------------------------------------------------------------------------------------------------------
-
-
-@struct.dataclass
-class Visualization:
-    """What `visualize` returns (jax arrays): for one image and one layer,
-
-    - ``activations`` (h, w, C): every channel's map (after ReLU);
-    - ``channels`` (top_k,) int32: the strongest channels, strongest first; ``scores`` (top_k,): their max
-      (or mean) activation;
-    - ``projections`` (top_k, H, W, 3): their projections (DeconvNet, guided backprop or gradient) in
-      (normalized) input space;
-    - ``layer`` (static): the layer's name; ``mode``/``rank``/``method`` (static): how they were made.
-
-    For a batch of N images every array has a leading N axis: ``activations`` (N, h, w, C), ``channels`` and
-    ``scores`` (N, top_k), ``projections`` (N, top_k, H, W, 3); ``r[i]`` is image i's result (shaped as for one
-    image) and ``len(r)`` is N.
-    """
-
-    activations: Array
-    channels: Array
-    scores: Array
-    projections: Array
-    layer: str = struct.field(pytree_node=False)
-    mode: str = struct.field(pytree_node=False, default="max")
-    rank: str = struct.field(pytree_node=False, default="max")
-    method: str = struct.field(pytree_node=False, default="deconv")
-
-    @property
-    def batched(self) -> bool:
-        """True for a batch's result (leading N axis), False for one image's."""
-        return self.channels.ndim == 2
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        if not self.batched:
-            raise TypeError("the result of one image has no length; a batch's result has a leading N axis")
-        return int(self.channels.shape[0])
-
-    def __getitem__(self, i) -> "Visualization":
-        """Image ``i``'s result of a batch (an int), or a sub-batch (a slice)."""
-        if not self.batched:
-            raise TypeError("the result of one image cannot be indexed; visualize a batch (N, H, W, 3) for that")
-        return jax.tree_util.tree_map(lambda a: a[i], self)
-
-
-def _signals(a: Array, channels: Array, mode: str) -> Array:
-    """(top_k, 1, h, w, top_k) signals from the layer's activation `a` (h, w, C): signal k in slot k only."""
-    maps = jnp.transpose(a[:, :, channels], (2, 0, 1))  # (K, h, w)
-    k, h, w = maps.shape
-    if mode == "max":
-        flat = maps.reshape(k, h * w)
-        j = jnp.argmax(flat, axis=1)
-        peak = jnp.take_along_axis(flat, j[:, None], axis=1)  # (K, 1)
-        maps = (jax.nn.one_hot(j, h * w, dtype=flat.dtype) * peak).reshape(k, h, w)
-    eye = jnp.eye(k, dtype=maps.dtype)
-    return maps.reshape(k, 1, h, w, 1) * eye.reshape(k, 1, 1, 1, k)
-
-
-def _one_image(model: Model, a: Array, switches: Switches, name: str, top_k: int, mode: str, rank: str,
-               method: str) -> tuple[Array, Array, Array]:  # fmt: skip
-    """One image's (channels, scores, projections) from its activation `a` (h, w, C) and its switches (N = 1)."""
-    score = jnp.max(a, axis=(0, 1)) if rank == "max" else jnp.mean(a, axis=(0, 1))
-    scores, channels = lax.top_k(score, top_k)
-    if mode == "max":  # single units: each on the crop that holds its receptive field, all in one vmap
-        flat = jnp.argmax(a[:, :, channels].reshape(-1, top_k), axis=0)
-        rows, cols = flat // a.shape[1], flat % a.shape[1]
-        units = jnp.stack([jnp.zeros_like(rows), rows, cols, channels], axis=1)
-        projections = jax.vmap(lambda u, v: _project_unit(model, switches, u, v, name, method, False))(
-            units, a[rows, cols, channels])
-    else:  # every signal has one non-zero channel: project through the top_k selected filters only, in one vmap
-        signals = _signals(a, channels, mode)
-        projections = jax.vmap(lambda s: _project(model, switches, s, name, method, channels))(signals)[:, 0]
-    return channels, scores, projections
-
-
-def _as_input(model: Model, images: Array) -> Array:
-    """RGB images (uint8, or float in [0, 1]; any leading axes) -> normalized, in the model's dtype."""
-    x = images.astype(model.dtype)
-    if not jnp.issubdtype(images.dtype, jnp.floating):
-        x = x / 255
-    return normalize(x)
-
-
-@functools.partial(jit, static_argnames=("name", "top_k", "mode", "rank", "method"))
-def _visualize(
-    model: Model, image: Array, name: str, top_k: int, mode: str, rank: str, method: str = "deconv"
-) -> Visualization:
-    act, switches = _forward(model, _as_input(model, image)[None], name)
-    a = act[0]
-    channels, scores, projections = _one_image(model, a, switches, name, top_k, mode, rank, method)
-    return Visualization(a, channels, scores, projections, layer=name, mode=mode, rank=rank, method=method)
-
-
-@functools.partial(jit, static_argnames=("name", "top_k", "mode", "rank", "method"))
-def _visualize_batch(
-    model: Model, images: Array, name: str, top_k: int, mode: str, rank: str, method: str = "deconv"
-) -> Visualization:
-    """A chunk of B images: one forward pass, then each image's top-k and projections, all B x top_k in one
-    vmapped program (each image sees only its own switches, exactly as `_visualize` does)."""
-    act, switches = _forward(model, _as_input(model, images), name)
-
-    def one(a, sw):  # sw: one image's switches without their batch axis; `_one_image` wants N = 1
-        return _one_image(model, a, jax.tree_util.tree_map(lambda l: l[None], sw), name, top_k, mode, rank, method)
-
-    channels, scores, projections = jax.vmap(one)(act, switches)
-    return Visualization(act, channels, scores, projections, layer=name, mode=mode, rank=rank, method=method)
-
-
-def visualize_chunk(model: Model, images: Any, name: str, top_k: int, mode: str, rank: str, method: str,
-                    size: int) -> Visualization:  # fmt: skip
-    """`visualize` of n <= `size` images (n, H, W, 3) as one compiled chunk of exactly `size` images: a shorter
-    (ragged) chunk is padded with zero images, whose results are dropped, so every chunk of one size, image size,
-    layer and options runs the same compiled program. Arguments are not checked (`visualize` checks them)."""
-    n = images.shape[0]
-    if not 1 <= n <= size:
-        raise ValueError(f"a chunk holds 1..{size} images, got {n}")
-    if n < size:
-        xp = np if isinstance(images, np.ndarray) else jnp
-        images = xp.concatenate([images, xp.zeros((size - n, *images.shape[1:]), images.dtype)])
-    r = _visualize_batch(model, images, name, top_k, mode, rank, method)
-    return r if n == size else r[:n]
-
-
-def _check_images(images: Any) -> Any:
-    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
-        images = np.asarray(images)
-    if images.ndim not in (3, 4) or images.shape[-1] != 3:
-        raise ValueError(
-            "expected one RGB image shaped (H, W, 3) or a batch shaped (N, H, W, 3), uint8 or float in [0, 1], "
-            f"got shape {tuple(images.shape)}"
-        )
-    if not (images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating)):
-        raise ValueError(f"expected a uint8 or float image, got dtype {images.dtype}")
-    if images.ndim == 4 and images.shape[0] == 0:
-        raise ValueError("expected at least one image, got an empty batch (0, H, W, 3)")
-    return images
-
-
-def visualize(
-    model: Model,
-    image: Any,
-    layer: Layer,
-    top_k: int = 9,
-    mode: str = "max",
-    rank: str = "max",
-    method: str = "deconv",
-    batch_size: int = 8,
-):
-    """Activations of `layer` for one RGB image, or a batch, and projections of each image's `top_k` strongest
-    channels.
-
-    `image`: (H, W, 3), or a batch (N, H, W, 3) of one size, uint8 or float in [0, 1] (normalized here).
-    `rank`: ``"max"`` (the paper) or ``"mean"`` (the original class) activation per channel. `mode`: ``"max"``
-    projects each channel's single strongest unit, ``"all"`` its whole map weighted by its own activations.
-    `method`: ``"deconv"`` (the DeconvNet), ``"guided"`` (guided backprop) or ``"gradient"`` (see `project`).
-    One image: one forward pass and one jit-compiled, vmapped projection of all channels. A batch: chunks of
-    `batch_size` images (the last one padded to that size, so it reuses the compiled program), each chunk one
-    forward pass and all its images' ``top_k`` projections in one compiled, vmapped program; memory grows with
-    `batch_size`, not N. Each image's result equals `visualize` of that image alone. Returns a `Visualization`
-    of jax arrays, with a leading N axis for a batch.
-    """
-    name = layer_name(model, layer)
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; use one of: {', '.join(MODES)}")
-    if rank not in RANKS:
-        raise ValueError(f"unknown rank {rank!r}; use one of: {', '.join(RANKS)}")
-    check_method(method)
-    n_channels = model.arch.channels(name)
-    if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or not 1 <= top_k <= n_channels:
-        raise ValueError(f"top_k must be an int in 1..{n_channels} ({name} has {n_channels} channels), got {top_k!r}")
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    images = _check_images(image)
-    layer_hw(model, name, images.shape[-3:-1])
-    if images.ndim == 3:
-        return _visualize(model, images, name, int(top_k), mode, rank, method)
-    n = images.shape[0]
-    size = min(int(batch_size), n)  # a batch smaller than one chunk is not padded
-    parts = [visualize_chunk(model, images[s : s + size], name, int(top_k), mode, rank, method, size)
-             for s in range(0, n, size)]  # fmt: skip
-    if len(parts) == 1:
-        return parts[0]
-    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *parts)
-
-
-__all__ = ["METHODS", "forward", "project", "project_channels", "project_units", "visualize", "Visualization"]
+__all__ = ["METHODS", "forward", "project", "project_channels", "project_units"]

@@ -15,11 +15,10 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from .checks import check_choice, check_int
-from .deconv import MODES, RANKS, Visualization, visualize_chunk
+from .checks import check_int
+from .visualize import Visualization, check_options, visualize_chunk
 from .images import check_image_size, list_images, load_square, read_ahead
-from .nets import Layer, Model, layer_name
-from .rules import METHODS
+from .nets import Layer, Model
 
 
 class FileResult(NamedTuple):
@@ -58,12 +57,7 @@ def visualize_files(
     corrupt) gives a result with its ``error`` and does not stop the others. ``progress=True`` shows a tqdm bar
     (print beside it with ``tqdm.write``). Bad arguments raise ValueError here, before any file is read.
     """
-    name = layer_name(model, layer)
-    check_choice("mode", mode, MODES)
-    check_choice("rank", rank, RANKS)
-    check_choice("method", method, METHODS)
-    n_channels = model.arch.channels(name)
-    top_k = check_int("top_k", top_k, high=n_channels, what=f"{name} has {n_channels} channels")
+    name, top_k = check_options(model, layer, top_k, mode, rank, method)
     batch_size = check_int("batch_size", batch_size)
     size = check_int("size", size)
     check_image_size(model, (size, size), name)

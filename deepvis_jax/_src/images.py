@@ -5,6 +5,11 @@ and HSV become RGB; transparency (LA, RGBA, PA, palette with a transparent colou
 viewer shows it; 16-bit integer images ("I;16*", and "I" with values in 0..65535) are scaled by 255/65535; 32-bit
 integer images outside that range and float images ("F") outside [0, 1] are stretched from their min..max.
 Animated files give their first frame. Every failure is a typed error with a one-line message.
+
+This is the one image reader of the library: `load_square` (read, then `square`: shorter side resized to S and
+center-cropped) is how the atlas, `visualize_files` and the live app read a file, `list_images` how they list a
+folder, `read_ahead` how they decode a few batches ahead of the device, and `to_uint8` the one float -> uint8
+conversion (np.rint) of every picture.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .nets import Model, _arch_of, layer_name, min_size
+from .nets import Model, get_architecture, layer_name, min_size
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -232,10 +237,10 @@ def min_image_size(model: Model | str, layer: str | int | None = None) -> int:
 
 def check_image_size(model: Model | str, hw: tuple[int, int], layer: str | int | None = None) -> None:
     """Raise ValueError naming the minimum size when an image of size `hw` is too small to reach `layer`."""
-    arch = _arch_of(model)
-    n = min_image_size(arch, layer)
+    n = min_image_size(model, layer)
     if min(hw[0], hw[1]) < n:
-        what = f"{layer_name(arch, layer)} of {arch.name}" if layer is not None else f"{arch.name}'s classifier"
+        arch = get_architecture(model) if isinstance(model, str) else model  # a Model and an architecture: .name
+        what = f"{layer_name(model, layer)} of {arch.name}" if layer is not None else f"{arch.name}'s classifier"
         raise ValueError(
             f"the image is {hw[1]}x{hw[0]} pixels, too small for {what}: it needs at least {n}x{n} pixels"
         )

@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .batching import batches, pad_batch
+from .checks import check_int
 from .compile import jit
 from .nets import IMAGENET_MEAN, Layer, Model, layer_channels, layer_name, layers, normalize
-from .optvis.construct import batches
 
 Array = jax.Array
 
@@ -78,12 +79,12 @@ def _occlusion_maps(model, image01, fill, corners, layer, channel, target, patch
     """All corners and the unoccluded image, in chunks of at most `chunk` images whose width pads the fewest
     (144 positions + 1 at chunk 32: 5 chunks of 29, not 5 of 32 with 15 wasted images); the last chunk is padded
     with repeats, so one compiled program serves all. A Python loop over compiled chunks rather than lax.map,
-    whose while body XLA:CPU runs about 1.6x slower."""
+    whose while body XLA:CPU runs slower."""
     n = len(corners)
     count, width = batches(n + 1, chunk)
     items = np.concatenate([corners, corners[-1:]])  # the last item is the unoccluded image
     occlude = np.arange(count * width) < n
-    items = np.concatenate([items, np.repeat(items[-1:], count * width - n - 1, axis=0)])
+    items = pad_batch(items, count * width)
     parts = [_occlusion_chunk(model, image01, fill, items[i : i + width], occlude[i : i + width], layer, channel,
                               target, patch) for i in range(0, count * width, width)]  # fmt: skip
     feat, prob, top = (jnp.concatenate(p) for p in zip(*parts))
@@ -116,9 +117,7 @@ def occlusion(
     img = _as_unit_float(image)
     h, w = img.shape[:2]
     name = layer_name(model, layer if layer is not None else len(layers(model)))
-    for arg, v in (("patch", patch), ("stride", stride), ("chunk", chunk)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{arg} must be a positive integer, got {v!r}")
+    patch, stride, chunk = (check_int(arg, v) for arg, v in (("patch", patch), ("stride", stride), ("chunk", chunk)))
     if patch > min(h, w):
         raise ValueError(f"patch of {patch} px does not fit in a {h}x{w} image; use patch <= {min(h, w)}")
     fill = np.asarray(fill, np.float64).reshape(-1)

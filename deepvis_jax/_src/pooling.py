@@ -95,12 +95,12 @@ def _compact(pair):
     return pair[0] if pair[0] == pair[1] and not isinstance(pair[0], tuple) else pair
 
 
-def _compact_padding(pads: Pads):
+def compact_padding(pads: Pads):
     (t, b), (l, r) = pads
     return t if t == b == l == r else pads
 
 
-def _describe(geometry: tuple) -> str:
+def describe_pool(geometry: tuple) -> str:
     """'3x3/2' (window/stride), with ' padding ((0, 1), (0, 1))' where the pool pads."""
     (kh, kw), (sh, sw), pads = geometry
     text = f"{kh}x{kw}/{sh if sh == sw else (sh, sw)}"
@@ -202,7 +202,7 @@ def max_pool_with_switches(x: Array, window, stride, padding=0) -> tuple[Array, 
         best = jnp.where(take, v, best)
         index = jnp.where(take, jnp.int32(k), index)
     sw_ = PoolSwitches(index=index, in_hw=(H, W), window=_compact((kh, kw)), stride=_compact((sh, sw)),
-                       padding=_compact_padding(pads))  # fmt: skip
+                       padding=compact_padding(pads))  # fmt: skip
     return best, sw_
 
 

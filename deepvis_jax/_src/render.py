@@ -14,22 +14,18 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .images import IMAGE_EXTENSIONS, imagenet_labels
+from .images import IMAGE_EXTENSIONS, to_uint8
 
 LABEL_H = 16  # height of the label strip above each cell, pixels
 PAD = 2  # gap between cells, pixels
 BACKGROUND = (255, 255, 255)
 
 
-def _font() -> ImageFont.ImageFont:
+def label_font() -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=12)
     except TypeError:  # Pillow < 10.1 has no sized default font
         return ImageFont.load_default()
-
-
-def _to_uint8(img01: np.ndarray) -> np.ndarray:
-    return (np.clip(img01, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def as_rgb01(image: Any) -> np.ndarray:
@@ -58,26 +54,41 @@ def _cell_size(h: int, w: int, min_cell: int) -> tuple[int, int]:
     return h * f, w * f
 
 
-def _grid(cells: Sequence[np.ndarray], labels: Sequence[str], ncols: int, min_cell: int) -> Image.Image:
-    """Cells (h, w, 3) uint8, all the same size, in a grid with a label strip above each."""
-    h, w = cells[0].shape[:2]
-    ch, cw = _cell_size(h, w, min_cell)
-    nrows = math.ceil(len(cells) / ncols)
-    sheet = Image.new("RGB", (ncols * (cw + PAD) + PAD, nrows * (ch + LABEL_H + PAD) + PAD), BACKGROUND)
-    draw, font = ImageDraw.Draw(sheet), _font()
-    for i, (cell, label) in enumerate(zip(cells, labels)):
+def grid_cells(n: int, hw: tuple[int, int], ncols: int, min_cell: int) -> tuple[tuple[int, int], list[tuple]]:
+    """Where `label_grid` puts `n` cells of size `hw` in `ncols` columns: the picture's (height, width) and each cell's
+    map as (left, top, width, height) in pixels (below its label strip)."""
+    ch, cw = _cell_size(hw[0], hw[1], min_cell)
+    nrows = math.ceil(n / ncols)
+    size = (nrows * (ch + LABEL_H + PAD) + PAD, ncols * (cw + PAD) + PAD)
+    boxes = []
+    for i in range(n):
         r, c = divmod(i, ncols)
-        x0, y0 = PAD + c * (cw + PAD), PAD + r * (ch + LABEL_H + PAD)
-        draw.text((x0 + 2, y0 + 1), str(label), fill=(0, 0, 0), font=font)
-        sheet.paste(Image.fromarray(cell).resize((cw, ch), Image.NEAREST), (x0, y0 + LABEL_H))
+        boxes.append((PAD + c * (cw + PAD), PAD + r * (ch + LABEL_H + PAD) + LABEL_H, cw, ch))
+    return size, boxes
+
+
+def label_grid(cells: Sequence[np.ndarray], labels: Sequence[str], ncols: int, min_cell: int,
+          boxes: list | None = None) -> Image.Image:  # fmt: skip
+    """Cells (h, w, 3) uint8, all the same size, in a grid with a label strip above each (`grid_cells`); `boxes`,
+    when given, receives each cell's (left, top, width, height)."""
+    (height, width), where = grid_cells(len(cells), cells[0].shape[:2], ncols, min_cell)
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw, font = ImageDraw.Draw(sheet), label_font()
+    for cell, label, (x0, y0, cw, ch) in zip(cells, labels, where):
+        draw.text((x0 + 2, y0 - LABEL_H + 1), str(label), fill=(0, 0, 0), font=font)
+        sheet.paste(Image.fromarray(cell).resize((cw, ch), Image.NEAREST), (x0, y0))
+    if boxes is not None:
+        boxes.extend(where[: len(cells)])
     return sheet
 
 
-def activation_grid(activations: Any, min_cell: int = 48, scale: str = "channel") -> Image.Image:
+def activation_grid(activations: Any, min_cell: int = 48, scale: str = "channel", return_cells: bool = False):
     """Every channel's map of `activations` (h, w, C) in a ceil(sqrt(C))-column grid, labelled with its number.
 
     ``scale="channel"`` stretches each map to its own maximum (weak channels stay visible); ``"global"`` uses
-    the layer's maximum for all. Maps are gray levels, upscaled (nearest) to at least `min_cell` pixels.
+    the layer's maximum for all. Maps are gray levels, upscaled (nearest) to at least `min_cell` pixels. Returns
+    the picture (PIL); with ``return_cells=True``, ``(picture, cells)`` where ``cells[c]`` is channel c's map as
+    (left, top, width, height) in the picture's pixels (to make the channels clickable).
     """
     a = np.asarray(activations, dtype=np.float64)
     if a.ndim != 3:
@@ -86,8 +97,10 @@ def activation_grid(activations: Any, min_cell: int = 48, scale: str = "channel"
         raise ValueError(f"unknown scale {scale!r}; use one of: channel, global")
     top = a.max(axis=(0, 1), keepdims=True) if scale == "channel" else np.full((1, 1, 1), a.max())
     a = np.where(top > 0, np.maximum(a, 0) / np.where(top > 0, top, 1.0), 0.0)
-    cells = [np.repeat(_to_uint8(a[:, :, c])[:, :, None], 3, axis=2) for c in range(a.shape[2])]
-    return _grid(cells, [str(c) for c in range(a.shape[2])], math.ceil(math.sqrt(a.shape[2])), min_cell)
+    cells = [np.repeat(to_uint8(a[:, :, c])[:, :, None], 3, axis=2) for c in range(a.shape[2])]
+    boxes: list = []
+    picture = label_grid(cells, [str(c) for c in range(a.shape[2])], math.ceil(math.sqrt(a.shape[2])), min_cell, boxes)
+    return (picture, boxes) if return_cells else picture
 
 
 def projection_sheet(
@@ -99,14 +112,14 @@ def projection_sheet(
     ch = [int(c) for c in np.asarray(channels).reshape(-1)]
     if p.ndim != 4 or p.shape[-1] != 3 or len(ch) != p.shape[0]:
         raise ValueError(f"expected projections (K, H, W, 3) and K channels, got {p.shape} and {len(ch)} channels")
-    cells = [_to_uint8(display_normalize(q, outlier_perc)) for q in p]
+    cells = [to_uint8(display_normalize(q, outlier_perc)) for q in p]
     labels = [f"ch {c}" for c in ch]
     if image is not None:
         img = as_rgb01(image)
         if img.shape[:2] != p.shape[1:3]:
-            img = np.asarray(Image.fromarray(_to_uint8(img)).resize(p.shape[2:0:-1], Image.BILINEAR)) / 255.0
-        cells, labels = [_to_uint8(img), *cells], ["input", *labels]
-    return _grid(cells, labels, len(cells), min_cell)
+            img = np.asarray(Image.fromarray(to_uint8(img)).resize(p.shape[2:0:-1], Image.BILINEAR)) / 255.0
+        cells, labels = [to_uint8(img), *cells], ["input", *labels]
+    return label_grid(cells, labels, len(cells), min_cell)
 
 
 def contact_sheet(images: Any, labels: Sequence[Any], ncols: int | None = None, min_cell: int = 96) -> Image.Image:
@@ -115,7 +128,7 @@ def contact_sheet(images: Any, labels: Sequence[Any], ncols: int | None = None, 
     if a.ndim != 4 or a.shape[-1] != 3 or len(labels) != a.shape[0]:
         raise ValueError(f"expected images (K, S, S, 3) and K labels, got {a.shape} and {len(labels)} labels")
     ncols = ncols or math.ceil(math.sqrt(a.shape[0]))
-    return _grid([_to_uint8(x) for x in a], [str(s) for s in labels], ncols, min_cell)
+    return label_grid([to_uint8(x) for x in a], [str(s) for s in labels], ncols, min_cell)
 
 
 def batch_names(n: int, names: Sequence[Any] | None = None) -> list[str]:
@@ -197,7 +210,7 @@ def summary_row(image: Any, projections: Any, channels: Sequence[int], cell: int
     p = np.asarray(projections)
     if p.ndim != 4 or p.shape[-1] != 3 or len(np.asarray(channels).reshape(-1)) != p.shape[0]:
         raise ValueError(f"expected projections (K, H, W, 3) and K channels, got {p.shape}")
-    cells = [_to_uint8(as_rgb01(image))] + [_to_uint8(display_normalize(q)) for q in p]
+    cells = [to_uint8(as_rgb01(image))] + [to_uint8(display_normalize(q)) for q in p]
     return [np.asarray(Image.fromarray(c).resize((cell, cell), Image.BOX)) for c in cells]
 
 
@@ -217,127 +230,4 @@ def batch_sheet(images: Any, projections: Any, channels: Any, names: Sequence[An
     for stem, row, c in zip(stems, rows, ch):
         cells.extend(row)
         labels.extend([stem[:12], *(f"ch {int(k)}" for k in c)])
-    return _grid(cells, labels, ch.shape[1] + 1, cell)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Occlusion sensitivity (Zeiler & Fergus Fig. 7)
-# --------------------------------------------------------------------------------------------------------------
-
-# a perceptually ordered heat map (dark blue -> red -> yellow), and a categorical palette for classes
-_HEAT = np.array([[0, 0, 80], [40, 0, 160], [190, 0, 120], [240, 80, 0], [255, 220, 0], [255, 255, 200]]) / 255.0
-_PALETTE = np.array(
-    [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
-     [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]], np.uint8,
-)  # fmt: skip
-_OTHER = np.array([60, 60, 60], np.uint8)
-def class_labels(num_classes: int = 1000) -> list[str]:
-    """``"<index> <name>"`` per ImageNet class (the packaged labels); bare indices for another class count."""
-    if num_classes == 1000:
-        return [f"{i} {n}" for i, n in enumerate(imagenet_labels())]
-    return [str(i) for i in range(num_classes)]
-
-
-def heat(values: Any) -> np.ndarray:
-    """Values in [0, 1] (any shape) -> RGB in [0, 1] along the heat colour map, shape (..., 3)."""
-    v = np.clip(np.asarray(values, np.float64), 0.0, 1.0) * (len(_HEAT) - 1)
-    lo = np.minimum(np.floor(v).astype(int), len(_HEAT) - 2)
-    t = (v - lo)[..., None]
-    return _HEAT[lo] * (1 - t) + _HEAT[lo + 1] * t
-
-
-def _nearest_position(size: int, starts: np.ndarray, patch: int) -> np.ndarray:
-    """For each pixel along one axis, the occluder position whose square's centre is nearest."""
-    centres = np.asarray(starts, np.float64) + (patch - 1) / 2.0
-    return np.abs(np.arange(size)[:, None] - centres[None, :]).argmin(axis=1)
-
-
-def _stretch(m: np.ndarray) -> tuple[np.ndarray, float, float]:
-    lo, hi = float(m.min()), float(m.max())
-    return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m), lo, hi
-
-
-def occlusion_figure(image: Any, result: Any, labels: Sequence[str] | None = None, min_cell: int = 224,
-                     alpha: float = 0.6) -> Image.Image:  # fmt: skip
-    """The paper's three occlusion maps (an `OcclusionResult`) as heat maps over `image` (RGB, uint8 or [0, 1]).
-
-    Panels: the input with the occluder's size drawn; (a) the total activation of the feature map; (b) the
-    probability of the target class; (c) the most probable class, one colour per class, with a legend of the
-    classes that occur (most frequent first; `labels`: a name per class, default `class_labels`). Each pixel shows
-    the position whose occluder is centred nearest to it; `alpha` is the weight of the map over the image.
-    When ``result.classifier`` is "untrained", only the input and (a) are drawn, with a line saying why.
-    """
-    img = as_rgb01(image)
-    h, w = img.shape[:2]
-    feature = np.asarray(result.feature, np.float64)
-    prob = np.asarray(result.probability, np.float64)
-    top = np.asarray(result.top_class)
-    if feature.shape != (len(result.rows), len(result.cols)) or prob.shape != feature.shape or top.shape != feature.shape:
-        raise ValueError("result maps must all be shaped (len(rows), len(cols))")
-    if int(np.max(result.rows)) + result.patch > h or int(np.max(result.cols)) + result.patch > w:
-        raise ValueError(f"the result's occluder positions do not fit this {h}x{w} image; pass the occluded image")
-    iy = _nearest_position(h, result.rows, result.patch)
-    ix = _nearest_position(w, result.cols, result.patch)
-
-    def over(rgb01_map):  # (P, Q, 3) -> (H, W, 3) uint8 blended over the image
-        return _to_uint8(alpha * rgb01_map[iy][:, ix] + (1 - alpha) * img)
-
-    fa, a_lo, a_hi = _stretch(feature)
-    fb, b_lo, b_hi = _stretch(prob)
-    labels = list(labels) if labels is not None else class_labels(max(int(top.max()) + 1, int(result.target) + 1, 1000))
-    classes, counts = np.unique(top, return_counts=True)
-    order = classes[np.argsort(-counts, kind="stable")]
-    shown = list(order[: len(_PALETTE)])
-    colours = np.empty(top.shape + (3,), np.uint8)
-    colours[...] = _OTHER
-    for k, c in enumerate(shown):
-        colours[top == c] = _PALETTE[k]
-    square = _to_uint8(img)
-    side = min(result.patch, h, w)
-    square[:side, :side] = (0.5 * square[:side, :side] + 0.5 * 128).astype(np.uint8)  # the occluder, top-left
-    if getattr(result, "classifier", "trained") != "trained":
-        return _feature_only(square, over(heat(fa)), f"input, occluder {result.patch}px",
-                             f"(a) {result.layer} ch {result.channel}: {a_lo:.3g}..{a_hi:.3g}", min_cell)
-    cells = [square, over(heat(fa)), over(heat(fb)), over(colours / 255.0)]
-    titles = [
-        f"input, occluder {result.patch}px",
-        f"(a) {result.layer} ch {result.channel}: {a_lo:.3g}..{a_hi:.3g}",
-        f"(b) p({_short(labels, result.target)}): {b_lo:.3g}..{b_hi:.3g}",
-        "(c) most probable class",
-    ]
-    grid = _grid(cells, titles, 4, min_cell)
-    # legend of (c): a swatch and a label per class, in rows below the panels
-    font = _font()
-    items = [(tuple(int(v) for v in _PALETTE[k]), _short(labels, c)) for k, c in enumerate(shown)]
-    if len(order) > len(shown):
-        items.append((tuple(int(v) for v in _OTHER), f"{len(order) - len(shown)} other classes"))
-    row_h = LABEL_H + 2
-    cols = 4
-    legend_h = PAD + row_h * math.ceil(len(items) / cols) + PAD
-    fig = Image.new("RGB", (grid.width, grid.height + legend_h), BACKGROUND)
-    fig.paste(grid, (0, 0))
-    draw = ImageDraw.Draw(fig)
-    col_w = (grid.width - 2 * PAD) // cols
-    for k, (rgb, text) in enumerate(items):
-        r, c = divmod(k, cols)
-        x0, y0 = PAD + c * col_w, grid.height + PAD + r * row_h
-        draw.rectangle([x0, y0 + 2, x0 + 12, y0 + 14], fill=rgb, outline=(0, 0, 0))
-        draw.text((x0 + 18, y0 + 1), text, fill=(0, 0, 0), font=font)
-    return fig
-
-
-def _feature_only(square: np.ndarray, feature: np.ndarray, t0: str, t1: str, min_cell: int) -> Image.Image:
-    """The input and map (a), and one line in place of (b), (c) and the legend (an untrained classifier)."""
-    grid = _grid([square, feature], [t0, t1], 2, min_cell)
-    lines = ["(b), (c) not shown: this model's classifier is", "untrained, so its class predictions mean nothing"]
-    fig = Image.new("RGB", (grid.width, grid.height + 2 * PAD + len(lines) * (LABEL_H + 2)), BACKGROUND)
-    fig.paste(grid, (0, 0))
-    draw = ImageDraw.Draw(fig)
-    for k, line in enumerate(lines):
-        draw.text((PAD, grid.height + PAD + k * (LABEL_H + 2)), line, fill=(0, 0, 0), font=_font())
-    return fig
-
-
-def _short(labels: Sequence[str], c: int, width: int = 28) -> str:
-    s = labels[int(c)] if 0 <= int(c) < len(labels) else str(int(c))
-    return s if len(s) <= width else s[: width - 3] + "..."
+    return label_grid(cells, labels, ch.shape[1] + 1, cell)

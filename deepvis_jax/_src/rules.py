@@ -74,8 +74,8 @@ from .activations import ACTIVATIONS as ACTIVATIONS
 from .activations import activation_rule, check_activation
 from .pooling import (
     PoolSwitches as PoolSwitches,
-    _compact_padding,
-    _describe,
+    compact_padding,
+    describe_pool,
     gather_at_switches as gather_at_switches,
     max_pool as max_pool,
     max_pool_with_switches as max_pool_with_switches,
@@ -84,6 +84,7 @@ from .pooling import (
     pool_padding as pool_padding,
     unpool as unpool,
 )
+from .windows import slice_window, window_inside
 
 Array = jax.Array
 
@@ -319,8 +320,8 @@ class Replay(Plain):
         want = pool_geometry(window, stride, padding)
         if (sw.geometry(), tuple(sw.in_hw)) != (want, tuple(x.shape[1:3])):
             raise ValueError(
-                f"max-pool {self.n_pools} of these switches was recorded as {_describe(sw.geometry())} on a "
-                f"{sw.in_hw[0]}x{sw.in_hw[1]} map, but this network pools {_describe(want)} on {x.shape[1]}x"
+                f"max-pool {self.n_pools} of these switches was recorded as {describe_pool(sw.geometry())} on a "
+                f"{sw.in_hw[0]}x{sw.in_hw[1]} map, but this network pools {describe_pool(want)} on {x.shape[1]}x"
                 f"{x.shape[2]}; record the switches with forward() on the same model and input size"
             )
         return gather_at_switches(x, sw)
@@ -408,22 +409,6 @@ def window_geometry(calls: Sequence[tuple], grown: Sequence[tuple], stride: int)
     return tuple(geometry)
 
 
-def _slice_map(a: Array, start: Array, size: tuple, fill) -> Array:
-    """a[:, start[0] : start[0] + size[0], start[1] : start[1] + size[1]], reading `fill` outside `a`."""
-    h, w = size
-    padded = lax.pad(a, jnp.asarray(fill, a.dtype), ((0, 0, 0), (h, h, 0), (w, w, 0), (0, 0, 0)))
-    zero = jnp.zeros((), start.dtype)
-    return lax.dynamic_slice(padded, (zero, start[0] + h, start[1] + w, zero), (a.shape[0], h, w, a.shape[3]))
-
-
-def _valid(start: Array, size: tuple, full: tuple) -> Array:
-    """(1, h, w, 1) bool: which positions of a window at `start` (in a map of size `full`) lie inside the map."""
-    rows = start[0] + jnp.arange(size[0])
-    cols = start[1] + jnp.arange(size[1])
-    ok = ((rows >= 0) & (rows < full[0]))[:, None] & ((cols >= 0) & (cols < full[1]))[None, :]
-    return ok[None, :, :, None]
-
-
 class _Window:
     """The geometry of a crop: `geometry` lists, in call order, each ReLU's, activation's and max-pool's map sizes
     on the whole image with their cumulative strides, and each linearized function's map arguments
@@ -460,7 +445,7 @@ class CropRecord(_Window, Record):
 
     def relu(self, x: Array, channels: Array | None = None) -> Array:
         _, full, stride = self._next("relu")
-        x = jnp.where(_valid(self.offset // stride, tuple(x.shape[1:3]), full), x, jnp.zeros((), x.dtype))
+        x = jnp.where(window_inside(self.offset // stride, tuple(x.shape[1:3]), full), x, jnp.zeros((), x.dtype))
         return super().relu(x, channels)
 
     def max_pool(self, x: Array, window, stride, padding=0) -> Array:
@@ -469,15 +454,15 @@ class CropRecord(_Window, Record):
         in_stride = out_stride // sh
         if sh != sw:
             in_stride = jnp.asarray([out_stride // sh, out_stride // sw], self.offset.dtype)
-        inside = _valid(self.offset // in_stride, tuple(x.shape[1:3]), full_in)
+        inside = window_inside(self.offset // in_stride, tuple(x.shape[1:3]), full_in)
         y = super().max_pool(jnp.where(inside, x, jnp.asarray(-jnp.inf, x.dtype)), window, stride, padding)
-        return jnp.where(_valid(self.offset // out_stride, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
+        return jnp.where(window_inside(self.offset // out_stride, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
 
     def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
         call = self._optional("act")
         if call is None:
             return super().activation(x, kind, channels, **params)
-        inside = _valid(self.offset // call[2], tuple(x.shape[1:3]), call[1])
+        inside = window_inside(self.offset // call[2], tuple(x.shape[1:3]), call[1])
         y = super().activation(jnp.where(inside, x, jnp.zeros((), x.dtype)), kind, channels, **params)
         return jnp.where(inside, y, jnp.zeros((), y.dtype))
 
@@ -507,22 +492,22 @@ class CropReplay(_Window, Replay):
         size = tuple(x.shape[1:3])
         i = self.n_relus
         if self.method != "deconv" and not self.local and i < len(self.relus):  # the rule reads the mask's window
-            self.relus[i] = _slice_map(self.relus[i], start, size, False)  # (a missing mask: Replay says so)
+            self.relus[i] = slice_window(self.relus[i], start, size, False)  # (a missing mask: Replay says so)
         y = super().relu(x, channels)
-        return jnp.where(_valid(start, size, full), y, jnp.zeros((), y.dtype))
+        return jnp.where(window_inside(start, size, full), y, jnp.zeros((), y.dtype))
 
     def max_pool(self, x: Array, window, stride, padding=0) -> Array:
         _, _, full_out, out_stride = self._next("pool")
         start = self.offset // out_stride
         if not self.local:
             sw = self.pools[self.n_pools]
-            index = _slice_map(sw.index, start, pool_output_hw(x.shape[1:3], window, stride, padding), 0)
+            index = slice_window(sw.index, start, pool_output_hw(x.shape[1:3], window, stride, padding), 0)
             pads = pool_geometry(window, stride, padding)[2]
             if [p[0] for p in pads] == [p[0] for p in sw.geometry()[2]]:  # a ceil-mode pool pads a crop's bottom and
-                sw = sw.replace(padding=_compact_padding(pads))  # right edges by the crop's own size
+                sw = sw.replace(padding=compact_padding(pads))  # right edges by the crop's own size
             self.pools[self.n_pools] = sw.replace(index=index, in_hw=tuple(x.shape[1:3]))
         y = super().max_pool(x, window, stride, padding)
-        return jnp.where(_valid(start, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
+        return jnp.where(window_inside(start, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
 
     def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
         call = self._optional("act")
@@ -532,9 +517,9 @@ class CropReplay(_Window, Replay):
         start, size = self.offset // call[2], tuple(x.shape[1:3])
         i = self.n_records
         if not self.local and i < len(self.records):  # the rule reads the recorded input: take its window
-            self.records[i] = (_slice_map(self.records[i][0], start, size, 0),)
+            self.records[i] = (slice_window(self.records[i][0], start, size, 0),)
         y = super().activation(x, kind, channels, **params)
-        return jnp.where(_valid(start, size, call[1]), y, jnp.zeros((), y.dtype))
+        return jnp.where(window_inside(start, size, call[1]), y, jnp.zeros((), y.dtype))
 
     def linearized(self, fn, *args):
         call = self._optional("lin")
@@ -544,7 +529,7 @@ class CropReplay(_Window, Replay):
         i = self.n_records
         if not self.local and i < len(self.records):  # the recorded arguments' windows, where they are maps
             self.records[i] = tuple(
-                r if r is None or m is None else _slice_map(r, self.offset // m[1], tuple(a.shape[1:3]), 0)
+                r if r is None or m is None else slice_window(r, self.offset // m[1], tuple(a.shape[1:3]), 0)
                 for r, a, m in zip(self.records[i], args, call[1])
             )
         return super().linearized(fn, *args)

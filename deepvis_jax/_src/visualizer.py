@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deepvis_jax._src import render
-from deepvis_jax._src.deconv import Visualization, visualize
+from deepvis_jax._src.optvis.construct import construct
+from deepvis_jax._src.visualize import Visualization, visualize
 from deepvis_jax._src.nets import Layer, Model
 
 
@@ -55,11 +56,6 @@ class Visualizer:
 
     def construct(self, layer: Layer, filter: int | Sequence[int], **kwargs):
         """`dv.construct` for one filter (-> (S, S, 3)) or several (-> (K, S, S, 3)); images in [0, 1], kept."""
-        import deepvis_jax
-
-        construct = getattr(deepvis_jax, "construct", None)
-        if construct is None:
-            raise NotImplementedError("dv.construct is not available in this version of deepvis_jax")
         single = isinstance(filter, int)
         images = construct(self.model, layer, [filter] if single else list(filter), **kwargs)
         self.constructed = images

@@ -54,7 +54,7 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights that cannot be had here (offline with no cache, or torch missing to convert them)."""
 
 
-def _target_dtype(dtype) -> np.dtype:
+def target_dtype(dtype) -> np.dtype:
     """Keep float32; keep float64 only when JAX x64 is on (JAX cannot hold it otherwise)."""
     dtype = np.dtype(dtype)
     if dtype == np.float64 and not jax.config.jax_enable_x64:
@@ -84,7 +84,7 @@ def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndar
             raise WeightsError(
                 f"{source}: {'/'.join(k)} has shape {tuple(np.shape(flat[k]))}, {arch.name} expects {shape}"
             )
-    dtype = _target_dtype(np.asarray(flat[next(iter(want))]).dtype)
+    dtype = target_dtype(np.asarray(flat[next(iter(want))]).dtype)
     variables = traverse_util.unflatten_dict({k: jnp.asarray(np.asarray(v, dtype=dtype)) for k, v in flat.items()})
     return Model(variables=variables, arch=arch, classifier=classifier)
 
@@ -159,7 +159,7 @@ def _read_graph(path: Path, state: dict, arch) -> Model:
             raise WeightsError(f"{path}: missing the weight {n.args[0]} that the graph reads")
         if tuple(np.shape(v)) != tuple(n.shape):
             raise WeightsError(f"{path}: {n.args[0]} has shape {tuple(np.shape(v))}, the graph expects {n.shape}")
-    dtype = _target_dtype(np.asarray(next(iter(params.values()))).dtype) if params else np.dtype(np.float32)
+    dtype = target_dtype(np.asarray(next(iter(params.values()))).dtype) if params else np.dtype(np.float32)
     variables = {"params": {k: jnp.asarray(np.asarray(v, dtype=dtype)) for k, v in params.items()}}
     classifier = state.get("classifier", "trained")
     if classifier not in ("trained", "untrained"):

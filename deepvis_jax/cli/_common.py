@@ -73,6 +73,37 @@ def at_least(flag: str, value: float, low: int = 1) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def add_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser, module_name: str, *shared,
+                compiles: bool = True) -> argparse.ArgumentParser:  # fmt: skip
+    """The subparser of the command module `module_name` implements (its `run`), with the `shared` arguments added
+    in order (`model_arg`, `weights_arg`, ...). The module's docstring is the command's help: its first line (after
+    "`deepvis NAME`: ") the one-line summary, the rest the description. `compiles`: whether the command runs JAX
+    programs (then the compilation cache is set up first)."""
+    module = sys.modules[module_name]
+    first, _, rest = module.__doc__.strip().partition("\n\n")
+    name, _, summary = first.partition(": ")
+    p = sub.add_parser(name.strip("`").split()[-1], parents=[common], help=summary.rstrip("."),
+                       description=" ".join(rest.split()) or summary)  # fmt: skip
+    for add in shared:
+        add(p)
+    p.set_defaults(func=module.run, compiles=compiles)
+    return p
+
+
+def int_arg(p: argparse.ArgumentParser, flag: str, default: int | None, metavar: str, help: str) -> None:
+    """An integer flag: --size, --batch-size, --top-k, ..."""
+    p.add_argument(flag, type=int, default=default, metavar=metavar, help=help)
+
+
+def hidden_seed_arg(p: argparse.ArgumentParser) -> None:
+    """--seed of the random weights (for tests), not shown in --help."""
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def quiet_arg(p: argparse.ArgumentParser, help: str = "no progress bars") -> None:
+    p.add_argument("--quiet", action="store_true", help=help)
+
+
 def model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help=f"architecture: {MODELS} (default: the architecture a converted --weights file records, "
@@ -96,9 +127,8 @@ def layer_arg(p: argparse.ArgumentParser) -> None:
 def image_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", metavar="PATH", default=None,
                    help="an image file (any format Pillow reads; default: the packaged astronaut photo)")
-    p.add_argument("--size", type=int, default=224, metavar="S",
-                   help="shrink the image so its shorter side is S pixels; smaller images are kept as they "
-                   "are (default: 224; 0 keeps every image as it is)")  # fmt: skip
+    int_arg(p, "--size", 224, "S", "shrink the image so its shorter side is S pixels; smaller images are kept as "
+            "they are (default: 224; 0 keeps every image as it is)")  # fmt: skip
 
 
 def output_args(p: argparse.ArgumentParser, overwrite_help: str = "replace existing output files") -> None:
@@ -108,10 +138,8 @@ def output_args(p: argparse.ArgumentParser, overwrite_help: str = "replace exist
 
 def construct_args(p: argparse.ArgumentParser) -> None:
     """The feature visualizations of `atlas` and `serve`."""
-    p.add_argument("--construct-size", type=int, default=128, metavar="S",
-                   help="side of the feature visualizations, pixels (default: 128)")
-    p.add_argument("--construct-steps", type=int, default=256, metavar="N",
-                   help="gradient-ascent steps per feature visualization (default: 256)")
+    int_arg(p, "--construct-size", 128, "S", "side of the feature visualizations, pixels (default: 128)")
+    int_arg(p, "--construct-steps", 256, "N", "gradient-ascent steps per feature visualization (default: 256)")
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,12 @@
-"""`deepvis atlas`: each channel's top-k activations over a folder of images, as a static site."""
+"""`deepvis atlas`: top-k activations of every channel over a folder of images, as a static site.
+
+Stream a folder of images through the network (sharded over every device), keep each channel's top-k
+activations of each layer, project them to pixel space by DeconvNet and guided backprop beside their image
+patches, optionally grow each channel's feature visualization (--construct), and write a static site to browse
+them: OUT/index.html (the layers), OUT/LAYER/index.html (every channel) and a page per channel (open them from
+the file system). Each layer's running state is saved in OUT/LAYER/atlas_state.npz; --resume continues an
+interrupted run, and finished feature visualizations are never recomputed.
+"""
 
 from __future__ import annotations
 
@@ -8,49 +16,32 @@ from pathlib import Path
 import deepvis_jax as dv
 from deepvis_jax import explorer
 
-from ._common import at_least, construct_args, load_model, model_arch, model_arg, weights_arg
+from ._common import add_command, at_least, int_arg, quiet_arg, construct_args, load_model, model_arch, model_arg, weights_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("atlas", parents=[common],
-                       help="top-k activations of every channel over a folder of images, as a static site",
-                       description="Stream a folder of images through the network (sharded over every device), "
-                       "keep each channel's top-k activations of each layer, project them to pixel space by "
-                       "DeconvNet and guided backprop beside their image patches, optionally grow each channel's "
-                       "feature visualization (--construct), and write a static site to browse them: OUT/index.html "
-                       "(the layers), OUT/LAYER/index.html (every channel) and a page per channel (open them from the "
-                       f"file system). Each layer's running state is saved in OUT/LAYER/{explorer.STATE_FILE}; "
-                       "--resume continues an interrupted run, and finished feature visualizations are never "
-                       "recomputed.")  # fmt: skip
+    p = add_command(sub, common, __name__, model_arg, weights_arg, construct_args)
     p.add_argument("--images", required=True, metavar="DIR", help="folder of images (searched recursively)")
     p.add_argument("--layer", required=True, nargs="+", metavar="L",
                    help="one or more layers: 1-based index or name, e.g. conv4_3 conv5_3 (see `deepvis layers`)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    model_arg(p)
-    weights_arg(p)
     p.add_argument("--channels", nargs="+", default=None, metavar="C",
                    help="only these channels of each layer: numbers and ranges, e.g. 0-63 100 (default: all)")
-    p.add_argument("--top-k", type=int, default=9, metavar="K", help="activations kept per channel (default: 9)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N",
-                   help="images per step, over all devices (default: 32)")  # fmt: skip
-    p.add_argument("--size", type=int, default=224, metavar="S",
-                   help="images are resized (shorter side) and center-cropped to SxS (default: 224)")  # fmt: skip
+    int_arg(p, "--top-k", 9, "K", "activations kept per channel (default: 9)")
+    int_arg(p, "--batch-size", 32, "N", "images per step, over all devices (default: 32)")
+    int_arg(p, "--size", 224, "S", "images are resized (shorter side) and center-cropped to SxS (default: 224)")
     p.add_argument("--construct", nargs="*", default=None, metavar="L",
                    help="also grow each channel's feature visualization (dv.construct's default recipe; slow on a "
-                   "CPU: see the README), cached per channel in OUT/LAYER/features; for every layer, or only for "
-                   "the layers named")  # fmt: skip
-    construct_args(p)
-    p.add_argument("--construct-batch", type=int, default=8, metavar="N",
-                   help="channels optimized together in one compiled program (default: 8)")
-    p.add_argument("--checkpoint-every", type=int, default=20, metavar="N",
-                   help="save the running state every N batches (default: 20)")  # fmt: skip
+                   "CPU), cached per channel in OUT/LAYER/features; for every layer, or only for the layers named")
+    int_arg(p, "--construct-batch", 8, "N", "channels optimized together in one compiled program (default: 8)")
+    int_arg(p, "--checkpoint-every", 20, "N", "save the running state every N batches (default: 20)")
     p.add_argument("--resume", action="store_true",
-                   help=f"continue from OUT/LAYER/{explorer.STATE_FILE} if it exists")
+                   help=f"continue from OUT/LAYER/{explorer.STATE_FILE} if it exists (refused when the weights or "
+                   "the folder's files changed)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing atlas in OUT (feature visualizations made with the same weights and "
                    "settings are kept)")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run, compiles=True)
+    quiet_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,8 @@
-"""`deepvis check`: torchvision and deepvis_jax on the same image, layer by layer (needs torch)."""
+"""`deepvis check`: compare with torchvision layer by layer (needs torch).
+
+Convert weights, run torchvision and deepvis_jax on the same image and print the per-layer differences (exit
+status 1 when one exceeds --rtol).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,14 @@ import numpy as np
 
 import deepvis_jax as dv
 
-from ._common import EXIT_MISMATCH, PROG, TORCH_SUFFIXES, image_arg, import_converters, load_input, model_arch
+from ._common import add_command, hidden_seed_arg, EXIT_MISMATCH, PROG, TORCH_SUFFIXES, image_arg, import_converters, load_input, model_arch
 from ._common import model_arg, warn, weights_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("check", parents=[common], help="compare with torchvision layer by layer (needs torch)",
-                       description="Convert weights, run torchvision and deepvis_jax on the same image and print "
-                       "the per-layer differences (exit status 1 when one exceeds --rtol).")
-    model_arg(p)
-    weights_arg(p)
-    image_arg(p)
+    p = add_command(sub, common, __name__, model_arg, weights_arg, image_arg)
     p.add_argument("--rtol", type=float, default=1e-3, help="largest relative difference accepted (default: 1e-3)")
-    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    p.set_defaults(func=run, compiles=True)
+    hidden_seed_arg(p)
 
 
 def _torch_pair(args: argparse.Namespace, arch: str, converters, torch, torchvision):

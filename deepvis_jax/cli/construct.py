@@ -1,4 +1,8 @@
-"""`deepvis construct`: images grown from noise to excite chosen filters (activation maximization)."""
+"""`deepvis construct`: images grown to excite chosen filters.
+
+Grow an image from noise by gradient ascent for each filter (activation maximization, `dv.construct`); write
+one PNG per filter and a contact sheet.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,20 @@ import numpy as np
 
 import deepvis_jax as dv
 
-from ._common import at_least, layer_and_channels, layer_arg, load_model, model_arch, model_arg, output_args
+from ._common import add_command, at_least, int_arg, layer_and_channels, layer_arg, load_model, model_arch, model_arg, output_args
 from ._common import planned, save_png, weights_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("construct", parents=[common], help="images grown to excite chosen filters",
-                       description="Grow an image from noise by gradient ascent for each filter; write one PNG "
-                       "per filter and a contact sheet.")
-    model_arg(p)
-    weights_arg(p)
-    layer_arg(p)
+    p = add_command(sub, common, __name__, model_arg, weights_arg, layer_arg)
     p.add_argument("--filter", type=int, nargs="+", required=True, metavar="F",
                    help="filter (channel) indices, 0-based")
-    p.add_argument("--steps", type=int, default=None, metavar="N", help="gradient-ascent steps "
-                   "(default: the library's, see dv.construct)")  # fmt: skip
-    p.add_argument("--size", type=int, default=224, metavar="S", help="image side in pixels (default: 224)")
-    p.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the starting noise (default: 0)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N",
-                   help="filters optimized at once; bounds memory, does not change the images (default: from a "
-                   "1 GiB budget, see dv.default_batch_size; VGG16 conv5_3 at 224 px: 5)")  # fmt: skip
+    int_arg(p, "--steps", None, "N", "gradient-ascent steps (default: the library's, see dv.construct)")
+    int_arg(p, "--size", 224, "S", "image side in pixels (default: 224)")
+    int_arg(p, "--seed", 0, "K", "seed of the starting noise (default: 0)")
+    int_arg(p, "--batch-size", None, "N", "filters optimized at once; bounds memory, does not change the images "
+            "(default: from a 1 GiB budget, see dv.default_batch_size; VGG16 conv5_3 at 224 px: 5)")  # fmt: skip
     output_args(p)
-    p.set_defaults(func=run, compiles=True)
 
 
 def run(args: argparse.Namespace) -> int:

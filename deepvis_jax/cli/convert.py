@@ -1,6 +1,10 @@
-"""`deepvis convert`: torchvision weights (needs torch) or an ONNX graph (needs onnx) -> a .msgpack file; with
-``--torchvision NAME`` any torchvision classification model (a graph network unless it is AlexNet, VGG or a
-ResNet)."""
+"""`deepvis convert`: torchvision (needs torch) or ONNX (needs onnx) weights -> a .msgpack file.
+
+Convert torchvision weights, any torchvision classification model (--torchvision NAME: AlexNet, VGG and ResNets
+become their hand-written networks, every other one a graph network captured with torch.export) or an ONNX
+AlexNet/VGG graph to a deepvis_jax .msgpack file that loads without torch or onnx (--weights FILE; the file
+records its architecture).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,12 @@ from pathlib import Path
 
 import deepvis_jax as dv
 
-from ._common import MODELS, PROG, OnnxMissingError, at_least, import_converters, planned, warn
+from ._common import (MODELS, PROG, OnnxMissingError, add_command, at_least, hidden_seed_arg, import_converters,
+                      planned, warn)
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("convert", parents=[common],
-                       help="torchvision (needs torch) or ONNX (needs onnx) weights -> a .msgpack file",
-                       description="Convert torchvision weights or an ONNX AlexNet/VGG graph to a deepvis_jax "
-                       ".msgpack file that loads without torch or onnx (--weights FILE).")  # fmt: skip
+    p = add_command(sub, common, __name__, compiles=False)
     p.add_argument("--model", default=None,
                    help=f"architecture: {MODELS} (default: alexnet; for an .onnx file it is recognized from the "
                    "graph, and --model, when given, must agree)")  # fmt: skip
@@ -38,9 +40,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="with --torchvision: the side of the example images the graph is captured with (default: "
                    "224; the graph then takes other sizes where torch.export allows)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="FILE", help="the .msgpack file to write")
-    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    hidden_seed_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    p.set_defaults(func=run, compiles=False)
 
 
 def _convert_onnx(args: argparse.Namespace) -> int:

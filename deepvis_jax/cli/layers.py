@@ -1,4 +1,8 @@
-"""`deepvis layers`: the visualizable layers of a model, their channels and the smallest image each needs."""
+"""`deepvis layers`: list the layers and their channel counts.
+
+List the visualizable layers of a model: index, name, channels, smallest image. The model is --model, or the
+architecture a converted --weights file records.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,12 @@ import argparse
 
 import deepvis_jax as dv
 
-from ._common import model_arch, model_arg, weights_arg
+from ._common import add_command, model_arch, model_arg, weights_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("layers", parents=[common], help="list the layers and their channel counts",
-                       description="List the visualizable layers of a model: index, name, channels, smallest image. "
-                       "The model is --model, or the architecture a converted --weights file records.")  # fmt: skip
-    model_arg(p)
+    p = add_command(sub, common, __name__, model_arg, compiles=False)
     weights_arg(p, default=None)
-    p.set_defaults(func=run, compiles=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,9 @@
-"""`deepvis occlusion`: occlusion sensitivity maps (Zeiler & Fergus Fig. 7) of one image."""
+"""`deepvis occlusion`: occlusion sensitivity maps (the paper's Fig. 7).
+
+Slide a grey square over the image and map (a) the total activation of a feature map of the layer, (b) the
+probability of a class, (c) the most probable class at each position; write the three maps as heat maps over the
+image (one PNG) and print a summary.
+"""
 
 from __future__ import annotations
 
@@ -9,31 +14,21 @@ import numpy as np
 
 import deepvis_jax as dv
 
-from ._common import UNTRAINED_CLASSIFIER, image_arg, layer_and_channels, load_input, load_model, model_arch
+from ._common import UNTRAINED_CLASSIFIER, add_command, int_arg, image_arg, layer_and_channels, load_input, load_model, model_arch
 from ._common import model_arg, output_args, planned, save_png, weights_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("occlusion", parents=[common], help="occlusion sensitivity maps (the paper's Fig. 7)",
-                       description="Slide a grey square over the image and map (a) the total activation of a "
-                       "feature map of the layer, (b) the probability of a class, (c) the most probable class at "
-                       "each position; write the three maps as heat maps over the image (one PNG) and print a "
-                       "summary.")  # fmt: skip
-    model_arg(p)
-    weights_arg(p)
-    image_arg(p)
+    p = add_command(sub, common, __name__, model_arg, weights_arg, image_arg)
     p.add_argument("--layer", default=None, help="layer of map (a): 1-based index or name (default: the top one)")
-    p.add_argument("--patch", type=int, default=48, metavar="P", help="side of the grey square, pixels (default: 48)")
-    p.add_argument("--stride", type=int, default=8, metavar="S", help="step of the square, pixels (default: 8)")
-    p.add_argument("--channel", type=int, default=None, metavar="C",
-                   help="feature map of (a), 0-based (default: the strongest on the unoccluded image)")  # fmt: skip
+    int_arg(p, "--patch", 48, "P", "side of the grey square, pixels (default: 48)")
+    int_arg(p, "--stride", 8, "S", "step of the square, pixels (default: 8)")
+    int_arg(p, "--channel", None, "C", "feature map of (a), 0-based (default: the strongest on the unoccluded image)")
     p.add_argument("--class", dest="target", type=int, default=None, metavar="K",
                    help="ImageNet class of map (b), 0-based (default: the class predicted for the unoccluded "
                    "image)")  # fmt: skip
-    p.add_argument("--chunk", type=int, default=32, metavar="N",
-                   help="occluded images evaluated at once, at most; bounds memory (default: 32)")  # fmt: skip
+    int_arg(p, "--chunk", 32, "N", "occluded images evaluated at once, at most; bounds memory (default: 32)")
     output_args(p, "replace an existing output file")
-    p.set_defaults(func=run, compiles=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,10 @@
-"""`deepvis serve`: a local web app; click a channel, see what drives it."""
+"""`deepvis serve`: a local web app: click a channel, see what drives it.
+
+Serve a local web page: pick the sample photo or upload one, pick a layer, see its activation grid, click a
+channel to see its DeconvNet, guided-backprop and gradient projections and its feature visualization (computed
+on demand and cached). Images are resized (shorter side) and center-cropped to SxS. Uploads are held in memory
+and a temporary folder that is removed on exit.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,19 @@ import argparse
 
 from deepvis_jax import explorer
 
-from ._common import at_least, construct_args, load_model, model_arch, model_arg, warn, weights_arg
+from ._common import add_command, at_least, int_arg, construct_args, load_model, model_arch, model_arg, warn, weights_arg
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("serve", parents=[common], help="a local web app: click a channel, see what drives it",
-                       description="Serve a local web page: pick the sample photo or upload one, pick a layer, see "
-                       "its activation grid, click a channel to see its DeconvNet, guided-backprop and gradient "
-                       "projections and its feature visualization (computed on demand and cached). Images are "
-                       "resized (shorter side) and center-cropped to SxS. Uploads are held in memory and a "
-                       "temporary folder that is removed on exit.")  # fmt: skip
-    model_arg(p)
-    weights_arg(p)
+    p = add_command(sub, common, __name__, model_arg, weights_arg, construct_args)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; the app has no "
                    "authentication)")  # fmt: skip
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
-    p.add_argument("--size", type=int, default=224, metavar="S",
-                   help="images are resized (shorter side, only ever shrunk) and center-cropped to SxS (default: 224)")
+    int_arg(p, "--size", 224, "S", "images are resized (shorter side, shrunk or enlarged) and center-cropped to "
+            "SxS (default: 224)")  # fmt: skip
     p.add_argument("--max-upload", type=float, default=20.0, metavar="MB",
                    help="largest upload accepted, megabytes (default: 20)")
-    construct_args(p)
-    p.set_defaults(func=run, compiles=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,12 @@
-"""`deepvis visualize`: a layer's activation grid and the DeconvNet projections of its strongest channels."""
+"""`deepvis visualize`: activations of a layer and DeconvNet projections.
+
+Run an image through the network, write the layer's activation grid and the DeconvNet projections of its most
+active channels as PNGs, and print the layer, its channel count, the top channels and (pretrained weights) the
+top-5 ImageNet classes. With a folder or several files (--image DIR or --image A B ...), every image is
+visualized (in compiled batches of --batch-size, read ahead in the background, with a progress bar): one line of
+top channels and a pair of PNGs per image, plus one summary sheet; a file that cannot be read is reported in one
+line and skipped.
+"""
 
 from __future__ import annotations
 
@@ -11,37 +19,25 @@ import numpy as np
 
 import deepvis_jax as dv
 
-from ._common import (PROG, UNTRAINED_CLASSIFIER, at_least, layer_and_channels, layer_arg, load_input, load_model,
+from ._common import (PROG, add_command, int_arg, quiet_arg, UNTRAINED_CLASSIFIER, at_least, layer_and_channels, layer_arg, load_input, load_model,
                       message, model_arch, model_arg, output_args, planned, save_png, top_classes,
                       weights_arg)  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("visualize", parents=[common], help="activations of a layer and DeconvNet projections",
-                       description="Run an image through the network, write the layer's activation grid and the "
-                       "DeconvNet projections of its most active channels as PNGs, and print the layer, its "
-                       "channel count, the top channels and (pretrained weights) the top-5 ImageNet classes. With "
-                       "a folder or several files (--image DIR or --image A B ...), every image is visualized "
-                       "(in compiled batches of --batch-size, read ahead in the background, with a progress bar): "
-                       "one line of top channels and a pair of PNGs per image, plus one summary sheet; a file that "
-                       "cannot be read is reported in one line and skipped.")
-    model_arg(p)
-    weights_arg(p)
+    p = add_command(sub, common, __name__, model_arg, weights_arg, layer_arg)
     p.add_argument("--image", metavar="PATH", nargs="+", default=None,
                    help="an image file (any format Pillow reads; default: the packaged astronaut photo); or a "
                    "folder (searched recursively) or several files: each image is resized and center-cropped to "
                    "SxS, visualized in batches, and written as <name>_<layer>_activations.png and "
                    "<name>_<layer>_projections.png plus a summary sheet <layer>_summary.png; a file that cannot "
                    "be read is reported and skipped")  # fmt: skip
-    p.add_argument("--size", type=int, default=224, metavar="S",
-                   help="one image: shrink it so its shorter side is S pixels, smaller images are kept as they are "
-                   "(0 keeps every image as it is); several: resize the shorter side to S and center-crop to SxS "
-                   "(default: 224)")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=8, metavar="N",
-                   help="several images: images per compiled batch; bounds memory (default: 8)")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="several images: no progress bar")
-    layer_arg(p)
-    p.add_argument("--top-k", type=int, default=9, metavar="K", help="channels to project (default: 9)")
+    int_arg(p, "--size", 224, "S", "one image: shrink it so its shorter side is S pixels, smaller images are kept "
+            "as they are (0 keeps every image as it is); several: resize the shorter side to S and center-crop to "
+            "SxS (default: 224)")  # fmt: skip
+    int_arg(p, "--batch-size", 8, "N", "several images: images per compiled batch; bounds memory (default: 8)")
+    quiet_arg(p, "several images: no progress bar")
+    int_arg(p, "--top-k", 9, "K", "channels to project (default: 9)")
     p.add_argument("--mode", choices=("max", "all"), default="max",
                    help="max: project each channel's strongest activation (the paper's figures); all: its whole "
                    "feature map (default: max)")  # fmt: skip
@@ -49,7 +45,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="deconv: Zeiler & Fergus's DeconvNet; guided: guided backpropagation; gradient: the plain "
                    "gradient (default: deconv)")  # fmt: skip
     output_args(p)
-    p.set_defaults(func=run, compiles=True)
 
 
 def run(args: argparse.Namespace) -> int:

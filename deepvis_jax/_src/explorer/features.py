@@ -11,45 +11,38 @@ layer and the recipe's settings -- and a folder made with other settings is neve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Sequence
 
-import jax
 import numpy as np
 
+from ..batching import pad_batch
+from ..digest import weights_digest
+from ..images import to_uint8
 from ..nets import Model, layer_channels, layer_name
-from ..optvis.construct import CONTRAST, LR, construct
+from ..optvis.construct import construct
+from ..optvis.recipe import describe_recipe, resolve_recipe
 
 KEY_FILE = "key.json"
-KEY_VERSION = 1
+KEY_VERSION = 2
 
 
 def feature_name(channel: int) -> str:
     return f"channel_{int(channel):04d}.png"
 
 
-def weights_digest(model: Model) -> str:
-    """A digest of every parameter's bytes, shape and dtype (the pictures are valid only for these weights)."""
-    h = hashlib.blake2b(digest_size=16)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(model.variables):
-        a = np.ascontiguousarray(np.asarray(leaf))
-        h.update(f"{jax.tree_util.keystr(path)}:{a.dtype}:{a.shape};".encode())
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
-
-
 def feature_key(model: Model, layer, *, image_size: int, steps: int, seed: int, digest: str | None = None) -> dict:
-    """What a folder of feature visualizations depends on (written to ``key.json``)."""
+    """What a folder of feature visualizations depends on (written to ``key.json``): the recipe is the one
+    `construct` resolves for this call (`describe_recipe`), so a change of its defaults invalidates the folder."""
     return {
         "version": KEY_VERSION,
         "model": model.arch.name,
         "weights": digest or weights_digest(model),
         "dtype": str(np.dtype(model.dtype)),
         "layer": layer_name(model, layer),
-        "recipe": {"objective": f"channel(contrast={CONTRAST})", "lr": LR, "param": "fft", "transforms": "standard"},
+        "recipe": describe_recipe(resolve_recipe(layer_name(model, layer), steps=steps)),
         "image_size": int(image_size),
         "steps": int(steps),
         "seed": int(seed),
@@ -77,6 +70,8 @@ def open_cache(folder: str | os.PathLike, key: dict, replace: bool) -> Path:
             return folder
         if not replace:
             what = _describe(old) if isinstance(old, dict) else "an unreadable key.json"
+            if isinstance(old, dict):
+                what += "; differs: " + ", ".join(k for k in key if old.get(k) != key[k])
             raise ValueError(f"{folder} holds feature visualizations made with other settings ({what}; now "
                              f"{_describe(key)}); pass --overwrite to replace them")  # fmt: skip
     elif folder.is_dir() and any(folder.glob("channel_*.png")) and not replace:
@@ -94,7 +89,7 @@ def _save_png(img01: np.ndarray, path: Path) -> None:
     """Write a [0, 1] image as PNG atomically: a half-written file never counts as a finished channel."""
     from PIL import Image
 
-    a = np.clip(np.rint(np.asarray(img01, np.float64) * 255.0), 0, 255).astype(np.uint8)
+    a = to_uint8(np.asarray(img01, np.float64))
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         Image.fromarray(a).save(f, format="PNG")
@@ -143,7 +138,7 @@ def construct_features(
     try:
         for s in range(0, len(todo), size):
             part = todo[s : s + size]
-            filters = part + [part[-1]] * (size - len(part))
+            filters = pad_batch(part, size)
             imgs = construct(model, name, filters, image_size=image_size, steps=steps, seed=seed, verbose=False)
             for c, img in zip(part, imgs):
                 _save_png(img, paths[c])

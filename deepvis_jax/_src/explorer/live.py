@@ -15,7 +15,6 @@ import collections
 import functools
 import hashlib
 import io
-import math
 import os
 import shutil
 import tempfile
@@ -30,11 +29,11 @@ import numpy as np
 from PIL import Image
 
 from ..compile import jit
-from ..deconv import _project_unit, forward
-from ..images import ImageError, check_image_size, load_image, resize_shorter, sample_image
+from ..deconv import forward, project_units
+from ..images import ImageError, check_image_size, load_image, sample_image, square, to_uint8
 from ..nets import Model, layer_channels, layer_name, layers, min_size, normalize
 from ..optvis.construct import construct
-from ..render import LABEL_H, PAD, _cell_size, activation_grid, display_normalize
+from ..render import activation_grid, display_normalize
 from ..rules import METHODS
 
 MAX_PIXELS = 50_000_000  # an upload larger than this (decoded) is refused before it is decoded
@@ -59,7 +58,7 @@ def _channel_projections(model: Model, switches, act: jax.Array, channel: jax.Ar
     """The strongest unit of `channel` (traced) projected by every method: ((3, H, W, 3), value, row, col).
 
     Each is `project` of a signal that is the unit's activation at the unit and zero elsewhere, computed on the
-    crop that holds the unit's receptive field (`_project_unit`, as `visualize(mode="max")` does).
+    crop that holds the unit's receptive field (`project_units`, as `visualize(mode="max")` does).
     """
     w = act.shape[1]
     amap = jnp.take(act, channel, axis=2)  # (h, w)
@@ -67,7 +66,7 @@ def _channel_projections(model: Model, switches, act: jax.Array, channel: jax.Ar
     row, col = j // w, j % w
     value = amap.reshape(-1)[j]
     unit = jnp.stack([jnp.zeros_like(row), row, col, jnp.asarray(channel, row.dtype)]).astype(jnp.int32)
-    proj = [_project_unit(model, switches, unit, value, name, m, False) for m in METHODS]
+    proj = [project_units(model, switches, unit[None], value[None], name, m)[0] for m in METHODS]
     return jnp.stack(proj), value, row, col
 
 
@@ -125,10 +124,6 @@ def png_bytes(a: np.ndarray | Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _to_uint8(x01: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(x01, np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
 class Cancelled(Exception):
     """A queued computation whose client went away."""
 
@@ -155,19 +150,6 @@ class ChannelView(NamedTuple):
     value: float  # the channel's strongest activation
     position: tuple  # (row, col) of that unit
     projections: dict  # method -> PNG bytes
-
-
-def _grid_cells(h: int, w: int, c: int) -> tuple[tuple, list]:
-    """Where `activation_grid` puts each channel's map: its picture's (height, width) and (left, top, w, h)."""
-    ch, cw = _cell_size(h, w, GRID_CELL)
-    ncols = math.ceil(math.sqrt(c))
-    nrows = math.ceil(c / ncols)
-    size = (nrows * (ch + LABEL_H + PAD) + PAD, ncols * (cw + PAD) + PAD)
-    cells = []
-    for i in range(c):
-        r, k = divmod(i, ncols)
-        cells.append((PAD + k * (cw + PAD), PAD + r * (ch + LABEL_H + PAD) + LABEL_H, cw, ch))
-    return size, cells
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -205,12 +187,10 @@ class Explorer:
     # -- images ----------------------------------------------------------------------------------------------
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """The image as the network sees it here: shorter side shrunk to `size`, center-cropped to a square."""
-        image = resize_shorter(image, self.size)
-        h, w = image.shape[:2]
-        s = min(h, w)
-        top, left = (h - s) // 2, (w - s) // 2
-        return np.ascontiguousarray(image[top : top + s, left : left + s])
+        """The image as the network sees it here: its shorter side resized to `size` (shrunk or enlarged), then
+        center-cropped to ``size x size`` (`images.square`, as the atlas reads files): every image has the one
+        size, so a new one never compiles."""
+        return square(image, self.size)
 
     def add_image(self, image: np.ndarray, name: str) -> str:
         """Keep a prepared copy of an RGB uint8 image; returns its id (a digest of its pixels)."""
@@ -297,12 +277,10 @@ class Explorer:
             act, _ = self._state(image_id, name)
             a = np.asarray(act, np.float32)
             h, w, c = a.shape
-            grid = activation_grid(a, min_cell=GRID_CELL)
-            size, cells = _grid_cells(h, w, c)
-            assert size == (grid.height, grid.width), (size, grid.size)
+            grid, cells = activation_grid(a, min_cell=GRID_CELL, return_cells=True)
             peak = a.max(axis=(0, 1))
             order = np.argsort(-peak, kind="stable")[:12]
-            return LayerView(name, c, (h, w), png_bytes(grid), size, cells,
+            return LayerView(name, c, (h, w), png_bytes(grid), (grid.height, grid.width), cells,
                              [(int(i), float(peak[i])) for i in order])  # fmt: skip
 
         return self.views.get_or_compute(("layer", image_id, name), compute)
@@ -316,7 +294,7 @@ class Explorer:
             with self.compute_lock:
                 proj, value, row, col = jax.device_get(
                     _channel_projections(self.model, switches, act, jnp.asarray(c, jnp.int32), name))
-            pngs = {m: png_bytes(_to_uint8(display_normalize(p))) for m, p in zip(METHODS, proj)}
+            pngs = {m: png_bytes(to_uint8(display_normalize(p))) for m, p in zip(METHODS, proj)}
             return ChannelView(name, c, float(value), (int(row), int(col)), pngs)
 
         return self.views.get_or_compute(("channel", image_id, name, c), compute)
@@ -345,7 +323,7 @@ class Explorer:
                 t0 = time.perf_counter()
                 img = construct(self.model, name, [c], image_size=self.construct_size, steps=self.construct_steps,
                                 verbose=False)[0]  # fmt: skip
-                hit = png_bytes(_to_uint8(img))
+                hit = png_bytes(to_uint8(img))
                 self.features.put((name, c), hit)
                 self.feature_seconds[(name, c)] = time.perf_counter() - t0
         finally:

@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 from ..atlas import Atlas
-from ..atlas_render import _SCRIPT, projection_to_uint8
+from ..atlas_render import projection_to_uint8
+from ..pages import write_page
 from .features import feature_name
 
 TILE_MIN, TILE_MAX = 64, 128  # a tile's longer side: small receptive fields are enlarged, large ones shrunk
@@ -112,23 +113,6 @@ vertical-align:middle;font-size:13px}
 .layer{margin-bottom:1.5em}.muted{color:#777}"""
 
 
-def _page(path: Path, title: str, body: str) -> Path:
-    """Write one page atomically: a status line counts the images that loaded (the browser tests read it)."""
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head>
-<body>
-{body}
-<p id="status" class="muted" data-loaded="" data-broken="">loading</p>
-<script>{_SCRIPT}</script>
-</body></html>
-"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def _fmt(v: float) -> str:
     return f"{v:.4g}" if np.isfinite(v) else "-"
 
@@ -205,7 +189,7 @@ def write_channel_pages(
                 "px, cut to the image), its projection to pixel space by DeconvNet (Zeiler &amp; Fergus) and by "
                 "guided backprop, each scaled on its own (0 is gray).</p>"
                 f"{table}</section></div>")  # fmt: skip
-        paths.append(_page(out / page_name(c), title, body))
+        paths.append(write_page(out / page_name(c), title, body, _STYLE))
     return paths
 
 
@@ -227,7 +211,7 @@ def write_layer_page(result: Atlas, layer_dir: str | os.PathLike, *, selected: S
             f"<p>{len(figs)} of {n_ch} channels; each thumbnail is the channel's {what}, the number under it the "
             f"channel and its strongest activation over {info.num_images} images. Click one for its page.</p>"
             f'<div class="grid">{"".join(figs)}</div>')  # fmt: skip
-    return _page(out / "index.html", title, body)
+    return write_page(out / "index.html", title, body, _STYLE)
 
 
 class LayerSummary(NamedTuple):
@@ -259,4 +243,4 @@ def write_site_index(out_dir: str | os.PathLike, layers: Sequence[LayerSummary],
     body = (f"<h1>{html.escape(title)}</h1><p>Each channel's strongest activations over {info.num_images} images, "
             f"projected to pixel space by DeconvNet and guided backprop beside the image patches. {fv}</p>"
             f"{''.join(items)}")  # fmt: skip
-    return _page(out / "index.html", title, body)
+    return write_page(out / "index.html", title, body, _STYLE)

@@ -2,8 +2,8 @@
 
 - `alexnet_vgg.py`: torchvision's AlexNet and VGG 11/13/16/19 (± BatchNorm), one module `ConvNet`.
 - `resnet.py`: torchvision's ResNet-18/34/50/101/152 and Wide ResNet-50-2, one module `ResNet`.
-- `graph.py` (with its op table `graph_ops.py`): any network torch.export captures, held as plain data and run by
-  an interpreter (`converters.from_torch` imports one).
+- `graph/`: any network torch.export captures, held as plain data (`architecture.py`, `files.py`) and run by an
+  interpreter (`interpreter.py`, op table `ops_*.py`); `converters.from_torch` imports one.
 - `layers.py`: the shared layers (Conv2d, BatchNorm2d, AdaptiveAvgPool2d); ReLU and max pooling go through the
   `ops` of `rules.py`, so that one definition classifies, records switches and replays them.
 

@@ -182,12 +182,8 @@ class ConvNet(nn.Module):
         return (x, acts) if collect else x
 
 
-AlexNet = functools.partial(ConvNet, arch=ARCHITECTURES["alexnet"])
-VGG11 = functools.partial(ConvNet, arch=ARCHITECTURES["vgg11"])
-VGG13 = functools.partial(ConvNet, arch=ARCHITECTURES["vgg13"])
-VGG16 = functools.partial(ConvNet, arch=ARCHITECTURES["vgg16"])
-VGG19 = functools.partial(ConvNet, arch=ARCHITECTURES["vgg19"])
-VGG11_BN = functools.partial(ConvNet, arch=ARCHITECTURES["vgg11_bn"])
-VGG13_BN = functools.partial(ConvNet, arch=ARCHITECTURES["vgg13_bn"])
-VGG16_BN = functools.partial(ConvNet, arch=ARCHITECTURES["vgg16_bn"])
-VGG19_BN = functools.partial(ConvNet, arch=ARCHITECTURES["vgg19_bn"])
+# one definition, the variants as partials
+AlexNet, VGG11, VGG13, VGG16, VGG19, VGG11_BN, VGG13_BN, VGG16_BN, VGG19_BN = (
+    functools.partial(ConvNet, arch=ARCHITECTURES[name])
+    for name in ("alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn")
+)

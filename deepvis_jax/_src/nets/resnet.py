@@ -164,9 +164,8 @@ ARCHITECTURES: dict[str, ResNetArchitecture] = {
     )
 }
 
-ResNet18 = functools.partial(ResNet, arch=ARCHITECTURES["resnet18"])
-ResNet34 = functools.partial(ResNet, arch=ARCHITECTURES["resnet34"])
-ResNet50 = functools.partial(ResNet, arch=ARCHITECTURES["resnet50"])
-ResNet101 = functools.partial(ResNet, arch=ARCHITECTURES["resnet101"])
-ResNet152 = functools.partial(ResNet, arch=ARCHITECTURES["resnet152"])
-WideResNet50_2 = functools.partial(ResNet, arch=ARCHITECTURES["wide_resnet50_2"])
+# one definition, the variants as partials
+ResNet18, ResNet34, ResNet50, ResNet101, ResNet152, WideResNet50_2 = (
+    functools.partial(ResNet, arch=ARCHITECTURES[name])
+    for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2")
+)

@@ -6,8 +6,12 @@ Each piece is small and pure, made by a factory that closes over its hyperparame
   `class_logit`, and their weighted sums),
 - `param`: how the image is represented, ``(init, to_image, blur)`` (`pixel`, `fft`, colour decorrelation),
 - `transforms`: random perturbations before each step, ``(key, image) -> image`` (`pad`, `jitter`, ...),
-- `construct`: the regularizers, the compiled optimization loop (optax, ``lax.scan``, vmapped over filters), the
-  seed class's recipe, and `construct` itself.
+- `recipe`: the default recipe's constants, the seed class's staged recipe, and `resolve_recipe` (what a call
+  leaves out, filled in) with `describe_recipe` (that recipe as plain data, for caches keyed on it),
+- `memory`: the default number of filters per batch, from a memory budget,
+- `construct`: the regularizers, the compiled optimization loop (optax, ``lax.scan``, vmapped over filters), and
+  `construct` itself.
 
-Nothing is exported from here: the public names are re-exported one by one by ``deepvis_jax/__init__.py``.
+Nothing is exported from here: the public names are re-exported by ``deepvis_jax/__init__.py`` and the
+namespaces ``deepvis_jax.objectives``, ``deepvis_jax.param`` and ``deepvis_jax.transforms``.
 """

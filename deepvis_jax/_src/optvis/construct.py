@@ -5,8 +5,8 @@ filters, with an optax optimizer. Filter indices, the seed and the step count ar
 does not recompile. Filter ``f`` draws all its randomness from ``jax.random.fold_in(jax.random.key(seed), f)``.
 
 It composes the pieces of its sibling modules (an objective, a parameterization, transforms) with the regularizers
-defined here (`l2_penalty`, `total_variation`, and `box_blur` for the seed recipe); ``preset="seed"`` is the
-original PyTorch class's recipe, a small pixel image grown in stages.
+defined here (`l2_penalty`, `total_variation`); `recipe` holds the default recipe's constants and ``preset="seed"``,
+the original PyTorch class's recipe (a small pixel image grown in stages); `memory` the default batch size.
 """
 
 from __future__ import annotations
@@ -20,11 +20,15 @@ import numpy as np
 import optax
 from jax import lax
 
+from ..batching import batches, pad_batch
+from ..checks import check_int, check_number
 from ..compile import jit
 from ..nets import Model, denormalize, layer_hw, layer_name, normalize
-from .objectives import Objective, channel
-from .param import Parameterization, _periodic_blur, fft, pixel
-from .transforms import Transform, apply_transforms, standard_transforms
+from .objectives import Objective
+from .memory import MEMORY_BUDGET, default_batch_size
+from .param import Parameterization
+from .recipe import CONTRAST, LR, grow_stage, box_blur, resolve_recipe, seed_sizes
+from .transforms import Transform, apply_transforms
 
 Array = jax.Array
 
@@ -42,16 +46,6 @@ def l2_penalty(img: Array) -> Array:
 def total_variation(img: Array) -> Array:
     """Anisotropic total variation: mean absolute difference between vertical and horizontal neighbours."""
     return jnp.mean(jnp.abs(img[1:] - img[:-1])) + jnp.mean(jnp.abs(img[:, 1:] - img[:, :-1]))
-
-
-def box_blur(img: Array, size: int) -> Array:
-    """`cv2.blur(img, (size, size))` on (H, W, C): mean over a size x size window, borders reflected (REFLECT_101)."""
-    if size <= 1:
-        return img
-    lo, hi = (size - 1) // 2, size // 2
-    x = jnp.pad(img, ((lo, hi), (lo, hi), (0, 0)), mode="reflect")
-    s = lax.reduce_window(x, 0.0, lax.add, (size, size, 1), (1, 1, 1), "VALID")
-    return s / (size * size)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -175,108 +169,8 @@ def _optimize(spec: _Spec, model: Model, filters: Array, seed: Array, steps: int
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The seed's recipe: small pixel image grown in stages
-# --------------------------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def _seed_pixels() -> Parameterization:
-    """The seed class's image: the normalized network input itself, starting as uniform integer noise 150..179 / 255."""
-
-    def init(key, size, dtype=jnp.float32):
-        img = jnp.floor(jax.random.uniform(key, (size, size, 3), dtype, 150.0, 180.0)) / 255.0
-        return normalize(img)
-
-    return Parameterization(init, lambda p: p, _periodic_blur)
-
-
-def seed_sizes(image_size: int, start: int = 56, factor: float = 1.2) -> list[int]:
-    """Stage sizes of the seed recipe: `start`, then ``int(factor * size)`` until `image_size` (the last, exact)."""
-    sizes = [min(start, image_size)]
-    while sizes[-1] < image_size:
-        sizes.append(min(int(factor * sizes[-1]), image_size))
-    return sizes
-
-
-@functools.partial(jit, static_argnames=("size", "blur"))
-def _grow(params: Array, size: int, blur: int) -> Array:
-    """Between stages: back to RGB, bicubic resize to `size`, box blur, normalized again (vmapped over filters)."""
-
-    def one(p):
-        img = jax.image.resize(denormalize(p), (size, size, 3), "cubic")
-        return normalize(box_blur(img, blur))
-
-    return jax.vmap(one)(params)
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Public entry point
 # --------------------------------------------------------------------------------------------------------------
-
-
-# Working memory one batch of filters may take (XLA's temporary buffers of the compiled chunk), for the automatic
-# `batch_size`. Measured at VGG16 conv5_3, 224 px, chunk 8 (`memory_analysis` of the compiled program): about 150 MB
-# per filter plus 60 MB; the rule below estimates 178 MB, so 5 filters a batch (~0.8 GB of temporaries).
-MEMORY_BUDGET = 1 << 30
-
-
-_FORWARD_BYTES: dict = {}
-
-
-def _forward_bytes(model: Model, name: str, hw: tuple, dtype) -> int:
-    """Bytes of every intermediate array of one image's forward pass up to layer `name` (the outputs of its jaxpr's
-    equations), cached per architecture, layer, size and dtype."""
-    key = (model.arch, name, hw, np.dtype(dtype).name)
-    if key not in _FORWARD_BYTES:
-        shapes = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), model)
-        x = jax.ShapeDtypeStruct((1, *hw, 3), dtype)
-        jaxpr = jax.make_jaxpr(lambda m, x: m.apply(x, upto=name))(shapes, x)
-        _FORWARD_BYTES[key] = sum(int(np.prod(v.aval.shape)) * np.dtype(v.aval.dtype).itemsize
-                                  for e in jaxpr.eqns for v in e.outvars if hasattr(v.aval, "shape"))  # fmt: skip
-    return _FORWARD_BYTES[key]
-
-
-def default_batch_size(model: Model, layer, image_size: int = 224, transforms: Sequence[Transform] | None = None,
-                       budget: int = MEMORY_BUDGET) -> int:  # fmt: skip
-    """How many filters `construct` optimizes at once by default: ``max(1, budget // per_filter)``.
-
-    ``per_filter`` is the size of every intermediate array of one image's forward pass up to `layer` at the
-    transformed image size (default: `standard_transforms`), in the model's dtype: about what one filter's
-    compiled chunk keeps alive (measured: 150 MB against an estimate of 178 MB at VGG16 conv5_3, 224 px, chunk 8).
-    The default `budget` is `MEMORY_BUDGET` (1 GiB): VGG16 conv5_3 at 224 px gets 5, AlexNet conv3 at 224 px 195.
-    """
-    name = layer_name(model, layer)
-    dtype = np.dtype(model.dtype)
-    transforms = standard_transforms() if transforms is None else tuple(transforms)
-    out = jax.eval_shape(lambda k, x: apply_transforms(transforms, k, x), jax.random.key(0),
-                         jax.ShapeDtypeStruct((image_size, image_size, 3), dtype))  # fmt: skip
-    per_filter = _forward_bytes(model, name, tuple(out.shape[:2]), dtype)
-    return max(1, int(budget // max(per_filter, 1)))
-
-
-def batches(n: int, batch_size: int) -> tuple[int, int]:
-    """(number of batches, filters per batch) for `n` filters at most `batch_size` at a time.
-
-    The width is the one among ``ceil(3/4 batch_size) .. batch_size`` (at least 2 when n >= 2, at most n) that
-    pads the fewest slots in the last batch, the widest on a tie: 32 filters at batch_size 5 run as 8 batches of
-    4, not 7 of 5 with 3 padded slots."""
-    hi = max(1, min(int(batch_size), n))
-    lo = min(max(2, -(-3 * hi // 4)), hi)
-    width = min(range(lo, hi + 1), key=lambda w: (-(-n // w) * w, -w))
-    return -(-n // width), width
-
-
-# The default recipe's constants, measured on trained VGG16 (see `construct`).
-LR = 0.02
-CONTRAST = 0.5
-
-
-@functools.lru_cache(maxsize=None)
-def _adam(lr: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
-    """Adam, with torch.optim.Adam's `weight_decay` (an L2 term added to the gradient) when non-zero."""
-    if weight_decay:
-        return optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_adam(), optax.scale(-lr))
-    return optax.adam(lr)
 
 
 def _parse_filters(filters, n: int | None) -> np.ndarray:
@@ -366,64 +260,19 @@ def construct(
     if not isinstance(model, Model):
         raise ValueError(f"model must be a deepvis_jax Model, got {type(model).__name__}")
     name = layer_name(model, layer)
-    if preset not in (None, "seed"):
-        raise ValueError(f"unknown preset {preset!r}; use None or 'seed'")
-    seed_recipe = preset == "seed"
-    if seed_recipe:
-        given = {"param": param, "decorrelate": decorrelate, "transforms": transforms}
-        clash = [k for k, v in given.items() if v is not None]
-        if clash:
-            raise ValueError(f"preset='seed' fixes {clash[0]}; leave it unset")
-    steps = (20 if seed_recipe else 256) if steps is None else steps
-    lr = (0.1 if seed_recipe else LR) if lr is None else lr
-    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or image_size < 1:
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an int, got {seed!r}")
-    for opt_name, v in (("l2", l2), ("tv", tv), ("blur_sigma", blur_sigma)):
-        if not isinstance(v, (int, float)) or v < 0:
-            raise ValueError(f"{opt_name} must be a number >= 0, got {v!r}")
-    for opt_name, v in (("blur_every", blur_every), ("blur_size", blur_size), ("chunk", chunk)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < (0 if opt_name == "blur_every" else 1):
-            raise ValueError(f"{opt_name} must be an int >= {0 if opt_name == 'blur_every' else 1}, got {v!r}")
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
-                                   or batch_size < 1):  # fmt: skip
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    r = resolve_recipe(name, preset=preset, steps=steps, lr=lr, param=param, decorrelate=decorrelate,
+                       transforms=transforms, objective=objective, optimizer=optimizer)  # fmt: skip
+    seed_recipe, steps, objective, param_, transforms_, optimizer, normalized = (
+        r.seed_stages, r.steps, r.objective, r.param, r.transforms, r.optimizer, r.normalized)
+    image_size = check_int("image_size", image_size)
+    seed = check_int("seed", seed, low=None)
+    l2, tv, blur_sigma = (check_number(n, v) for n, v in (("l2", l2), ("tv", tv), ("blur_sigma", blur_sigma)))
+    blur_every = check_int("blur_every", blur_every, low=0)
+    blur_size, chunk = check_int("blur_size", blur_size), check_int("chunk", chunk)
+    batch_size = check_int("batch_size", batch_size, optional=True)
     if blur_every and not blur_sigma > 0:
         raise ValueError("blur_every needs blur_sigma > 0")
-    if objective is None:
-        objective = channel(name) if seed_recipe else channel(name, contrast=CONTRAST)
-    elif not isinstance(objective, Objective):
-        raise ValueError(f"objective must be an Objective (channel, neuron, class_logit, ...), got {objective!r}")
     ids = _parse_filters(filters, objective.targets(model))
-    if optimizer is None:
-        optimizer = _adam(float(lr), 1e-6 if seed_recipe else 0.0)
-
-    if seed_recipe:
-        param_, transforms_, normalized = _seed_pixels(), (), True
-    else:
-        decorrelate = True if decorrelate is None else decorrelate
-        if param is None or param == "fft":
-            param_ = fft(decorrelate=bool(decorrelate))
-        elif param == "pixel":
-            param_ = pixel(decorrelate=bool(decorrelate))
-        elif isinstance(param, Parameterization):
-            param_ = param
-        else:
-            raise ValueError(f"unknown param {param!r}; use 'fft', 'pixel' or a Parameterization")
-        if transforms is None or (isinstance(transforms, str) and transforms == "standard"):
-            transforms_ = standard_transforms()
-        elif isinstance(transforms, str) and transforms == "none":
-            transforms_ = ()
-        elif isinstance(transforms, str) or not all(callable(t) for t in transforms):
-            raise ValueError(f"transforms must be 'standard', 'none' or a sequence of transforms, got {transforms!r}")
-        else:
-            transforms_ = tuple(transforms)
-        normalized = False
     dtype = np.dtype(model.dtype)
     seed_arr = jnp.asarray(seed, jnp.int32)
 
@@ -436,7 +285,7 @@ def construct(
     if batch_size is None:
         batch_size = default_batch_size(model, name, image_size, transforms_)
     k, width = batches(len(ids), int(batch_size))
-    padded = np.concatenate([ids, np.full(k * width - len(ids), ids[-1], np.int32)])
+    padded = pad_batch(ids, k * width)
     sizes = seed_sizes(int(image_size)) if seed_recipe else [int(image_size)]
     per_batch = len(sizes) if seed_recipe else -(-steps // int(min(chunk, steps)))
     bar = None
@@ -457,7 +306,7 @@ def construct(
             spec = spec_for(size)
             state = _optimize(spec, model, filters_arr, seed_arr, steps, None, start)
             if i + 1 < len(sizes):
-                start = _grow(state.params, sizes[i + 1], int(blur_size))
+                start = grow_stage(state.params, sizes[i + 1], int(blur_size))
             if bar is not None:
                 jax.block_until_ready(state.params)
                 bar.update(1)
@@ -465,3 +314,8 @@ def construct(
     if bar is not None:
         bar.close()
     return np.concatenate(out)[: len(ids)]
+
+
+# `box_blur`, `seed_sizes`, `batches` and the constants are re-exported: construct's public and tested helpers
+__all__ = ["CONTRAST", "LR", "MEMORY_BUDGET", "batches", "box_blur", "construct", "default_batch_size", "filter_key",
+           "l2_penalty", "seed_sizes", "total_variation"]  # fmt: skip

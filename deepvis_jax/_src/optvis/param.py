@@ -55,7 +55,7 @@ def _gaussian_transfer(h: int, w: int, sigma, dtype) -> Array:
     return jnp.exp(-2.0 * (jnp.pi * sigma * f) ** 2)
 
 
-def _periodic_blur(x: Array, sigma) -> Array:
+def periodic_blur(x: Array, sigma) -> Array:
     """Periodic Gaussian blur of an (H, W, C) array, computed in the Fourier domain."""
     h, w = x.shape[:2]
     spec = jnp.fft.rfft2(x, axes=(0, 1)) * _gaussian_transfer(h, w, sigma, x.dtype)[:, :, None]
@@ -75,7 +75,7 @@ def pixel(sd: float = 0.01, decorrelate: bool = False) -> Parameterization:
     def to_image(p):
         return jax.nn.sigmoid(decorrelate_color(p) if decorrelate else p)
 
-    return Parameterization(init, to_image, _periodic_blur)
+    return Parameterization(init, to_image, periodic_blur)
 
 
 @functools.lru_cache(maxsize=None)
