@@ -102,6 +102,14 @@ _RECTIFIERS = {
 }
 
 
+def _result(ctx, x: torch.Tensor, y: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """A Function's output `y` of input `x`: written into `x` (marked dirty) for an in-place call."""
+    if inplace:
+        ctx.mark_dirty(x)
+        return x.copy_(y)
+    return y
+
+
 class _RectifierRule(torch.autograd.Function):
     """A rectifier-like activation ``call(x)`` whose backward is a projection method's rule: ``relu(g)``
     (``"deconv"``) or torch's own backward of ``call`` at `x` applied to ``relu(g)`` (``"guided"``: relu(g) * f'(x))."""
@@ -114,10 +122,7 @@ class _RectifierRule(torch.autograd.Function):
             ctx.x = x.detach().clone()
         elif method == "guided":
             ctx.save_for_backward(x)
-        if inplace:
-            ctx.mark_dirty(x)
-            return x.copy_(y)
-        return y
+        return _result(ctx, x, y, inplace)
 
     @staticmethod
     def backward(ctx, grad):
@@ -128,6 +133,22 @@ class _RectifierRule(torch.autograd.Function):
             x = (ctx.x if ctx.x is not None else ctx.saved_tensors[0]).detach().requires_grad_(True)
             (dx,) = torch.autograd.grad(ctx.call(x), x, g)
         return dx, None, None, None
+
+
+class _Hardsigmoid(torch.autograd.Function):
+    """hardsigmoid with its exact backward, ``g / 6`` where ``-3 < x < 3``: torch's kernel multiplies by a float32
+    1/6, ~3e-8 off in float64, far above the 1e-9 the float64 references are compared to."""
+
+    @staticmethod
+    def forward(ctx, x, inplace):
+        y = F.hardsigmoid(x)
+        ctx.save_for_backward(((x > -3) & (x < 3)).to(x.dtype))
+        return _result(ctx, x, y, inplace)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad * inside / 6, None
 
 
 class projection_rules(torch.overrides.TorchFunctionMode):
@@ -142,6 +163,8 @@ class projection_rules(torch.overrides.TorchFunctionMode):
 
     The torch reference of ``dv.project`` for graph networks (the table in ``deepvis_jax/_src/rules.py``). In-place
     calls stay in place. Max-pools keep torch's backward, which is the unpooling through their switches.
+    ``F.hardsigmoid`` (squeeze-excitation gates) keeps its true backward, computed exactly (torch's own is
+    float32-accurate only, even in float64).
     """
 
     def __init__(self, method: str = "deconv"):
@@ -152,6 +175,9 @@ class projection_rules(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
+        if func is F.hardsigmoid:  # a gate: its true backward, computed exactly
+            inplace = bool(kwargs.pop("inplace", args[1] if len(args) > 1 else False))
+            return _Hardsigmoid.apply(args[0], inplace)
         spec = _RECTIFIERS.get(func) if self.method != "gradient" else None
         if spec is None:
             return func(*args, **kwargs)

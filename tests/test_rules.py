@@ -30,7 +30,7 @@ from deepvis_jax._src.rules import (
     window_geometry,
 )
 from deepvis_jax._src.windows import slice_window
-from reference import assert_close, nchw, nhwc, torch_model
+from reference import as_float64, assert_close, nchw, nhwc, torch_model
 
 # (kind, params, the torch module computing it): every activation of `ACTIVATIONS`, with non-default parameters
 CASES = [
@@ -127,26 +127,39 @@ def test_linearized_rule_is_the_vjp_at_the_recorded_point():
     jax.test_util.check_grads(at_record, recorded[:2], order=1, modes=("rev",))
 
 
-def test_linearized_records_arrays_and_takes_constants_from_the_replayed_call():
-    """A graph op's arguments as the interpreter passes them: data, an int index array, and Python constants (a
-    shape list, None, an int): only arrays are recorded (and come back from jit as arrays), constants are passed
-    again; the projection is the vjp at the recorded data."""
+def test_linearized_records_data_and_takes_constants_from_the_replayed_call():
+    """A graph op's arguments as an interpreter passes them: data, an int array derived from it, Python constants
+    (a shape list, None, an int), and an attention-like tensor whose first axis is the batch times the heads: data
+    is recorded (the last folded to (batch, heads, ...), so that one image's records are a slice), constants are
+    passed again; the projection is the vjp at the recorded data, for both images and for one image alone. A
+    constant array passed as an argument is refused in one line."""
     rng = np.random.default_rng(9)
     x, g = jnp.asarray(rng.standard_normal((2, 3, 4))), jnp.asarray(rng.standard_normal((2, 12)))
-    order = jnp.asarray([3, 1, 0, 2])
 
     def fn(t, shape, nothing, axis, idx):
         assert nothing is None and isinstance(shape, list) and isinstance(axis, int)
-        return jax.nn.softmax(t[..., idx], axis=axis).reshape(shape) * t.reshape(shape)
+        return jax.nn.softmax(jnp.take_along_axis(t, idx, axis=-1), axis=axis).reshape(shape) * t.reshape(shape)
 
     def net(v, ops):
-        return ops.linearized(fn, v, [2, 12], None, -1, order)
+        y = ops.linearized(fn, v, [v.shape[0], 12], None, -1, jnp.argsort(v, axis=-1))
+        heads = ops.linearized(lambda q: jnp.tanh(q) * q, y.reshape(-1, 4))  # (batch * 3, 4)
+        return heads.reshape(y.shape)
+
+    def plain(v, idx):
+        y = fn(v, [v.shape[0], 12], None, -1, idx)
+        return jnp.tanh(y) * y
 
     switches = jax.jit(lambda v: (net(v, record := Record()), record.switches((3, 4)))[1])(x)
-    assert [np.shape(r) for r in switches.records[0]] == [(2, 3, 4), (4,)]
-    (ours,) = jax.jit(lambda s: jax.vjp(lambda v: net(v, Replay(s, "deconv")), jnp.zeros(x.shape))[1](g))(switches)
-    (want,) = jax.vjp(lambda v: fn(v, [2, 12], None, -1, order), x)[1](g)
-    np.testing.assert_allclose(ours, want, rtol=1e-14, atol=1e-15)
+    assert [[None if r is None else np.shape(r) for r in rs] for rs in switches.records] == [
+        [(2, 3, 4), None, None, None, (2, 3, 4)], [(2, 3, 4)]]
+    project = jax.jit(lambda s, x0, g: jax.vjp(lambda v: net(v, Replay(s, "deconv")), x0)[1](g)[0])
+    (want,) = jax.vjp(lambda v: plain(v, jnp.argsort(x, axis=-1)), x)[1](g)
+    np.testing.assert_allclose(project(switches, jnp.zeros(x.shape), g), want, rtol=1e-14, atol=1e-15)
+    one = jax.tree_util.tree_map(lambda r: r[1:], switches)  # image 1's records, as project_units slices them
+    np.testing.assert_allclose(project(one, jnp.zeros((1, 3, 4)), g[1:]), want[1:], rtol=1e-14, atol=1e-15)
+    with pytest.raises(ValueError, match=r"array argument shaped \(3,\) whose first axis is not the batch \(2\) or "
+                       "a multiple of it: pass data tensors batch first, and keep weights and other constant"):
+        Record().linearized(lambda t, w: t * w, x, jnp.ones(3))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -382,3 +395,32 @@ def test_projection_rules_equal_the_relu_module_reference(arch, layer, hw):
         (got,) = torch.autograd.grad(out2, x, g)
         np.testing.assert_array_equal(out2.detach(), out.detach())
         np.testing.assert_array_equal(got, want, err_msg=f"{arch} {layer} {method}")
+
+
+def test_projection_rules_pass_hardsigmoid_exactly():
+    """Gates keep their true backward under every method; hardsigmoid's is computed in full precision (torch's
+    kernel multiplies by a float32 1/6: ~3e-8 off in float64), in place or not."""
+    x = torch.tensor([-4.0, -3.0, -1.0, 0.0, 2.5, 3.0, 5.0], dtype=torch.float64, requires_grad=True)
+    g = torch.arange(1.0, 8.0, dtype=torch.float64)
+    want = np.where((x.detach().numpy() > -3) & (x.detach().numpy() < 3), g.numpy() / 6, 0.0)
+    for method in METHODS:
+        for call in (F.hardsigmoid, torch.nn.Hardsigmoid(inplace=True)):
+            with converters.projection_rules(method):
+                y = call(x * 1.0)
+            np.testing.assert_array_equal(y.detach(), F.hardsigmoid(x).detach())
+            (got,) = torch.autograd.grad(y, x, g)
+            np.testing.assert_array_equal(got, want)
+
+
+def test_project_units_without_masks_or_records_is_one_clear_line():
+    """Switches recorded without ReLU masks (a hand-made Switches) or without records: Replay says so."""
+    import deepvis_jax as dv
+
+    model = as_float64(dv.load_model("alexnet"))  # this file runs in float64
+    x = jax.ShapeDtypeStruct((1, 67, 67, 3), jnp.float64)
+    sw = jax.eval_shape(lambda m, v: dv.forward(m, v, "conv2")[1], model, x)
+    units, values = jnp.zeros((1, 4), jnp.int32), jnp.ones(1)
+    with pytest.raises(ValueError, match="method 'guided' needs the forward ReLU masks: these switches hold 0, but "
+                       "this network has more ReLUs; record the switches with forward()"):
+        jax.eval_shape(lambda m, s: dv.project_units(m, s, units, values, "conv2", "guided"), model,
+                       sw.replace(relus=()))  # fmt: skip

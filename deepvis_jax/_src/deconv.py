@@ -260,10 +260,7 @@ def project_units(model: Model, source: Switches | Array, units: Array, values: 
     if getattr(values, "shape", None) != units.shape[:1]:
         raise ValueError(f"values must be shaped ({units.shape[0]},), one per unit; "
                          f"got {getattr(values, 'shape', None)}")
-    if isinstance(source, Switches):
-        if method != "deconv" and not source.relus:
-            raise ValueError(f"method {method!r} needs the forward ReLU masks; record the switches with forward()")
-    else:
+    if not isinstance(source, Switches):  # switches missing masks or records: Replay says so in one line
         check_input(source)
     return jax.vmap(lambda u, v: _project_unit(model, source, u, v, name, method, crop_to_field))(
         units.astype(jnp.int32), values)

@@ -168,11 +168,36 @@ def _is_array(a) -> bool:
     return isinstance(a, (jax.Array, np.ndarray))
 
 
+def _record_argument(a, batch: int | None):
+    """What `Record` keeps of one argument of ``ops.linearized``: None for a constant (not an array, or a 0-d
+    array: it comes back with the replayed call), the array itself when its first axis is the batch, or the array
+    folded to ``(batch, k, ...)`` when its first axis is the batch times k in batch-major order (torch's
+    (N * heads, T, d) attention tensors), so that every record can be sliced and vmapped per image."""
+    if not _is_array(a) or a.ndim == 0:
+        return None
+    if batch is None or a.shape[0] == batch:
+        return a
+    if a.shape[0] % batch == 0:
+        return a.reshape(batch, a.shape[0] // batch, *a.shape[1:])
+    raise ValueError(f"ops.linearized got an array argument shaped {a.shape} whose first axis is not the batch "
+                     f"({batch}) or a multiple of it: pass data tensors batch first, and keep weights and other "
+                     "constant arrays in the function's closure")  # fmt: skip
+
+
+def _unfold(record, a):
+    """A record of `_record_argument` back in the shape of the replayed argument `a` (None stays None)."""
+    if record is None or not _is_array(a) or record.shape == a.shape:
+        return record
+    folded = record.ndim == a.ndim + 1 and record.shape[0] * record.shape[1] == a.shape[0]
+    return record.reshape(a.shape) if folded and record.shape[2:] == a.shape[1:] else record
+
+
 def linearized_rule(fn, recorded: tuple, args: tuple):
     """``fn``'s linearization at the `recorded` arguments, applied to `args`: a linear map of `args` whose vjp is
-    ``fn``'s vjp at `recorded`, whatever `args` hold. Arguments that are not floating-point arrays (indices, masks,
-    Python constants) are held at their recorded values."""
+    ``fn``'s vjp at `recorded`, whatever `args` hold. A None in `recorded` is a constant, taken from `args`;
+    arguments that are not floating point (indices, masks) are held at their recorded values."""
     data = [k for k, r in enumerate(recorded) if _is_array(r) and jnp.issubdtype(r.dtype, jnp.inexact)]
+    recorded = tuple(a if r is None else r for r, a in zip(recorded, args))
 
     def at(*values):
         full = list(recorded)
@@ -200,9 +225,11 @@ class Plain:
       (`ACTIVATIONS`, torch's names and parameters), which each projection method gives its own backward rule.
     - ``linearized(fn, *args)``: ``fn(*args)`` for any other function that is nonlinear in the data (gates such as
       ``x * sigmoid(s)``, normalizations, softmax, products of two data tensors): projections pass its true
-      gradient, taken at the recorded forward point. Every array argument is recorded: pass the data tensors, and
-      keep weights in ``fn``'s closure (an array passed as an argument is recorded with every forward pass);
-      other arguments (ints, lists, None) are constants, passed again by the replayed call.
+      gradient, taken at the recorded forward point. Every array argument of one or more axes is recorded: pass
+      the data tensors batch first (or batch times k first, batch-major, as torch's (N * heads, T, d) attention
+      tensors; anything else is refused) so that one image's records are a slice (`project_units`), and keep
+      weights in ``fn``'s closure; other arguments (ints, lists, None, 0-d arrays) are constants, passed again by
+      the replayed call.
 
     ``channels`` (ReLU and activations): the op is the top of a layer computed for only those output channels
     (`project_channels`); `x` holds just them.
@@ -249,8 +276,14 @@ class Record(Plain):
         return y
 
     def linearized(self, fn, *args):
-        self.records.append(tuple(a for a in args if _is_array(a)))  # constants come back with the replayed call
+        self.records.append(tuple(_record_argument(a, self._batch(args)) for a in args))
         return fn(*args)
+
+    def _batch(self, args: tuple) -> int | None:
+        """The batch size: every map a ReLU, pool or activation sees has it first, as has the first data array."""
+        known = [*self.relus, *(p.index for p in self.pools), *(r for rs in self.records for r in rs if r is not None),
+                 *(a for a in args if _is_array(a) and a.ndim)]  # fmt: skip
+        return known[0].shape[0] if known else None
 
     def switches(self, input_hw: Sequence[int]) -> Switches:
         return Switches(pools=tuple(self.pools), input_hw=tuple(int(d) for d in input_hw), relus=tuple(self.relus),
@@ -275,6 +308,9 @@ class Replay(Plain):
         i, self.n_relus = self.n_relus, self.n_relus + 1
         if self.method == "deconv":
             return deconv_relu(x)
+        if i >= len(self.relus):
+            raise ValueError(f"method {self.method!r} needs the forward ReLU masks: these switches hold "
+                             f"{len(self.relus)}, but this network has more ReLUs; record the switches with forward()")
         mask = self.relus[i] if channels is None else self.relus[i][..., channels]
         return (guided_relu if self.method == "guided" else gradient_relu)(x, mask)
 
@@ -298,14 +334,16 @@ class Replay(Plain):
                 f"these switches hold {len(self.records)} records of activations and other nonlinearities, but this "
                 "network has more; record the switches with forward() on the same model, layer and input size"
             )
-        record = self.records[i]
+        record = tuple(_unfold(r, a) for r, a in zip(self.records[i], args))
         if channels is not None:
             record = (record[0][..., channels],)
-        if [jnp.shape(r) for r in record] != [jnp.shape(a) for a in args]:
+        shapes = [None if r is None else jnp.shape(r) for r in record]
+        want = [jnp.shape(a) if r is not None else None for r, a in zip(record, args)]
+        if len(record) != len(args) or shapes != want:
             raise ValueError(
-                f"record {i + 1} of these switches holds shapes {[jnp.shape(r) for r in record]}, but this network's "
-                f"{what} takes {[jnp.shape(a) for a in args]}; record the switches with forward() on the same model "
-                "and input size"
+                f"record {i + 1} of these switches holds shapes {shapes}, but this network's {what} takes "
+                f"{[jnp.shape(a) if _is_array(a) else None for a in args]}; record the switches with forward() on "
+                "the same model and input size"
             )
         return record
 
@@ -315,8 +353,7 @@ class Replay(Plain):
         return activation_rule(x, recorded, kind, tuple(sorted(params.items())), self.method)
 
     def linearized(self, fn, *args):
-        recorded = iter(self._record("linearized function", tuple(a for a in args if _is_array(a))))
-        return linearized_rule(fn, tuple(next(recorded) if _is_array(a) else a for a in args), args)
+        return linearized_rule(fn, self._record("linearized function", args), args)
 
 
 class Shapes(Plain):
@@ -341,8 +378,7 @@ class Shapes(Plain):
         return super().activation(x, kind, channels, **params)
 
     def linearized(self, fn, *args):
-        arrays = [a for a in args if _is_array(a)]
-        self.calls.append(("lin", tuple(tuple(a.shape[1:3]) if a.ndim == 4 else None for a in arrays)))
+        self.calls.append(("lin", tuple(tuple(a.shape[1:3]) if _is_array(a) and a.ndim == 4 else None for a in args)))
         return fn(*args)
 
 
@@ -454,9 +490,9 @@ class CropReplay(_Window, Replay):
         _, full, stride = self._next("relu")
         start = self.offset // stride
         size = tuple(x.shape[1:3])
-        if self.method != "deconv" and not self.local:  # the rules read the masks: take their window
-            i = self.n_relus
-            self.relus[i] = slice_window(self.relus[i], start, size, False)
+        i = self.n_relus
+        if self.method != "deconv" and not self.local and i < len(self.relus):  # the rule reads the mask's window
+            self.relus[i] = slice_window(self.relus[i], start, size, False)  # (a missing mask: Replay says so)
         y = super().relu(x, channels)
         return jnp.where(window_inside(start, size, full), y, jnp.zeros((), y.dtype))
 
@@ -492,10 +528,9 @@ class CropReplay(_Window, Replay):
             return super().linearized(fn, *args)
         i = self.n_records
         if not self.local and i < len(self.records):  # the recorded arguments' windows, where they are maps
-            arrays = [a for a in args if _is_array(a)]
             self.records[i] = tuple(
-                r if m is None else slice_window(r, self.offset // m[1], tuple(a.shape[1:3]), 0)
-                for r, a, m in zip(self.records[i], arrays, call[1])
+                r if r is None or m is None else slice_window(r, self.offset // m[1], tuple(a.shape[1:3]), 0)
+                for r, a, m in zip(self.records[i], args, call[1])
             )
         return super().linearized(fn, *args)
 

@@ -131,6 +131,7 @@ def _same_rank(args) -> tuple:
 def elementwise(fn: Callable, *args) -> Any:
     """``fn`` of tensors (and scalars) with torch's broadcasting; `Img` in, `Img` out when every operand has rank
     at most 4."""
+    args = tuple(a if isinstance(a, Img) else logical(a) for a in args)  # a lazy `Perm` (attention's k^T) too
     if any(isinstance(a, Img) for a in args):
         if all(rank_of(a) <= 4 for a in args):
             return Img(fn(*(_nhwc_operand(a) for a in args)))
