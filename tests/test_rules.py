@@ -18,16 +18,14 @@ from converters._torchvision import detect_architecture, truncated
 from deepvis_jax._src.activations import ACTIVATIONS, activation_rule, derivative
 from deepvis_jax._src.nets import get_architecture, layer_name
 from deepvis_jax._src.nets.layers import conv2d
+from deepvis_jax._src.crops import CropRecord, CropReplay, window_geometry
 from deepvis_jax._src.rules import (
     PLAIN,
-    CropRecord,
-    CropReplay,
     Record,
     Replay,
     Shapes,
     linearized_rule,
     pool_padding,
-    window_geometry,
 )
 from deepvis_jax._src.windows import slice_window
 from reference import as_float64, assert_close, nchw, nhwc, torch_model

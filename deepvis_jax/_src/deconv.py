@@ -22,18 +22,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from .compile import jit
-from .nets import GraphArchitecture, Layer, Model, check_input, layer_hw, layer_name, normalize, receptive_field
-from .rules import (
-    METHODS,
-    CropRecord,
-    CropReplay,
-    Record,
-    Replay,
-    Shapes,
-    Switches,
-    check_method,
-    window_geometry,
-)
+from .crops import CropRecord, CropReplay, window_geometry
+from .nets import GraphArchitecture, Layer, Model, check_input, layer_hw, layer_name, receptive_field
+from .rules import METHODS, Record, Replay, Shapes, Switches, check_method
 from .windows import slice_window, window_inside
 
 Array = jax.Array
@@ -148,7 +139,7 @@ _GEOMETRY: dict = {}
 
 def _geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple:
     """Each ReLU's and activation's map, each max-pool's input/output maps and each linearized function's map
-    arguments on an `hw` image, in call order, with their cumulative strides (`rules.window_geometry`, from a
+    arguments on an `hw` image, in call order, with their cumulative strides (`crops.window_geometry`, from a
     second trace at ``hw + stride``)."""
     key = (model.arch, name, tuple(hw))
     if key not in _GEOMETRY:
