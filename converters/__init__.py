@@ -34,11 +34,12 @@ except ImportError:  # the [onnx] extra alone: the torch converters are not avai
         raise AttributeError(f"module 'converters' has no attribute {name!r}")
 
 else:
+    from converters._compare import Difference as Difference
+    from converters._compare import compare as compare
+    from converters._compare import torch_activations as torch_activations
     from converters._export import from_torch as from_torch
     from converters._reference import backward_features as backward_features
     from converters._reference import projection_rules as projection_rules
-    from converters._torchvision import Difference as Difference
-    from converters._torchvision import compare as compare
     from converters._torchvision import detect_architecture as detect_architecture
     from converters._torchvision import detect_state_dict as detect_state_dict
     from converters._torchvision import from_state_dict as from_state_dict
@@ -46,7 +47,6 @@ else:
     from converters._torchvision import imagenet_state_dict as imagenet_state_dict
     from converters._torchvision import load_pth as load_pth
     from converters._torchvision import read_state_dict as read_state_dict
-    from converters._torchvision import torch_activations as torch_activations
 
 __all__ = [
     "Difference",

@@ -16,7 +16,8 @@ import copy
 
 import torch
 
-from converters._torchvision import detect_architecture, truncated
+from converters._compare import truncated
+from converters._torchvision import detect_architecture
 from deepvis_jax._src.nets import get_architecture, layer_name
 
 METHODS = ("deconv", "guided", "gradient")

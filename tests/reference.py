@@ -27,13 +27,18 @@ def torch_model(arch: str, seed: int = 0, dtype=torch.float32) -> torch.nn.Modul
     return m.to(dtype).eval()
 
 
+def _one(o):
+    """A hook's output as one tensor: (tensor, None, ...) (MultiheadAttention without weights) is its tensor."""
+    return o[0] if isinstance(o, tuple) and all(e is None for e in o[1:]) else o
+
+
 def torch_hooks(tm: torch.nn.Module, x, names) -> dict:
     """Every named submodule's forward-hook output (cloned when the hook runs: a later in-place op cannot change
     it) and the logits, for NHWC input `x`."""
     out, handles = {}, []
     mods = dict(tm.named_modules())
     for n in names:
-        handles.append(mods[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.detach().clone())))
+        handles.append(mods[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, _one(o).detach().clone())))
     try:
         with torch.no_grad():
             out["logits"] = tm(nchw(x).to(next(tm.parameters()).dtype))

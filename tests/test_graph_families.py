@@ -82,8 +82,18 @@ def check_family(name: str):
     x = np.random.default_rng(0).standard_normal((2, size, size, 3)).astype(np.float32)
     names = dv.layers(model) if every_layer == "all" else [layer]
     ref = torch_hooks(tm, x, names)
+    with jax.enable_x64(True):
+        tm64 = torch_family(name, torch.float64)
+        m64 = as_float64(model)
+        with torch.no_grad():
+            ref64 = tm64(nchw(x.astype(np.float64))).numpy()
+        assert_close(dv.classify(m64, jnp.asarray(x, jnp.float64)), ref64, 1e-9, err_msg=f"{name} float64 logits")
+    # float32: 1e-4 relative, or twice torch's own float32 error where that is larger (measured: EfficientNet-V2-S
+    # at these random weights, whose logits reach 185, has torch float32 2.7e-4 from the exact logits, JAX 1.3e-4)
+    ref32 = ref["logits"].numpy()
+    torch_error = np.abs(ref32 - ref64).max() / np.abs(ref64).max()
     logits, acts = all_activations(model, jnp.asarray(x))
-    assert_close(logits, ref["logits"].numpy(), 1e-4, err_msg=f"{name} logits")
+    assert_close(logits, ref32, max(1e-4, 2 * torch_error), err_msg=f"{name} logits")
     for n in names:
         spec = model.arch.spec(n)
         if spec.kind == "tokens":
@@ -96,12 +106,6 @@ def check_family(name: str):
         pre = torch_hooks(tm, x, bns)
         want = np.concatenate([nhwc(pre[b]) for b in bns], axis=-1)
         assert_close(model.apply(jnp.asarray(x), upto="inception4a", pre_relu=True), want, 1e-4)
-    with jax.enable_x64(True):
-        tm64 = torch_family(name, torch.float64)
-        m64 = as_float64(model)
-        with torch.no_grad():
-            ref64 = tm64(nchw(x.astype(np.float64))).numpy()
-        assert_close(dv.classify(m64, jnp.asarray(x, jnp.float64)), ref64, 1e-9, err_msg=f"{name} float64 logits")
     # forward and the three projections run at a layer (their rules at non-ReLU nonlinearities: rules.py)
     img = (np.random.default_rng(1).random((size, size, 3)) * 255).astype(np.uint8)
     r = dv.visualize(model, img, layer, top_k=2)

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import converters
-from converters._torchvision import detect_architecture, truncated
+from converters._compare import truncated
+from converters._torchvision import detect_architecture
 from deepvis_jax._src.activations import ACTIVATIONS, activation_rule, derivative
 from deepvis_jax._src.nets import get_architecture, layer_name
 from deepvis_jax._src.nets.layers import conv2d
