@@ -221,11 +221,13 @@ def test_atlas_on_a_resnet(models):
     model = models["resnet18"]
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8) for _ in range(6)]
-    r = dv.atlas(model, images, "layer2.0", top_k=3, batch_size=4, channels=[0, 7], progress=False)
+    r = dv.atlas(model, images, "layer2.0", top_k=3, batch_size=4, channels=[0, 7], per_image=False,
+                 progress=False)  # fmt: skip
     act = np.asarray(model.apply(dv.normalize(np.stack(images).astype(np.float32) / 255), upto="layer2.0"))
     n, h, w, c = act.shape
     flat = act.transpose(3, 0, 1, 2).reshape(c, -1)
     order = np.stack([np.lexsort((np.arange(n * h * w), -row))[:3] for row in flat])  # -value, image, position
+    # (every position competes: per_image=False; distinct images are tested in test_atlas.py)
     values = np.take_along_axis(flat, order, 1)
     index, pos = order // (h * w), order % (h * w)
     assert_topk_winners(act, r.values, r.image_index, r.position, values, index, np.stack([pos // w, pos % w], -1))
