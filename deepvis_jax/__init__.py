@@ -1,4 +1,5 @@
-"""deepvis_jax: Zeiler & Fergus's DeconvNet and activation maximization for AlexNet, VGG and ResNets in JAX/Flax.
+"""deepvis_jax: Zeiler & Fergus's DeconvNet and activation maximization in JAX/Flax, for AlexNet, VGG and ResNets
+(hand-written) and any network `torch.export` captures (`converters.from_torch`: a graph network).
 
 Every public name is re-exported here one by one, grouped by the module that defines it (`__all__` lists them);
 the pieces of `construct` live in three namespaces: `dv.objectives`, `dv.param`, `dv.transforms`. The explorer

@@ -3,6 +3,11 @@
     deepvis visualize --model resnet50 --weights random --layer layer3.2 --out r50
     python docs/readme_picture.py r50/layer3.2_projections.png docs/visualize_random_resnet50.png \
         "deepvis visualize --model resnet50 --weights random --layer layer3.2   (RANDOM weights)"
+
+    deepvis convert --torchvision googlenet --weights random --out googlenet.msgpack
+    deepvis visualize --weights googlenet.msgpack --layer inception4a --out g
+    python docs/readme_picture.py g/inception4a_projections.png docs/visualize_random_googlenet.png \
+        "deepvis visualize --weights googlenet.msgpack --layer inception4a   (GoogLeNet imported by torch.export, RANDOM weights)"
 """
 
 import os
