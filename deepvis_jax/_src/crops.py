@@ -91,7 +91,8 @@ class CropRecord(_Window, Record):
             in_stride = jnp.asarray([out_stride // sh, out_stride // sw], self.offset.dtype)
         inside = window_inside(self.offset // in_stride, tuple(x.shape[1:3]), full_in)
         y = super().max_pool(jnp.where(inside, x, jnp.asarray(-jnp.inf, x.dtype)), window, stride, padding)
-        return jnp.where(window_inside(self.offset // out_stride, tuple(y.shape[1:3]), full_out), y, jnp.zeros((), y.dtype))
+        inside = window_inside(self.offset // out_stride, tuple(y.shape[1:3]), full_out)
+        return jnp.where(inside, y, jnp.zeros((), y.dtype))
 
     def activation(self, x: Array, kind: str, channels: Array | None = None, **params) -> Array:
         call = self._optional("act")

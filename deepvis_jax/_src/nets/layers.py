@@ -148,8 +148,7 @@ def conv_general(x: Array, kernel: Array, stride, padding, dilation=1, groups: i
     per-axis ``stride`` and ``dilation`` (an int or ``(h, w)``) and zero ``padding`` (an int, ``(h, w)`` or
     ``((top, bottom), (left, right))``), no bias. XLA's convolution, except compiled for CPU: float64 as in
     `conv2d`, and a depthwise convolution (one input channel per group) in any dtype, by `matmul_conv`'s sum over
-    taps (XLA:CPU's own depthwise convolutions, float32 too, run 10-50x slower than that on MobileNet's and
-    ConvNeXt's shapes: `benchmarks/bench_graph.py`)."""
+    taps (XLA:CPU's own depthwise convolution is far slower; docs/performance.md)."""
     args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     if x.dtype == jnp.float64 or (groups > 1 and kernel.shape[2] == 1):
         return lax.platform_dependent(x, kernel, cpu=functools.partial(matmul_conv, **args),

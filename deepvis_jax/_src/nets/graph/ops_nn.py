@@ -35,7 +35,7 @@ def _convolution(ctx, x, weight, bias, stride, padding, dilation, transposed, ou
     elif groups == 1 and sh == sw and ph == pw and dh == dw == 1:
         y = conv2d(x, k, sh, ph)  # the library's convolution (its fast input gradient for strided stems)
     else:
-        y = conv_general(x, k, (sh, sw), ((ph, ph), (pw, pw)), (dh, dw), groups)  # float64 on CPU: matrix products
+        y = conv_general(x, k, (sh, sw), ((ph, ph), (pw, pw)), (dh, dw), groups)  # float64, depthwise: see conv_general
     if bias is not None:
         y = y + bias.reshape(1, 1, 1, -1)
     return Img(y)
