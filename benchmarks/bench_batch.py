@@ -1,7 +1,8 @@
 """batch visualize: images/s of `dv.visualize` on a batch (N, 224, 224, 3), top-9 DeconvNet projections of each
 image's own strongest channels (chunks of 8 images, each one compiled program), against the PyTorch way done per
 image: the per-channel loop of `bench_visualize` (`_deconv_torch.top_k_projections`: one forward and one
-backward per projected channel). AlexNet conv5 and VGG16 conv5_3, 64 images (`--quick`: AlexNet, 8 images).
+backward per projected channel). AlexNet conv5 and VGG16 conv5_3, 64 images (`--quick`: AlexNet, 8 images). For
+AlexNet also the batch of the first 32 images against a loop of 32 single-image `dv.visualize` calls.
 
 The check runs both sides in float64 on the first images (through the batch path, chunked), where every choice is
 unambiguous, and reports the float32 difference beside it (channels chosen alike; see `bench_visualize`).
@@ -64,6 +65,18 @@ def _float32_difference(r, ref) -> str:
     return f"f32 {max(errs):.0e} ({same}/{len(ref)} images chose the same channels)" if errs else "f32: no image alike"
 
 
+def _batch_vs_single_calls(model, images: np.ndarray, layer: str) -> str:
+    """A batch of images against a loop of one `dv.visualize` call per image (same results: checked)."""
+    m = len(images)
+    _, batch_s, r = time_jax(lambda: dv.visualize(model, images, layer, top_k=K, batch_size=BATCH), 3)
+    _, single_s, rs = time_jax(lambda: [dv.visualize(model, im, layer, top_k=K) for im in images], 3)
+    err = max(max_rel(r.projections[i], one.projections) for i, one in enumerate(rs))
+    if err > 1e-5 or not all(np.array_equal(r.channels[i], one.channels) for i, one in enumerate(rs)):
+        raise AssertionError(f"{layer}: the batch differs from the single calls ({err:.0e}); timing is void")
+    return (f"{single_s / batch_s:.2f}x ({m} images: {batch_s:.2f} s in chunks of {BATCH}, "
+            f"{single_s:.2f} s one call each)")
+
+
 def run(quick: bool, only: Sequence[str] | None = None, images: int | None = None) -> list[Row]:
     """`python -m benchmarks` calls ``run(quick)``; `only` (architectures) and `images` (instead of 64) serve
     shorter runs by hand."""
@@ -85,6 +98,8 @@ def run(quick: bool, only: Sequence[str] | None = None, images: int | None = Non
         check = checked("f64 projections", _float64_check(tm, images_[:n_check], layer), 1e-9)
         check += "; " + _float32_difference(r, ref)
         extra = {"images/s": f"jax {n / jax_s:.2f}, torch {n / torch_s:.2f} ({n} images, chunks of {BATCH})"}
+        if not slow:
+            extra["batch vs single calls"] = _batch_vs_single_calls(model, images_[:32], layer)
         rows.append(Row(f"batch visualize top-{K} {arch} {layer} {n} img", jax_s, torch_s, first - jax_s, check,
                         extra))  # fmt: skip
     return rows

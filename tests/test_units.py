@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import deepvis_jax as dv
+from deepvis_jax._src.crops import CropRecord, cone_geometry
 from deepvis_jax._src.deconv import crop_geometry
+from deepvis_jax._src.nets import get_architecture
 from reference import as_float64, assert_close
 
 
@@ -74,10 +76,29 @@ def test_crop_projection_equals_whole_image_every_layer(arch, hw, other_methods)
 
 
 def test_crop_projection_deep_layers_at_224():
-    """VGG16 conv5_3 (field 212 with slack: a 211-pixel crop of 224) and ResNet50's first two stages."""
+    """VGG16 conv5_3 (its 196-pixel cone in 224) and ResNet50's first two stages."""
     with jax.enable_x64(True):
         assert _check(as_float64(dv.load_model("vgg16")), (224, 224), ["conv5_3"], ("deconv",)) == 1
         assert _check(as_float64(dv.load_model("resnet50")), (99, 107), ["layer1.0", "layer2.1"], ("deconv",)) == 2
+
+
+def test_cones_shrink_layer_by_layer():
+    """AlexNet's and VGG's units are projected on cones where their field fits the image: each map exactly the
+    positions the unit depends on (hand-computed for AlexNet conv5: its 1x1 reads 3x3 of conv4, 5x5 of conv3, 7x7
+    after pool2, 15x15 of conv2, 19x19 after pool1, 39x39 of conv1, the 163-pixel field). A larger field, and the
+    ResNets, keep boxes (field + stride - 1)."""
+    model = dv.load_model("alexnet")
+    assert crop_geometry(model, "conv5", (224, 224)) == ((163, 163), 163, 16, -66)
+    record = CropRecord(cone_geometry(model.arch, "conv5", (224, 224)), jnp.asarray([-66, 94]), cone=True)
+    model.apply(jnp.zeros((1, 163, 163, 3)), upto="conv5", ops=record)
+    got = record.switches((163, 163))
+    assert [m.shape[1:3] for m in got.relus] == [(39, 39), (15, 15), (5, 5), (3, 3), (1, 1)]
+    assert [p.in_hw for p in got.pools] == [(39, 39), (15, 15)]
+    vgg = dv.Model({}, get_architecture("vgg16"))  # the geometry needs no weights
+    assert crop_geometry(vgg, "conv3_3", (224, 224))[0] == (40, 40)
+    assert crop_geometry(vgg, "conv5_3", (200, 224))[0] == (196, 196)
+    assert crop_geometry(vgg, "conv5_3", (190, 224))[0] == (190, 196 + 16 - 1)  # field 196 > 190: a box
+    assert crop_geometry(dv.Model({}, get_architecture("resnet18")), "layer2.0", (224, 224))[0] == (67 + 8 - 1, 67 + 8 - 1)
 
 
 def test_crop_to_field_is_the_field_window_of_the_whole_projection():

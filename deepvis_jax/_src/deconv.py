@@ -22,8 +22,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from .compile import jit
-from .crops import CropRecord, CropReplay, window_geometry
-from .nets import GraphArchitecture, Layer, Model, check_input, layer_hw, layer_name, receptive_field
+from .crops import CropRecord, CropReplay, cone_geometry, window_geometry
+from .nets import Architecture, GraphArchitecture, Layer, Model, check_input, layer_hw, layer_name, receptive_field
 from .rules import METHODS, Record, Replay, Shapes, Switches, check_method
 from .windows import slice_window, window_inside
 
@@ -155,12 +155,21 @@ def _geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple:
     return _GEOMETRY[key]
 
 
+def uses_cone(model: Model, name: str, hw: tuple[int, int]) -> bool:
+    """Whether `project_units` computes `name`'s units on their cones (`crops.cone_geometry`): AlexNet and VGG
+    where the unit's receptive field fits in the image (a larger field's cone would cost more than the image)."""
+    return isinstance(model.arch, Architecture) and receptive_field(model, name).size <= min(hw)
+
+
 def crop_geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple[tuple[int, int], int, int, int]:
     """The crop `project_units` computes on: its (height, width), and the unit's receptive field size, stride and
-    offset. A crop is `size + stride - 1` pixels (the field, and the slack to start at a multiple of the stride),
-    or the whole image along an axis where that is not smaller. A graph network's layer whose field is the whole
-    image (or a graph that takes one image size) uses the whole image (`GraphArchitecture.crops`)."""
+    offset. A cone (`uses_cone`) is the field itself. A box is `size + stride - 1` pixels (the field, and the
+    slack to start at a multiple of the stride), or the whole image along an axis where that is not smaller. A
+    graph network's layer whose field is the whole image (or a graph that takes one image size) uses the whole
+    image (`GraphArchitecture.crops`)."""
     size, stride, offset = receptive_field(model, name, hw)
+    if uses_cone(model, name, hw):
+        return (size, size), size, stride, offset
     side = size + stride - 1
     if isinstance(model.arch, GraphArchitecture) and not model.arch.crops(name):
         side = max(hw)
@@ -175,8 +184,13 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
     H, W = source.shape[1:3] if from_images else source.input_hw
     (hc, wc), size, stride, offset = crop_geometry(model, name, (H, W))
     n, row, col, channel = unit[0], unit[1], unit[2], unit[3]
-    first = -(offset // stride)  # how many strides the field starts before its unit: ceil(-offset / stride)
-    tops = jnp.stack([stride * (row - first) if hc < H else 0 * row, stride * (col - first) if wc < W else 0 * col])
+    cone = uses_cone(model, name, (H, W))
+    if cone:  # the field itself (it may start above or left of the image: the window reads zeros there)
+        tops = jnp.stack([stride * row + offset, stride * col + offset])
+    else:  # a box aligned to the stride; ceil(-offset / stride) strides before the unit
+        first = -(offset // stride)
+        tops = jnp.stack([stride * (row - first) if hc < H else 0 * row,
+                          stride * (col - first) if wc < W else 0 * col])  # fmt: skip
     one = jax.tree_util.tree_map(lambda a: lax.dynamic_index_in_dim(a, n, 0, keepdims=True), source)
     channels = jnp.reshape(channel, (1,))
     graph = isinstance(model.arch, GraphArchitecture)
@@ -189,13 +203,13 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
 
         extra = {}
     else:  # a crop; a graph network also zeroes every map outside the whole image's map (its `crop` argument)
-        geometry = _geometry(model, name, (H, W))
+        geometry = cone_geometry(model.arch, name, (H, W)) if cone else _geometry(model, name, (H, W))
 
         def record_ops():
-            return CropRecord(geometry, tops)
+            return CropRecord(geometry, tops, cone=cone)
 
         def replay_ops():
-            return CropReplay(one, method, geometry, tops, local=from_images)
+            return CropReplay(one, method, geometry, tops, local=from_images, cone=cone)
 
         extra = {"crop": (tops, (H, W))} if graph else {}
     if from_images:  # the crop's forward pass records the switches and masks the projection reads
@@ -208,7 +222,7 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
 
     x0 = jnp.zeros((1, hc, wc, 3), model.dtype)
     out, vjp = jax.vjp(replay, x0)
-    at = (row - tops[0] // stride, col - tops[1] // stride)
+    at = (0, 0) if cone else (row - tops[0] // stride, col - tops[1] // stride)  # the unit in the top map
     signal = jnp.zeros(out.shape, model.dtype).at[0, at[0], at[1], 0].set(value.astype(model.dtype))
     (crop,) = vjp(signal)
     if crop_to_field:  # the field's window: it starts `offset` pixels from the unit's stride position

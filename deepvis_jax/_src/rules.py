@@ -230,7 +230,12 @@ class Plain:
 
     ``channels`` (ReLU and activations): the op is the top of a layer computed for only those output channels
     (`project_channels`); `x` holds just them.
+
+    ``valid_convs`` (False here): True asks a network to run its convolutions unpadded (the ops of a unit's cone,
+    `crops.py`, which zero each map outside the whole image's map; AlexNet and VGG read it).
     """
+
+    valid_convs = False
 
     def relu(self, x: Array, channels: Array | None = None) -> Array:
         return jax.nn.relu(x)

@@ -163,7 +163,8 @@ class ConvNet(nn.Module):
             if isinstance(op, Conv):
                 conv_name = op.name
                 only = channels if last and op.name == upto else None
-                x = Conv2d(op.features, op.kernel, op.stride, op.padding, name=op.name)(x, only)
+                padding = 0 if ops.valid_convs else op.padding  # unpadded: a unit's cone (crops.py)
+                x = Conv2d(op.features, op.kernel, op.stride, padding, name=op.name)(x, only)
             elif isinstance(op, BatchNorm):
                 x = BatchNorm2d(op.features, name=op.name)(x, only)
             elif isinstance(op, ReLU):
