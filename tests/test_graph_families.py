@@ -116,9 +116,11 @@ def check_family(name: str):
 
 
 def winners(model, layer: str, filters, size: int, steps: int):
-    """`construct` without transforms on pixels; the channels whose mean (pre-ReLU) each image excites most."""
+    """`construct` without transforms on pixels; the channels whose mean (pre-ReLU) each image excites most. One
+    step per compiled chunk (the same images as any chunk: test_construct): XLA compiles ConvNeXt's unrolled
+    8-step chunk in about a minute, one step in about 15 s."""
     imgs = dv.construct(model, layer, filters, steps=steps, lr=0.05, image_size=size, param="pixel",
-                        transforms="none", verbose=False)  # fmt: skip
+                        transforms="none", verbose=False, chunk=1)  # fmt: skip
     act = model.apply(dv.normalize(jnp.asarray(imgs)), upto=layer, pre_relu=True)
     return np.asarray(jnp.mean(act, axis=(1, 2)))
 
