@@ -1,5 +1,6 @@
-"""Single-unit projections per layer: the receptive-field crop (`project_units`, what `visualize(mode="max")` and
-the atlas use) against the whole-image projection it replaced and against PyTorch, 224 px.
+"""Single-unit projections per layer: on the unit's cone or box (`project_units`, what `visualize(mode="max")` and
+the atlas use; AlexNet and VGG project on cones) against the whole-image projection it replaced and against
+PyTorch, 224 px.
 
 - ``top-9``: `dv.visualize(top_k=9, mode="max")` against the per-channel Captum-style PyTorch loop (one forward
   and backward per channel); ``whole-image`` is the same JAX program projecting through the whole image (the path
