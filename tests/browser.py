@@ -156,7 +156,12 @@ class Page:
         r = self.send("Page.navigate", {"url": url})
         if r.get("errorText"):
             raise BrowserError(f"{url}: {r['errorText']}")
-        self.wait(f"document.readyState === 'complete' && location.href === {json.dumps(url)}", timeout)
+        self.wait_loaded(f"location.href === {json.dumps(url)}", timeout)
+
+    def wait_loaded(self, where: str, timeout: float = 60.0) -> None:
+        """Wait until the current document's location satisfies the JavaScript condition `where` and the document
+        has finished loading (a navigation commits its new location before the document is parsed)."""
+        self.wait(f"({where}) && document.readyState === 'complete'", timeout)
 
     def click(self, selector: str) -> None:
         """A real mouse click (pressed and released) at the centre of the first element matching `selector`."""

@@ -189,12 +189,6 @@ def _crawl(page, start: Path) -> dict[str, dict]:
     return seen
 
 
-def loaded(path: str) -> str:
-    """A JavaScript condition: the page at `path` is the current document and has finished loading (a click's
-    navigation commits the new location before its document is parsed)."""
-    return f"location.pathname.endsWith({path!r}) && document.readyState === 'complete'"
-
-
 @needs_chromium
 def test_static_site_in_headless_chromium(model, tmp_path, monkeypatch, capsys):
     """`deepvis atlas` over two layers with feature visualizations for one: every page is reachable, every link
@@ -235,11 +229,11 @@ def test_static_site_in_headless_chromium(model, tmp_path, monkeypatch, capsys):
         # reachable by clicking: index -> layer conv2 -> channel 9 -> previous (channel 3)
         page.goto((out / "index.html").as_uri())
         page.click("#layer-conv2 h2 a")
-        page.wait(loaded("/conv2/index.html"))
+        page.wait_loaded("location.pathname.endsWith('/conv2/index.html')")
         page.click('figure[data-channel="9"] a')
-        page.wait(loaded("/conv2/channel_0009.html"))
+        page.wait_loaded("location.pathname.endsWith('/conv2/channel_0009.html')")
         page.click("a#prev")
-        page.wait(loaded("/conv2/channel_0003.html"))
+        page.wait_loaded("location.pathname.endsWith('/conv2/channel_0003.html')")
         assert page.eval("document.querySelector('h1').textContent") == "alexnet conv2 channel 3"
 
     # a repeated run: refused without --resume / --overwrite; with --resume the feature pictures are reused

@@ -58,7 +58,7 @@ def _check(model, hw, layers, methods, seed=0):
 # two methods differ only in the ReLU rule, whose recorded masks the crop slices like the switches
 CASES = [
     ("alexnet", (227, 235), dv.conv_layers("alexnet")),
-    ("vgg16", (101, 107), ("conv3_3",)),  # cones up to conv4_3 (field 92), the image above
+    ("vgg16", (101, 107), ("conv3_3",)),  # cones up to conv4_3 (field 92), the whole image above it
     ("vgg11_bn", (75, 89), ("conv2_1",)),
     ("resnet18", (97, 103), ("layer1.1", "layer2.0")),
 ]
@@ -98,7 +98,8 @@ def test_cones_shrink_layer_by_layer():
     assert crop_geometry(vgg, "conv3_3", (224, 224))[0] == (40, 40)
     assert crop_geometry(vgg, "conv5_3", (200, 224))[0] == (196, 196)
     assert crop_geometry(vgg, "conv5_3", (190, 224))[0] == (190, 196 + 16 - 1)  # field 196 > 190: a box
-    assert crop_geometry(dv.Model({}, get_architecture("resnet18")), "layer2.0", (224, 224))[0] == (67 + 8 - 1, 67 + 8 - 1)
+    resnet = dv.Model({}, get_architecture("resnet18"))
+    assert crop_geometry(resnet, "layer2.0", (224, 224))[0] == (67 + 8 - 1, 67 + 8 - 1)
 
 
 def test_crop_to_field_is_the_field_window_of_the_whole_projection():

@@ -73,7 +73,8 @@ def cone_geometry(arch: Architecture, name: str, hw: Sequence[int]) -> tuple:
 class _Window:
     """The geometry of a crop: `geometry` lists, in call order, each ReLU's, activation's and max-pool's map sizes
     on the whole image with their cumulative strides, and each linearized function's map arguments
-    (`window_geometry`); `offset` (traced, a multiple of every stride) is the crop's top-left corner in the image.
+    (`window_geometry`); `offset` (traced) is the crop's top-left corner in the image: a box's is a multiple of
+    every stride, a cone's is where the unit's field starts (it may be negative).
     Every ReLU's, activation's and pool's output is zeroed where the crop lies outside the whole image's map: there
     the whole network has padding, not units. With ``cone=True`` (a `cone_geometry`) the network's convolutions
     run unpadded (`valid_convs`), each map's window starting at its own offset.
