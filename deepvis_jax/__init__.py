@@ -42,6 +42,12 @@ from deepvis_jax._src.nets.resnet import ResNet152 as ResNet152
 from deepvis_jax._src.nets.resnet import ResNetArchitecture as ResNetArchitecture
 from deepvis_jax._src.nets.resnet import WideResNet50_2 as WideResNet50_2
 
+# JAX networks (Flax linen / NNX, Equinox, Haiku, Keras on JAX, plain functions): nets/jaxpr/
+from deepvis_jax._src.nets.jaxpr import JaxArchitecture as JaxArchitecture
+from deepvis_jax._src.nets.jaxpr import from_flax as from_flax
+from deepvis_jax._src.nets.jaxpr import from_jax as from_jax
+from deepvis_jax._src.nets.jaxpr import tag as tag
+
 # weights: weights.py
 from deepvis_jax._src.weights import WeightsError as WeightsError
 from deepvis_jax._src.weights import WeightsUnavailableError as WeightsUnavailableError
@@ -122,6 +128,8 @@ __all__ = [
     "VGG13_BN", "VGG16", "VGG16_BN", "VGG19", "VGG19_BN", "WideResNet50_2", "classify", "conv_layers",
     "denormalize", "get_architecture", "layer_channels", "layer_hw", "layer_name", "layers", "normalize",
     "receptive_field",
+    # JAX networks
+    "JaxArchitecture", "from_flax", "from_jax", "tag",
     # weights
     "WeightsError", "WeightsUnavailableError", "load_model", "save_model",
     # switches

@@ -23,7 +23,7 @@ from jax import lax
 
 from .compile import jit
 from .crops import CropRecord, CropReplay, cone_geometry, window_geometry
-from .nets import Architecture, GraphArchitecture, Layer, Model, check_input, layer_hw, layer_name, receptive_field
+from .nets import IMPORTED, Architecture, Layer, Model, check_input, layer_hw, layer_name, receptive_field
 from .rules import METHODS, Record, Replay, Shapes, Switches, check_method
 from .windows import slice_window, window_inside
 
@@ -171,7 +171,7 @@ def crop_geometry(model: Model, name: str, hw: tuple[int, int]) -> tuple[tuple[i
     if uses_cone(model, name, hw):
         return (size, size), size, stride, offset
     side = size + stride - 1
-    if isinstance(model.arch, GraphArchitecture) and not model.arch.crops(name):
+    if isinstance(model.arch, IMPORTED) and not model.arch.crops(name):
         side = max(hw)
     return (min(side, hw[0]), min(side, hw[1])), size, stride, offset
 
@@ -193,7 +193,7 @@ def _project_unit(model, source, unit, value, name, method, crop_to_field):
                           stride * (col - first) if wc < W else 0 * col])  # fmt: skip
     one = jax.tree_util.tree_map(lambda a: lax.dynamic_index_in_dim(a, n, 0, keepdims=True), source)
     channels = jnp.reshape(channel, (1,))
-    graph = isinstance(model.arch, GraphArchitecture)
+    graph = isinstance(model.arch, IMPORTED)
     if graph and (hc, wc) == (H, W):  # the whole image: the plain record and replay
         def record_ops():
             return Record()

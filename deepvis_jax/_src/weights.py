@@ -27,11 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
-from .nets import ARCHITECTURES, AnyArchitecture, GraphArchitecture, Model, get_architecture, init_model
+from .nets import ARCHITECTURES, AnyArchitecture, GraphArchitecture, JaxArchitecture, Model, get_architecture, init_model
+from .nets.jaxpr import files as jax_files
 from .nets.graph import from_json, to_json
 
 FORMAT, VERSION = "deepvis_jax", 1
 GRAPH_VERSION = 2  # a graph network: the graph stored beside the weights
+JAX_VERSION = 3  # a JAX network (dv.from_jax): its program stored beside the weights
 
 LOADER_GROUP = "deepvis_jax.weights"
 """Entry-point group of the weight loaders that `load_model` needs for PyTorch weights, looked up by name:
@@ -95,15 +97,18 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = isinstance(model.arch, GraphArchitecture)
+    program = isinstance(model.arch, JaxArchitecture)
     state = {
         "format": FORMAT,
-        "version": GRAPH_VERSION if graph else VERSION,
+        "version": GRAPH_VERSION if graph else JAX_VERSION if program else VERSION,
         "arch": model.arch.name,
         "variables": jax.tree_util.tree_map(np.asarray, model.variables),
         "classifier": model.classifier,
     }
     if graph:
         state["graph"] = to_json(model.arch)
+    if program:
+        state["program"] = jax_files.to_json(model.arch)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(serialization.msgpack_serialize(state))
     os.replace(tmp, path)  # never leave a half-written file under the real name
@@ -124,6 +129,8 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
         raise WeightsError(f"{path} is not a deepvis_jax weights file; convert one with `deepvis convert`")
     if state.get("version") == GRAPH_VERSION:
         return _read_graph(path, state, arch)
+    if state.get("version") == JAX_VERSION:
+        return _read_program(path, state, arch)
     if state.get("version", VERSION) != VERSION:
         raise WeightsError(f"{path} has format version {state.get('version')!r}, which this version of deepvis_jax "
                            "cannot read; convert it again")  # fmt: skip
@@ -165,6 +172,33 @@ def _read_graph(path: Path, state: dict, arch) -> Model:
     if classifier not in ("trained", "untrained"):
         raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
     return Model(variables=variables, arch=graph, classifier=classifier)
+
+
+def _read_program(path: Path, state: dict, arch) -> Model:
+    """A stored JAX network: its program (JSON) and its weights, every weight the program reads present and shaped
+    as the program says."""
+    try:
+        prog = jax_files.from_json(state["program"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path} holds no readable JAX program ({e}); import and save it again") from None
+    if arch is not None:
+        want = arch if isinstance(arch, str) else arch.name
+        if want != prog.name:
+            raise WeightsError(f"{path} holds the JAX network {prog.name}, not {want}")
+    params = state["variables"].get("params", {}) if isinstance(state["variables"], dict) else {}
+    floats = [np.asarray(v) for v in params.values() if np.issubdtype(np.asarray(v).dtype, np.floating)]
+    dtype = target_dtype(floats[0].dtype) if floats else np.dtype(np.float32)
+    out = {}
+    for k, name in enumerate(prog.program.param_names):
+        v = params.get(name)
+        want = tuple(prog.program.shapes[k + 1])
+        if v is None:
+            raise WeightsError(f"{path}: missing the weight {name} that the program reads")
+        if tuple(np.shape(v)) != want:
+            raise WeightsError(f"{path}: {name} has shape {tuple(np.shape(v))}, the program expects {want}")
+        v = np.asarray(v)
+        out[name] = jnp.asarray(v.astype(dtype) if np.issubdtype(v.dtype, np.floating) else v)
+    return Model(variables={"params": out}, arch=prog, classifier=state.get("classifier", "trained"))
 
 
 def weight_loader(name: str, entry_points: Iterable[Any] | None = None) -> Callable[..., Model] | None:

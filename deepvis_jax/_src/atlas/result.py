@@ -40,7 +40,7 @@ class Atlas(NamedTuple):
 
 def make_result(model: Model, name: str, state: TopK, consumed: int, hw: tuple, files, per_image: bool) -> Atlas:
     """The `Atlas` (no projections yet) of a final host-side top-k `state` over `consumed` images of size `hw`."""
-    rf = receptive_field(model, name)
+    rf = receptive_field(model, name, hw)
     h, w = hw
     _, mw = layer_hw(model, name, hw)
     ok = state.index != NONE

@@ -30,11 +30,13 @@ from ..compile import jit
 from . import alexnet_vgg, resnet
 from .alexnet_vgg import Architecture
 from .graph import GraphArchitecture, receptive_field_of
+from .jaxpr import JaxArchitecture
 from .resnet import ResNetArchitecture
 
 Array = jax.Array
 Layer = Union[str, int]
-AnyArchitecture = Union[Architecture, ResNetArchitecture, GraphArchitecture]
+AnyArchitecture = Union[Architecture, ResNetArchitecture, GraphArchitecture, JaxArchitecture]
+IMPORTED = (GraphArchitecture, JaxArchitecture)  # networks held as data and run by an interpreter
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -101,8 +103,8 @@ class Model:
 def init_model(arch: str | AnyArchitecture, seed: int = 0, dtype=None) -> Model:
     """Random weights from Flax initializers (torchvision's VGG scheme), seeded; BN statistics at their defaults."""
     a = get_architecture(arch) if isinstance(arch, str) else arch
-    if isinstance(a, GraphArchitecture):
-        raise ValueError(f"{a.name} is an imported graph network: its weights come from torch "
+    if isinstance(a, IMPORTED):
+        raise ValueError(f"{a.name} is an imported network: its weights come from torch "
                          "(converters.from_torch) or a saved file (dv.load_model(path)), not from random init")
     dtype = np.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
     return Model(variables=dict(_init(a, dtype, jax.random.key(seed))), arch=a)
@@ -122,7 +124,7 @@ def _init(arch: AnyArchitecture, dtype, key: Array) -> dict:
 def _arch_of(model) -> AnyArchitecture:
     if isinstance(model, Model):
         return model.arch
-    if isinstance(model, (Architecture, ResNetArchitecture, GraphArchitecture)):
+    if isinstance(model, (Architecture, ResNetArchitecture, *IMPORTED)):
         return model
     return get_architecture(model)
 
@@ -204,9 +206,9 @@ def receptive_field(model: Model | AnyArchitecture | str, layer: Layer,
     whose window holds the whole image from every unit; without `hw` that raises ValueError.
     """
     arch = _arch_of(model)
-    if isinstance(arch, GraphArchitecture):
+    if isinstance(arch, IMPORTED):
         name = layer_name(arch, layer)
-        field = receptive_field_of(arch, name, hw)
+        field = receptive_field_of(arch, name, hw) if isinstance(arch, GraphArchitecture) else _jax_field(arch, name, hw)
         if field is None:
             raise ValueError(f"{name} of {arch.name} sees the whole image (it is above an op that mixes all "
                              "positions); pass the image size, receptive_field(model, layer, hw=(H, W))")  # fmt: skip
@@ -215,6 +217,20 @@ def receptive_field(model: Model | AnyArchitecture | str, layer: Layer,
     for k, s, p in reversed(arch.spatial(layer_name(arch, layer))):
         size, offset, stride = (size - 1) * s + k, offset * s - p, stride * s
     return ReceptiveField(size, stride, offset)
+
+
+def _jax_field(arch: JaxArchitecture, name: str, hw):
+    """A JAX network layer's field (`jaxpr.fields`); for one that sees the whole image, the window that holds it
+    from every unit (as `receptive_field_of` gives graph networks), or None without `hw`."""
+    from .jaxpr.fields import layer_field
+
+    f = layer_field(arch, name)
+    if f != "global":
+        return (f.sh, f.jh, f.oh)
+    if hw is None:
+        return None
+    m = max(arch.layer_hw(name, hw))
+    return (max(int(hw[0]), int(hw[1])) + m - 1, 1, -(m - 1))
 
 
 @functools.lru_cache(maxsize=None)
@@ -231,7 +247,7 @@ def min_size(model: Model | AnyArchitecture | str, layer: Layer | None = None) -
     (a graph network captured for one input size: that size)."""
     arch = _arch_of(model)
     name = None if layer is None else layer_name(arch, layer)
-    if isinstance(arch, GraphArchitecture):
+    if isinstance(arch, IMPORTED):
         return arch.min_size(name)
     return _min_size(arch, name)
 
@@ -240,7 +256,7 @@ def layer_hw(model: Model | AnyArchitecture | str, layer: Layer, hw: Sequence[in
     """The feature map size (h, w) of `layer` for an input of size `hw`; ValueError naming the minimum if too small."""
     arch = _arch_of(model)
     name = layer_name(arch, layer)
-    if isinstance(arch, GraphArchitecture):
+    if isinstance(arch, IMPORTED):
         return arch.layer_hw(name, hw)
     out = spatial_size(arch.spatial(name), hw)
     if out is None:
