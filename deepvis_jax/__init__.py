@@ -44,6 +44,7 @@ from deepvis_jax._src.nets.resnet import WideResNet50_2 as WideResNet50_2
 
 # JAX networks (Flax linen / NNX, Equinox, Haiku, Keras on JAX, plain functions): nets/jaxpr/
 from deepvis_jax._src.nets.jaxpr import JaxArchitecture as JaxArchitecture
+from deepvis_jax._src.nets.jaxpr import from_equinox as from_equinox
 from deepvis_jax._src.nets.jaxpr import from_flax as from_flax
 from deepvis_jax._src.nets.jaxpr import from_jax as from_jax
 from deepvis_jax._src.nets.jaxpr import tag as tag
@@ -129,7 +130,7 @@ __all__ = [
     "denormalize", "get_architecture", "layer_channels", "layer_hw", "layer_name", "layers", "normalize",
     "receptive_field",
     # JAX networks
-    "JaxArchitecture", "from_flax", "from_jax", "tag",
+    "JaxArchitecture", "from_equinox", "from_flax", "from_jax", "tag",
     # weights
     "WeightsError", "WeightsUnavailableError", "load_model", "save_model",
     # switches

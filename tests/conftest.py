@@ -9,15 +9,19 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 def pytest_addoption(parser):
     parser.addoption("--families", action="store_true",
                      help="also run the tests marked `families` (every torchvision family as a graph network)")
+    parser.addoption("--frameworks", action="store_true",
+                     help="also run the tests marked `frameworks` (Keras 3 on JAX against its torch backend)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--families"):
-        return
-    skip = pytest.mark.skip(reason="every torchvision family: run with --families")
-    for item in items:
-        if "families" in item.keywords:
-            item.add_marker(skip)
+    for marker, option, reason in (("families", "--families", "every torchvision family: run with --families"),
+                                   ("frameworks", "--frameworks", "Keras on two backends: run with --frameworks")):
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,6 @@ projection rules of `rules.py` equation by equation (`architecture.py`); `import
 `from_flax` and `tag`; `files.py` stores the program as JSON (no pickles, no code)."""
 
 from .architecture import JaxArchitecture, JaxModule
-from .imports import from_flax, from_jax, tag
+from .imports import from_equinox, from_flax, from_jax, tag
 
-__all__ = ["JaxArchitecture", "JaxModule", "from_flax", "from_jax", "tag"]
+__all__ = ["JaxArchitecture", "JaxModule", "from_equinox", "from_flax", "from_jax", "tag"]

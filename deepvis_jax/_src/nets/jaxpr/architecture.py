@@ -212,14 +212,17 @@ def _label(e) -> str:
 
 def _value(a, env: dict, dtype):
     if isinstance(a, Lit):
-        if np.issubdtype(np.dtype(a.dtype), np.floating):
+        if dtype is not None and np.issubdtype(np.dtype(a.dtype), np.floating):
             return jnp.asarray(a.value, dtype)
         return np.asarray(a.value, np.dtype(a.dtype))
     return env[a]
 
 
 def _retype(v, dtype):
-    """A parameter naming a float dtype means the model's working dtype (a float64 model stays float64)."""
+    """A parameter naming a float dtype means the model's working dtype (a float64 model stays float64); with
+    dtype None (the model runs in the dtype it was traced in) every dtype stays as the function wrote it."""
+    if dtype is None:
+        return v
     if isinstance(v, np.dtype) and np.issubdtype(v, np.floating):
         return np.dtype(dtype)
     if type(v).__name__.endswith("DType") and hasattr(v, "type"):  # numpy dtype classes
@@ -238,23 +241,30 @@ def _bind(e, vals: list, sizes: dict, dtype) -> list:
 
 
 def _pool(ops, x: Array, e) -> Array:
+    """A max `reduce_window` over axes a, b of a map of any rank, as ops.max_pool on NHWC: the other axes after
+    the batch become the channels."""
     a, b = pool_axes(e)
     p = dict(e.params)
-    c = next(k for k in (1, 2, 3) if k not in (a, b))
-    perm = (0, a, b, c)
+    rest = [k for k in range(1, x.ndim) if k not in (a, b)]
+    perm = (0, a, b, *rest)
     inv = tuple(int(i) for i in np.argsort(perm))
-    xt = x if perm == (0, 1, 2, 3) else jnp.transpose(x, perm)
+    xt = jnp.transpose(x, perm) if perm != tuple(range(x.ndim)) else x
+    moved = xt.shape
+    xt = xt.reshape(moved[0], moved[1], moved[2], -1) if x.ndim != 4 else xt
     pads = (tuple(p["padding"][a]), tuple(p["padding"][b]))
     y = ops.max_pool(xt, (p["window_dimensions"][a], p["window_dimensions"][b]),
                      (p["window_strides"][a], p["window_strides"][b]), pads)  # fmt: skip
-    return y if perm == (0, 1, 2, 3) else jnp.transpose(y, inv)
+    y = y.reshape(y.shape[0], y.shape[1], y.shape[2], *moved[3:]) if x.ndim != 4 else y
+    return jnp.transpose(y, inv) if perm != tuple(range(x.ndim)) else y
 
 
 def run(arch: JaxArchitecture, variables: dict, x: Array, eqn_ids, ops=PLAIN) -> dict:
     """Evaluate the equations `eqn_ids` (in order) on normalized NHWC images `x`; returns every var's value."""
     prog = arch.program
     params = variables["params"]
-    dtype = x.dtype
+    # the program as traced, float32 islands included, when it runs in the dtype it was traced in; else every
+    # float dtype it names is the input's (a float32 trace run in float64, or a float64 one in float32)
+    dtype = None if np.dtype(x.dtype) == np.dtype(prog.dtypes[0]) else x.dtype
     sizes = arch.sizes(x.shape[0], x.shape[1:3])
     env: dict[int, Any] = {0: x}  # the program transposes a channels-first function's input itself
     for k, name in enumerate(prog.param_names):
@@ -340,7 +350,8 @@ class JaxModule:
         if collect:
             targets += tuple(s.var for s in arch.layer_specs)
         env = run(arch, variables, x, arch.needed(targets), ops)
-        outs = tuple(_value(o, env, x.dtype) for o in outs_ids)
+        outs = tuple(_value(o, env, None if np.dtype(x.dtype) == np.dtype(arch.program.dtypes[0]) else x.dtype)
+                     for o in outs_ids)
         out = outs[0] if len(outs) == 1 else outs
         if collect:
             return out, {s.name: layer_array(arch, env[s.var]) for s in arch.layer_specs}

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..preprocessing import describe_preprocessing, preprocess_fn
 from .architecture import JaxArchitecture, strict_check
-from .program import TAG, Program, TraceError, _Builder, _walk, classify, find_layers
+from .program import TAG, Program, TraceError, _Builder, _walk, classify, find_layers, fuse_formulas
 
 Array = jax.Array
 
@@ -132,6 +132,7 @@ def from_jax(apply: Callable, params: Any, example_input: Any, *, name: str | No
     eqns = b.eqns
     if _strip_scope:
         eqns = [e._replace(scope=_strip(e.scope, _strip_scope)) for e in eqns]
+    eqns = fuse_formulas(eqns, outputs)
     eqns, data = classify(eqns, b.dtypes, 1 + len(names))
     param_names = tuple(names) + tuple(f"const.{k}" for k in range(len(b.consts)))
     # the program's own constants become parameters (var ids follow the user's parameters)
@@ -217,21 +218,32 @@ def from_flax(module: Any, variables: Any = None, example_input: Any = None, **k
                     "for any other JAX function use dv.from_jax(apply, params, example_input)")  # fmt: skip
 
 
+def _nnx_modules(root) -> list:
+    from flax import nnx
+
+    return [("/".join(str(p) for p in path), obj) for path, obj in nnx.iter_graph(root)
+            if isinstance(obj, nnx.Module) and path]  # fmt: skip
+
+
 @contextlib.contextmanager
 def _scoped_nnx_calls(root):
-    """Each submodule's call inside a named scope that is its attribute path (NNX names no scopes itself)."""
-    from flax import nnx
+    with _scoped_calls(_nnx_modules(root)):
+        yield
+
+
+@contextlib.contextmanager
+def _scoped_calls(modules: list):
+    """Each module's call inside a named scope that is its path (for frameworks that name no scopes themselves:
+    NNX, Equinox). `modules`: (path with '/' separators, module object) pairs; a module reached twice keeps its
+    first path."""
     from jax._src import source_info_util
 
-    paths = {}
-    for path, obj in nnx.iter_graph(root):
-        if isinstance(obj, nnx.Module) and path and id(obj) not in paths:
-            paths[id(obj)] = "/".join(str(p) for p in path)
-    classes = {type(o) for _, o in nnx.iter_graph(root) if isinstance(o, nnx.Module)}
+    paths: dict[int, str] = {}
+    for path, obj in modules:
+        paths.setdefault(id(obj), path)
     saved = {}
-    for cls in classes:
-        if "__call__" not in cls.__dict__:
-            continue
+    owners = {next((k for k in type(o).__mro__ if "__call__" in k.__dict__), None) for _, o in modules}
+    for cls in owners - {None, object}:
         orig = cls.__dict__["__call__"]
 
         def call(self, *a, __orig=orig, **k):
@@ -242,9 +254,57 @@ def _scoped_nnx_calls(root):
                 return __orig(self, *a, **k)
 
         saved[cls] = orig
-        cls.__call__ = call
+        type.__setattr__(cls, "__call__", call)
     try:
         yield
     finally:
         for cls, orig in saved.items():
-            cls.__call__ = orig
+            type.__setattr__(cls, "__call__", orig)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Equinox
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _eqx_modules(root) -> list:
+    """(path, module) of every Equinox module below `root` (fields, lists, tuples, dicts), '/'-separated."""
+    import dataclasses
+
+    import equinox as eqx
+
+    found: list = []
+
+    def walk(obj, path):
+        if isinstance(obj, eqx.Module):
+            if path:
+                found.append(("/".join(path), obj))
+            for f in dataclasses.fields(obj):
+                walk(getattr(obj, f.name, None), path + (f.name,))
+        elif isinstance(obj, (list, tuple)):
+            for i, o in enumerate(obj):
+                walk(o, path + (str(i),))
+        elif isinstance(obj, dict):
+            for k, o in obj.items():
+                walk(o, path + (str(k),))
+
+    walk(root, ())
+    return found
+
+
+def from_equinox(model: Any, example_input: Any, *, batched: bool = False, layout: str = "NCHW", **kwargs):
+    """An Equinox network as a `Model`: its arrays are the parameters (``eqx.partition(model, eqx.is_array)``), it
+    is called on each image of a batch (``jax.vmap(model)``; ``batched=True`` if it takes a batch itself) and each
+    submodule's call is a named scope, its tree path (``layers.0``), so layers have the names of the fields.
+    `layout`: ``"NCHW"`` (Equinox's convolutions are channels-first). Options as `from_jax`."""
+    import equinox as eqx
+
+    params, static = eqx.partition(model, eqx.is_array)
+    kwargs.setdefault("name", type(model).__name__)
+
+    def apply(p, x):
+        m = eqx.combine(p, static)
+        with _scoped_calls(_eqx_modules(m)):
+            return m(x) if batched else jax.vmap(m)(x)
+
+    return from_jax(apply, params, example_input, layout=layout, **kwargs)

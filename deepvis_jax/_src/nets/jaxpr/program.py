@@ -201,7 +201,8 @@ class _Builder:
 
 
 def _scope_of(eqn, prefix: str) -> str:
-    parts = [p for p in str(eqn.source_info.name_stack).split("/") if p and "(" not in p]
+    # transformations ("vmap(...)") and a framework's own scopes with dots ("eqx.nn.Conv2d") are not module paths
+    parts = [p for p in str(eqn.source_info.name_stack).split("/") if p and "(" not in p and "." not in p]
     joined = ".".join(parts)
     return f"{prefix}.{joined}" if prefix and joined else (prefix or joined)
 
@@ -347,6 +348,83 @@ def _traced(b: _Builder, fn, ins: list, avals: list, scope: str) -> list:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Activations written as formulas (jax.nn.gelu is not a named call)
+# --------------------------------------------------------------------------------------------------------------
+
+_SCALAR_OPS = frozenset({"add", "sub", "mul", "div", "neg", "integer_pow", "tanh", "erf", "erfc", "exp", "logistic",
+                         "copy", "convert_element_type", "max", "min", "sqrt", "rsqrt"})  # fmt: skip
+_FORMULAS = {("gelu", "tanh"), ("gelu", "none")}
+
+
+def _region_function(eqns: list, x: int):
+    def f(grid):
+        env = {x: grid}
+        for e in eqns:
+            vals = [jnp.asarray(a.value, grid.dtype) if isinstance(a, Lit) else env[a] for a in e.ins]
+            params = {k: v for k, v in e.params}
+            if "new_dtype" in params:
+                params["new_dtype"] = grid.dtype
+            out = primitive(e.prim).bind(*vals, **params)
+            env[e.outs[0]] = out
+        return env[eqns[-1].outs[0]]
+
+    return f
+
+
+def fuse_formulas(eqns: list, outputs: tuple) -> list:
+    """Replace each run of elementwise equations that computes ``jax.nn.gelu`` (either form) of one var by one
+    ``activation`` equation, so that the rules see it as the rectifier-like activation it is."""
+    uses: dict[int, list[int]] = {}
+    for i, e in enumerate(eqns):
+        for a in e.ins:
+            if isinstance(a, int):
+                uses.setdefault(a, []).append(i)
+    final = {o for o in outputs if isinstance(o, int)}
+    grid = np.linspace(-6, 6, 121)
+    refs = {key: np.asarray(ACTIVATIONS["gelu"](jnp.asarray(grid), approximate=key[1])) for key in _FORMULAS}
+    replace: dict[int, Eqn] = {}
+    drop: set[int] = set()
+    for mid, e in enumerate(eqns):
+        if e.prim not in ("tanh", "erfc", "erf") or mid in drop:
+            continue
+        for start in range(max(0, mid - 6), mid + 1):
+            first = eqns[start]
+            xs = [a for a in first.ins if isinstance(a, int)]
+            if len(xs) != 1 or start in drop:
+                continue
+            x = xs[0]
+            region, known = [], {x}
+            for j in range(start, min(len(eqns), mid + 6)):
+                ej = eqns[j]
+                if ej.prim not in _SCALAR_OPS or len(ej.outs) != 1 or not all(
+                        isinstance(a, Lit) or a in known for a in ej.ins):  # fmt: skip
+                    break
+                region.append(j)
+                known.add(ej.outs[0])
+                if j <= mid:
+                    continue
+                inner = [eqns[k].outs[0] for k in region[:-1]]
+                if any(v in final or any(u not in region for u in uses.get(v, ())) for v in inner):
+                    continue
+                try:
+                    got = np.asarray(_region_function([eqns[k] for k in region], x)(jnp.asarray(grid)))
+                except Exception:  # noqa: BLE001 - not a function of one array
+                    continue
+                for key, want in refs.items():
+                    if got.shape == want.shape and np.allclose(got, want, rtol=1e-6, atol=1e-6):
+                        replace[region[0]] = Eqn("activation", (x,), (ej.outs[0],),
+                                                 (("kind", "gelu"), ("params", (("approximate", key[1]),))),
+                                                 eqns[region[-1]].scope)  # fmt: skip
+                        drop.update(region)
+                        break
+                if region[0] in replace:
+                    break
+            if start in replace:
+                break
+    return [replace[i] if i in replace else e for i, e in enumerate(eqns) if i in replace or i not in drop]
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Rules
 # --------------------------------------------------------------------------------------------------------------
 
@@ -421,18 +499,16 @@ def _rule(e: Eqn, dpos: list, dtypes: list) -> str:
 
 
 def pool_axes(e: Eqn) -> tuple[int, int] | None:
-    """The two spatial axes of a max `reduce_window` that pools a 4-D map over two axes other than the first
-    (batch), without dilation; None for any other window max (it is then `nonlinear`)."""
+    """The two spatial axes of a max `reduce_window` that pools two axes other than the first (batch) of a map of
+    any rank, without dilation; None for any other window max (it is then `nonlinear`)."""
     p = dict(e.params)
     win, strides, pads = p["window_dimensions"], p["window_strides"], p["padding"]
-    if len(win) != 4 or any(d != 1 for d in (*p["base_dilation"], *p["window_dilation"])):
+    if len(win) < 3 or any(d != 1 for d in (*p["base_dilation"], *p["window_dilation"])):
         return None
-    moving = [k for k in range(4) if win[k] != 1 or strides[k] != 1 or tuple(pads[k]) != (0, 0)]
     if any(isinstance(v, Dim) for v in (*win, *strides, *(x for pd in pads for x in pd))):
         return None
-    if 0 in moving or len(moving) > 2:
-        return None
-    if len(moving) < 2:  # a window along one axis (or none): pool the two axes after the batch that are not C
+    moving = [k for k in range(len(win)) if win[k] != 1 or strides[k] != 1 or tuple(pads[k]) != (0, 0)]
+    if 0 in moving or len(moving) != 2:
         return None
     return tuple(moving)
 
