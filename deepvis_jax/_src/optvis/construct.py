@@ -89,17 +89,26 @@ def filter_key(seed, target) -> Array:
     return jax.random.fold_in(jax.random.key(seed), target)
 
 
+def image_key(seed, target, repeat) -> Array:
+    """The PRNG key of the `repeat`-th repetition (0: the first) of filter `target` in one call: `filter_key` for
+    the first, ``fold_in(filter_key(seed, target), repeat)`` for the others (so four images of one filter, as a
+    `diversity` run asks, start from four different noises)."""
+    key = filter_key(seed, target)
+    again = jax.random.key_data(jax.random.fold_in(key, repeat))
+    return jax.random.wrap_key_data(jnp.where(repeat > 0, again, jax.random.key_data(key)))
+
+
 @functools.partial(jit, static_argnames=("spec", "dtype"))
-def _init(spec: _Spec, dtype, seed: Array, filters: Array, start: Any = None) -> _State:
+def _init(spec: _Spec, dtype, seed: Array, filters: Array, repeats: Array, start: Any = None) -> _State:
     _TRACES["init"] += 1
 
-    def one(f, p0):
-        k_init, k_run = jax.random.split(filter_key(seed, f))
+    def one(f, r, p0):
+        k_init, k_run = jax.random.split(image_key(seed, f, r))
         params = spec.param.init(k_init, spec.size, dtype) if p0 is None else p0
         img = jnp.zeros((spec.size, spec.size, 3), dtype) if spec.keep_best else jnp.zeros((), dtype)
         return _State(params, spec.optimizer.init(params), k_run, img, jnp.asarray(-jnp.inf, dtype))
 
-    return jax.vmap(one)(filters, start)
+    return jax.vmap(one)(filters, repeats, start)
 
 
 def _to_input(spec: _Spec, img: Array) -> Array:
@@ -212,14 +221,14 @@ def _images(spec: _Spec, state: _State) -> Array:
     return jax.vmap(spec.param.to_image)(state.params)
 
 
-def _optimize(spec: _Spec, model: Model, filters: Array, seed: Array, steps: int, bar: Any = None,
+def _optimize(spec: _Spec, model: Model, filters: Array, repeats: Array, seed: Array, steps: int, bar: Any = None,
               start: Any = None, snapshots: Sequence[int] = ()) -> tuple[_State, list]:  # fmt: skip
     """`steps` steps of one batch of filters, chunk after chunk; `bar` (a tqdm bar or None) advances by steps.
 
     Returns the final state and, for each step count in `snapshots`, the images after that many steps. A snapshot
     inside a chunk runs that chunk once more from its start with the step count set to the snapshot: the same
     program on the same inputs as a run of that many steps, so its images are bitwise those of that run."""
-    state = _init(spec, np.dtype(model.dtype), seed, filters, start)
+    state = _init(spec, np.dtype(model.dtype), seed, filters, repeats, start)
     steps_arr = jnp.asarray(steps, jnp.int32)
     shots = []
     for c in range(-(-steps // spec.chunk)):
@@ -341,7 +350,8 @@ def construct(
     (bicubic) and box-blurred (`blur_size`), stage after stage up to `image_size`; one compiled program per size.
 
     Filter ``f`` takes its randomness from ``jax.random.fold_in(jax.random.key(seed), f)``, so an image does not
-    depend on which other filters are computed with it. The steps run in one compiled program (an unrolled
+    depend on which other filters are computed with it; a filter asked for again in the same call takes, for its
+    k-th repetition, ``fold_in`` of that key with k (`image_key`). The steps run in one compiled program (an unrolled
     ``lax.scan`` of `chunk` steps, vmapped over filters), called once per chunk so a progress bar can advance
     (`verbose`); filters, seed and step count are traced, so changing them does not recompile. A step count that
     is not a multiple of `chunk` computes and discards the rest of the last chunk.
@@ -395,6 +405,7 @@ def construct(
         batch_size = default_batch_size(model, name, image_size, transforms_)
     k, width = batches(len(ids), int(batch_size))
     padded = pad_batch(ids, k * width)
+    repeats = np.asarray([np.count_nonzero(padded[:i] == f) for i, f in enumerate(padded)], np.int32)
     sizes = seed_sizes(int(image_size)) if seed_recipe else [int(image_size)]
     per_batch = len(sizes) if seed_recipe else -(-steps // int(min(chunk, steps)))
     bar = None
@@ -406,15 +417,17 @@ def construct(
     out, shots = [], []
     for b in range(k):
         filters_arr = jnp.asarray(padded[b * width : (b + 1) * width])
+        repeats_arr = jnp.asarray(repeats[b * width : (b + 1) * width])
         if not seed_recipe:
-            state, snaps = _optimize(spec_for(image_size), model, filters_arr, seed_arr, steps, bar, None, snapshots)
+            state, snaps = _optimize(spec_for(image_size), model, filters_arr, repeats_arr, seed_arr, steps, bar, None,
+                                     snapshots)  # fmt: skip
             out.append(np.asarray(_images(spec_for(image_size), state)))
             shots.append(np.stack(snaps) if snaps else None)
             continue
         start = None
         for i, size in enumerate(sizes):
             spec = spec_for(size)
-            state, _ = _optimize(spec, model, filters_arr, seed_arr, steps, None, start)
+            state, _ = _optimize(spec, model, filters_arr, repeats_arr, seed_arr, steps, None, start)
             if i + 1 < len(sizes):
                 start = grow_stage(state.params, sizes[i + 1], int(blur_size))
             if bar is not None:

@@ -39,11 +39,12 @@ def pad(width: int, value: float = 0.5) -> Transform:
 
 @functools.lru_cache(maxsize=None)
 def jitter(d: int) -> Transform:
-    """Lucid's jitter: crop (H - d, W - d) at a random offset in [0, d) along each axis."""
+    """Lucid's jitter: crop (H - d, W - d) at a random offset drawn uniformly from 0..d (both ends included, as
+    Lucid's ``random_crop`` and Lucent's ``jitter`` draw it) along each axis."""
 
     def apply(key, img):
         h, w, c = img.shape
-        off = jax.random.randint(key, (2,), 0, d)
+        off = jax.random.randint(key, (2,), 0, d + 1)
         return lax.dynamic_slice(img, (off[0], off[1], 0), (h - d, w - d, c))
 
     return apply
