@@ -318,8 +318,14 @@ def class_logit(index: int | None = None) -> Objective:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _dot_cossim(a: Array, v: Array, cossim_pow: float, cosine: bool) -> Array:
+def _along_channels(v: np.ndarray, a: Array) -> Array:
+    """The per-channel vector `v` shaped to multiply `a` (..., C), in `a`'s dtype."""
+    return jnp.asarray(v, a.dtype).reshape((1,) * (a.ndim - 1) + (-1,))
+
+
+def _dot_cossim(a: Array, v: np.ndarray, cossim_pow: float, cosine: bool) -> Array:
     """Per position (..., C) against v (C,): Lucent's cosine, or Lucid's ``dot * max(0.1, cossim) ** pow``."""
+    v = _along_channels(v, a)
     dot = jnp.sum(a * v, axis=-1)
     if cosine:  # torch.nn.CosineSimilarity(dim=1), eps 1e-8
         return dot / jnp.maximum(jnp.sqrt(jnp.sum(a * a, axis=-1)) * jnp.sqrt(jnp.sum(v * v)), 1e-8)
@@ -342,7 +348,7 @@ def direction(layer, vector, cossim_pow: float = 0.0, cosine: bool = False, pre_
     def fn(model, x, t):
         a = _acts(model, x, layer, pre_relu)
         _check_channels(model, layer, vec, "direction's vector")
-        return jnp.mean(_dot_cossim(a, jnp.asarray(vec, a.dtype), cossim_pow, cosine))
+        return jnp.mean(_dot_cossim(a, vec, cossim_pow, cosine))
 
     return Objective(fn, key=("direction", layer, digest, cossim_pow, cosine, bool(pre_relu)))
 
@@ -357,7 +363,7 @@ def direction_neuron(layer, vector, y: int | None = None, x: int | None = None, 
     def fn(model, img, t):
         a = _acts(model, img, layer, pre_relu)
         _check_channels(model, layer, vec, "direction_neuron's vector")
-        return _dot_cossim(a[_position(a, y, x, "direction_neuron")], jnp.asarray(vec, a.dtype), cossim_pow, cosine)
+        return _dot_cossim(a[_position(a, y, x, "direction_neuron")], vec, cossim_pow, cosine)
 
     return Objective(fn, key=("direction_neuron", layer, digest, y, x, cossim_pow, cosine, bool(pre_relu)))
 
@@ -370,7 +376,7 @@ def channel_weight(layer, weight, pre_relu: bool = True) -> Objective:
     def fn(model, x, t):
         a = _acts(model, x, layer, pre_relu)
         _check_channels(model, layer, w, "channel_weight's weight")
-        return jnp.mean(a * jnp.asarray(w, a.dtype))
+        return jnp.mean(a * _along_channels(w, a))
 
     return Objective(fn, key=("channel_weight", layer, digest, bool(pre_relu)))
 
@@ -387,7 +393,7 @@ def neuron_weight(layer, weight=None, y: int | None = None, x: int | None = None
         if w is None:
             return jnp.mean(v)
         _check_channels(model, layer, w, "neuron_weight's weight")
-        return jnp.mean(v * jnp.asarray(w, a.dtype))
+        return jnp.mean(v * _along_channels(w, v))
 
     return Objective(fn, key=("neuron_weight", layer, digest, y, x, bool(pre_relu)))
 
@@ -411,7 +417,7 @@ def localgroup_weight(layer, weight=None, y: int = 0, x: int = 0, wy: int = 1, w
         if w is None:
             return jnp.mean(v)
         _check_channels(model, layer, w, "localgroup_weight's weight")
-        return jnp.mean(v * jnp.asarray(w, a.dtype))
+        return jnp.mean(v * _along_channels(w, v))
 
     return Objective(fn, key=("localgroup_weight", layer, digest, y, x, wy, wx, bool(pre_relu)))
 
@@ -516,7 +522,7 @@ def input_diff(image) -> Objective:
 
     def batch_fn(model, xs, images, targets):
         check(images)
-        return jnp.sqrt(jnp.mean(jnp.square(images - jnp.asarray(ref, images.dtype))))
+        return jnp.sqrt(jnp.mean(jnp.square(images - jnp.asarray(ref, images.dtype)[None])))
 
     return Objective(fn, key=("input_diff", ref.shape, digest), batch_fn=batch_fn, reads="image")
 
