@@ -24,10 +24,10 @@ def alexnet():
 
 
 @pytest.fixture(scope="module")
-def fixed():
+def fixed(alexnet):
     """Float64 AlexNet, five 67 px images, and their conv1/conv2 activations (before and after the ReLU)."""
     with jax.enable_x64(True):
-        model = as_float64(dv.load_model("alexnet", seed=0))
+        model = as_float64(alexnet)
         images01 = np.random.default_rng(3).random((5, 67, 67, 3))
         x = dv.normalize(jnp.asarray(images01))
         acts = {}
@@ -276,7 +276,7 @@ def test_blur_every_blurs_the_parameters(alexnet):
     pre-sigmoid array), periodically (wrapping around the edges), not the image. With a zero learning rate one step
     leaves sigmoid(C @ periodic_blur(p0)), the blur being the periodized Gaussian written out here."""
     s, sigma, seed = 64, 1.5, 2
-    out = dv.construct(alexnet, 3, [4, 9], steps=1, image_size=s, seed=seed, param="pixel", transforms="none",
+    out = dv.construct(alexnet, 1, [4, 9], steps=1, image_size=s, seed=seed, param="pixel", transforms="none",
                        optimizer=optax.sgd(0.0), blur_every=1, blur_sigma=sigma, verbose=False)  # fmt: skip
     d = np.arange(s)[:, None] - np.arange(s)[None, :]
     g1 = sum(np.exp(-((d + k * s) ** 2) / (2 * sigma**2)) for k in (-1, 0, 1)) / np.sqrt(2 * np.pi * sigma**2)
@@ -302,7 +302,7 @@ def test_diversity_makes_images_of_one_channel_differ(alexnet):
     """Four images of conv3 filter 5 (random AlexNet, the setup of test_optimized_images_win_their_channel): with
     ``- 0.3 * diversity`` their feature correlation drops (measured 0.94 -> 0.54) and filter 5 stays the strongest
     channel of every image."""
-    f, kw = 5, dict(steps=32, lr=0.05, image_size=64, transforms="none", chunk=4, verbose=False)
+    f, kw = 5, dict(steps=32, lr=0.05, image_size=64, transforms="none", chunk=2, verbose=False)
     plain = dv.construct(alexnet, 3, [f] * 4, objective=O.channel(3), **kw)
     diverse = dv.construct(alexnet, 3, [f] * 4, objective=O.channel(3) - 0.3 * O.diversity(3), **kw)
     before, after = _gram_similarity(alexnet, plain, 3), _gram_similarity(alexnet, diverse, 3)
@@ -314,17 +314,18 @@ def test_diversity_makes_images_of_one_channel_differ(alexnet):
 
 
 def test_thresholds_equal_separate_runs_bitwise(alexnet):
-    """Snapshots at (3, 4, 6) steps are the images of runs of 3, 4 and 6 steps, bitwise (chunk 3), for a per-image
-    objective and for a batch objective."""
-    kw = dict(image_size=64, chunk=3, seed=7, verbose=False)
-    snaps = dv.construct(alexnet, 3, [0, 5], thresholds=(3, 4, 6), **kw)
+    """Snapshots at (2, 3, 4) steps are the images of runs of 2, 3 and 4 steps, bitwise (chunk 2; the snapshot at 3
+    lies inside a chunk), for a per-image objective and for a batch objective."""
+    kw = dict(image_size=64, chunk=2, seed=7, transforms=(dv.transforms.jitter(4),), verbose=False)
+    snaps = dv.construct(alexnet, 3, [0, 5], thresholds=(2, 3, 4), **kw)
     assert snaps.shape == (3, 2, 64, 64, 3)
-    for i, t in enumerate((3, 4, 6)):
+    for i, t in enumerate((2, 3, 4)):
         np.testing.assert_array_equal(snaps[i], dv.construct(alexnet, 3, [0, 5], steps=t, **kw))
+    assert np.abs(snaps[2] - snaps[1]).max() > 1e-3  # the snapshots differ
     obj = O.channel(3) - 0.3 * O.diversity(3)
     traces = dict(_TRACES)
-    snaps = dv.construct(alexnet, 3, [5, 5, 5], thresholds=(4, 6), objective=obj, **kw)
-    for i, t in enumerate((4, 6)):
+    snaps = dv.construct(alexnet, 3, [5, 5, 5], thresholds=(3, 4), objective=obj, **kw)
+    for i, t in enumerate((3, 4)):
         np.testing.assert_array_equal(snaps[i], dv.construct(alexnet, 3, [5, 5, 5], steps=t, objective=obj, **kw))
     assert _TRACES["chunk"] == traces["chunk"] + 1  # one joint program for all of them
     with pytest.raises(ValueError, match="differs from max"):
