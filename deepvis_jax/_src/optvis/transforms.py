@@ -42,9 +42,11 @@ def jitter(d: int) -> Transform:
     """Lucid's jitter: crop (H - d, W - d) at a random offset drawn uniformly from 0..d (both ends included, as
     Lucid's ``random_crop`` and Lucent's ``jitter`` draw it) along each axis."""
 
+    high = d + 1  # exclusive; a closure value of its own, so `describe_recipe` (cache keys) tells it from 0..d-1
+
     def apply(key, img):
         h, w, c = img.shape
-        off = jax.random.randint(key, (2,), 0, d + 1)
+        off = jax.random.randint(key, (2,), 0, high)
         return lax.dynamic_slice(img, (off[0], off[1], 0), (h - d, w - d, c))
 
     return apply
