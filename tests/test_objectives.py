@@ -334,3 +334,39 @@ def test_thresholds_equal_separate_runs_bitwise(alexnet):
         dv.construct(alexnet, 3, [0], thresholds=(4, 2), **kw)
     with pytest.raises(ValueError, match="would split them"):
         dv.construct(alexnet, 3, [5, 5, 5], steps=2, objective=obj, batch_size=2, **kw)
+
+
+# ------------------------------------------------------------------------------------------ parameterizations
+
+
+def test_cppn_equals_numpy_reference(alexnet):
+    """dv.param.cppn: Lucid's CPPN forward (coordinates in +-sqrt(3), 1x1 layers, atan composite activation,
+    sigmoid) written out in numpy with the same weights, float64 to 1e-12; it starts grey and runs in construct."""
+    cppn = dv.param.cppn(hidden=5, layers=3)
+    with jax.enable_x64(True):
+        params = cppn.init(jax.random.key(0), 9, jnp.float64)
+        rng = np.random.default_rng(0)
+        params["layers"][-1] = (jnp.asarray(rng.normal(size=(10, 3))), jnp.asarray(rng.normal(size=3)))
+        params["layers"][0] = (params["layers"][0][0], jnp.asarray(rng.normal(size=5)))
+        out = np.asarray(cppn.to_image(params))
+    r = np.linspace(-np.sqrt(3), np.sqrt(3), 9)
+    y, x = np.meshgrid(r, r, indexing="ij")
+    net = np.stack([x, y], -1)
+    layers = [(np.asarray(w, np.float64), np.asarray(b, np.float64)) for w, b in params["layers"]]
+    for w, b in layers[:-1]:
+        a = np.arctan(net @ w + b)
+        net = np.concatenate([a / 0.67, a * a / 0.6], -1)
+    expected = 1 / (1 + np.exp(-(net @ layers[-1][0] + layers[-1][1])))
+    assert out.shape == (9, 9, 3)
+    assert_close(out, expected, RTOL)
+    # Glorot-uniform hidden weights, zero last layer: the first image is grey
+    fresh = cppn.init(jax.random.key(1), 9)
+    assert [w.shape for w, _ in fresh["layers"]] == [(2, 5), (10, 5), (10, 5), (10, 3)]
+    assert np.abs(fresh["layers"][1][0]).max() <= np.sqrt(6 / 15) and np.all(fresh["layers"][-1][0] == 0)
+    np.testing.assert_array_equal(cppn.to_image(fresh), np.full((9, 9, 3), 0.5, np.float32))
+    imgs = dv.construct(alexnet, 1, [3, 4], param=cppn, transforms="none", steps=1, lr=0.05, image_size=48,
+                        verbose=False)  # fmt: skip
+    assert imgs.shape == (2, 48, 48, 3) and np.abs(imgs - 0.5).max() > 1e-3
+    with pytest.raises(ValueError, match="no blur"):
+        dv.construct(alexnet, 1, [3], param=cppn, transforms="none", steps=1, image_size=48, blur_every=1,
+                     verbose=False)  # fmt: skip
