@@ -71,8 +71,9 @@ def np_tv(a):  # tf.image.total_variation of one image
     return np.abs(a[1:] - a[:-1]).sum() + np.abs(a[:, 1:] - a[:, :-1]).sum()
 
 
-def np_lucid_blur(img):  # Lucid's _tf_blur: SAME conv with [[.5,1,.5],[1,1,1],[.5,1,.5]] over the conv of ones
-    k = np.array([[0.5, 1, 0.5], [1, 1, 1], [0.5, 1, 0.5]])
+def np_lucid_blur(img):  # Lucid's _tf_blur: SAME conv with 0.5 around a centre of 1, over the same conv of ones
+    k = np.full((3, 3), 0.5)
+    k[1, 1] = 1.0
     h, w, _ = img.shape
     num, den = np.zeros_like(img), np.zeros_like(img)
     for i in range(h):

@@ -480,9 +480,10 @@ def total_variation(layer="input", pre_relu: bool = True) -> Objective:
 
 
 def _lucid_blur(image: Array) -> Array:
-    """Lucid's ``_tf_blur``: each channel convolved (zero padding, SAME) with [[.5, 1, .5], [1, 1, 1], [.5, 1, .5]],
-    divided by the same convolution of ones (so the border is a mean over the pixels inside)."""
-    k = jnp.asarray([[0.5, 1.0, 0.5], [1.0, 1.0, 1.0], [0.5, 1.0, 0.5]], image.dtype)
+    """Lucid's ``_tf_blur`` (and Lucent's ``_torch_blur``): each channel convolved (zero padding, SAME) with the
+    3x3 kernel of 0.5 everywhere but 1 at the centre, divided by the same convolution of ones (so the border is a
+    weighted mean over the pixels inside)."""
+    k = jnp.asarray([[0.5, 0.5, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 0.5]], image.dtype)
 
     def conv(z):
         zp = jnp.pad(z, ((1, 1), (1, 1), (0, 0)))
@@ -494,7 +495,7 @@ def _lucid_blur(image: Array) -> Array:
 
 def blur_input_each_step() -> Objective:
     """Lucid's ``blur_input_each_step``: ``0.5 * sum (image - stop_gradient(blur(image))) ** 2`` on the [0, 1]
-    image (blur: `_lucid_blur`, a 3x3 mean with weights 0.5 at the corners). Maximizing ``-k *`` it moves the image
+    image (blur: `_lucid_blur`, a 3x3 weighted mean, 1 at the centre and 0.5 around it). Maximizing ``-k *`` it moves the image
     towards its blur each step (Nguyen et al. 2015; Lucent's loss is minus the same number). On a batch: the sum."""
 
     def fn(model, image, t):
