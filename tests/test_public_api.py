@@ -101,6 +101,10 @@ def test_the_contract_of_design_md(tmp_path):
     np.testing.assert_array_equal(r.channels, np.argsort(-np.asarray(r.activations).max(axis=(0, 1)), kind="stable")[:9])
     imgs = dv.construct(model, 1, [0, 5], steps=2, image_size=48, seed=0, verbose=False)
     assert imgs.shape == (2, 48, 48, 3) and imgs.min() >= 0.0 and imgs.max() <= 1.0
+    pre = np.asarray(model.apply(x, upto="conv2", pre_relu=True))
+    values = dv.objectives.evaluate(dv.objectives.channel("conv2"), model, x, [3, 9])  # per image
+    np.testing.assert_allclose(values, [pre[0, ..., 3].mean(), pre[1, ..., 9].mean()], rtol=1e-5, atol=1e-6)
+    assert dv.objectives.evaluate(dv.objectives.diversity("conv2"), model, x).shape == ()  # one value, a batch's
 
 
 def _doc_spellings() -> set[str]:
