@@ -371,3 +371,24 @@ def test_cppn_equals_numpy_reference(alexnet):
     with pytest.raises(ValueError, match="no blur"):
         dv.construct(alexnet, 1, [3], param=cppn, transforms="none", steps=1, image_size=48, blur_every=1,
                      verbose=False)  # fmt: skip
+
+
+def test_resize_is_lucents_fixed_image_size(alexnet):
+    """dv.transforms.resize: torch's bilinear interpolate with align_corners=True (Lucent's fixed_image_size),
+    float64 to 1e-12, up and down; it lets construct grow a small image for a layer that needs a larger input."""
+    import torch
+
+    img = np.random.default_rng(4).random((13, 9, 3))
+    for size in ((32, 24), (5, 7), 13):
+        hw = (size, size) if isinstance(size, int) else size
+        with jax.enable_x64(True):
+            out = np.asarray(dv.transforms.resize(size)(jax.random.key(0), jnp.asarray(img)))
+        ref = torch.nn.functional.interpolate(torch.tensor(img.transpose(2, 0, 1))[None], size=hw, mode="bilinear",
+                                              align_corners=True)[0].numpy().transpose(1, 2, 0)  # fmt: skip
+        assert_close(out, ref, RTOL)
+    assert dv.transforms.resize([32, 24]) is dv.transforms.resize((32, 24))  # equal: no recompilation
+    with pytest.raises(ValueError, match="too small"):
+        dv.construct(alexnet, 3, [1], steps=1, image_size=24, transforms="none", verbose=False)
+    small = dv.construct(alexnet, 3, [1], steps=1, image_size=24, verbose=False,
+                         transforms=(dv.transforms.jitter(2), dv.transforms.resize(67)))  # fmt: skip
+    assert small.shape == (1, 24, 24, 3)
