@@ -234,8 +234,8 @@ def test_neuron_position_outside_the_map_raises(fixed):
 
 def test_bad_arguments(fixed):
     model, x, _, _ = fixed
-    with pytest.raises(TypeError, match="makes an Objective"):
-        O.total_variation(np.zeros((8, 8, 3)))  # the old mean penalty is O.tv_penalty
+    with pytest.raises(TypeError, match=r"makes an Objective .* dv\.objectives\.tv_penalty\(image\)"):
+        O.total_variation(np.zeros((8, 8, 3)))  # the old function, the mean penalty, is now tv_penalty
     with pytest.raises(TypeError, match="batch objective has no value on one image"):
         O.diversity("conv2")(model, x[0], 0)
     with pytest.raises(ValueError, match="pass targets="):

@@ -254,8 +254,11 @@ def _input_or_layer(model: Model, x: Array, image: Array, layer, pre_relu: bool)
 def _check_layer_arg(layer, factory: str):
     if isinstance(layer, (str, int, np.integer)) and not isinstance(layer, bool):
         return layer
+    penalty = {"total_variation": "; the mean penalty construct(tv=) weighs is dv.objectives.tv_penalty(image)",
+               "l2": "; the mean penalty construct(l2=) weighs is dv.objectives.l2_penalty(image)"}.get(factory, "")
     raise TypeError(f"{factory}(layer) takes a layer name, a 1-based conv index or 'input', got "
-                    f"{type(layer).__name__}; it makes an Objective (evaluate it with dv.objectives.evaluate)")
+                    f"{type(layer).__name__}: it makes an Objective (evaluate it with dv.objectives.evaluate)"
+                    f"{penalty}")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------------
