@@ -53,10 +53,10 @@ def _draws(keys, transforms) -> list[dict]:
         k = jax.random.split(key, len(transforms))
         _, j8, scale, rotate, j4 = transforms
         out.append(dict(
-            j8=[int(v) for v in jax.random.randint(k[1], (2,), 0, 8)],
+            j8=[int(v) for v in jax.random.randint(k[1], (2,), 0, 9)],
             scale=float(jax.random.choice(k[2], jnp.asarray(scale.values))),
             angle=float(jax.random.choice(k[3], jnp.asarray(rotate.values))),
-            j4=[int(v) for v in jax.random.randint(k[4], (2,), 0, 4)],
+            j4=[int(v) for v in jax.random.randint(k[4], (2,), 0, 5)],
         ))  # fmt: skip
     return out
 
@@ -64,10 +64,10 @@ def _draws(keys, transforms) -> list[dict]:
 def _random_draws(n: int, g: torch.Generator) -> list[dict]:
     scales = [1 + (i - 5) / 50.0 for i in range(11)]
     angles = list(range(-10, 11)) + 5 * [0]
-    return [dict(j8=torch.randint(0, 8, (2,), generator=g).tolist(),
+    return [dict(j8=torch.randint(0, 9, (2,), generator=g).tolist(),
                  scale=scales[int(torch.randint(0, len(scales), (), generator=g))],
                  angle=float(angles[int(torch.randint(0, len(angles), (), generator=g))]),
-                 j4=torch.randint(0, 4, (2,), generator=g).tolist()) for _ in range(n)]  # fmt: skip
+                 j4=torch.randint(0, 5, (2,), generator=g).tolist()) for _ in range(n)]  # fmt: skip
 
 
 def torch_standard_transforms(x: torch.Tensor, draws: list[dict]) -> torch.Tensor:

@@ -158,11 +158,12 @@ __all__ = [
     "explorer", "objectives", "param", "transforms",
 ]  # fmt: skip
 
-# The flat spellings of the namespaced names, kept for one release.
+# The flat spellings of the namespaced names that existed (names added to the namespaces since never had one).
 _MOVED = {
-    **{n: "objectives" for n in objectives.__all__},
-    **{n: "param" for n in param.__all__},
-    **{n: "transforms" for n in transforms.__all__},
+    **{n: "objectives" for n in ("Objective", "channel", "class_logit", "combine", "neuron", "total_variation")},
+    **{n: "param" for n in ("Parameterization", "fft", "pixel")},
+    **{n: "transforms" for n in ("apply_transforms", "jitter", "pad", "random_rotate", "random_scale",
+                                 "standard_transforms")},
 }
 
 

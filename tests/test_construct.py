@@ -96,7 +96,7 @@ def test_transforms_known_answers():
     x = np.arange(16.0)
     np.testing.assert_allclose(out[:, 4:12, 0], np.broadcast_to(7.5 + (x[4:12] - 7.5) / 2, (16, 8)), atol=1e-5)
     # jitter crops (H - d, W - d) at the offset drawn from the key; pad adds grey
-    dy, dx = np.asarray(jax.random.randint(key, (2,), 0, 4))
+    dy, dx = np.asarray(jax.random.randint(key, (2,), 0, 5))
     np.testing.assert_array_equal(dv.transforms.jitter(4)(key, img), np.asarray(img)[dy:dy + 5, dx:dx + 5])
     padded = np.asarray(dv.transforms.pad(2)(key, img))
     assert padded.shape == (13, 13, 3) and np.all(padded[:2] == 0.5) and np.all(padded[2:11, 2:11] == img)

@@ -44,16 +44,23 @@ def test_every_name_in_all_imports_without_a_warning(module):
 
 
 def test_namespaces_hold_the_agreed_names():
-    assert set(objectives.__all__) == {"Objective", "channel", "neuron", "class_logit", "combine", "total_variation"}
-    assert set(param.__all__) == {"Parameterization", "pixel", "fft"}
+    assert set(objectives.__all__) == {"Objective", "channel", "neuron", "class_logit", "combine", "total_variation",
+                                       "alignment", "blur_input_each_step", "channel_interpolate", "channel_weight",
+                                       "deepdream", "direction", "direction_neuron", "diversity", "evaluate",
+                                       "input_diff", "l1", "l2", "l2_penalty", "localgroup_weight", "neuron_weight",
+                                       "tv_penalty"}  # fmt: skip
+    assert set(param.__all__) == {"Parameterization", "pixel", "fft", "cppn"}
     assert set(transforms.__all__) == {"jitter", "pad", "random_scale", "random_rotate", "standard_transforms",
-                                       "apply_transforms"}  # fmt: skip
+                                       "apply_transforms", "resize"}  # fmt: skip
     assert dv.objectives is objectives and dv.param is param and dv.transforms is transforms
 
 
 def test_the_flat_names_warn_and_still_work():
-    moved = {**{n: "objectives" for n in objectives.__all__}, **{n: "param" for n in param.__all__},
-             **{n: "transforms" for n in transforms.__all__}}  # fmt: skip
+    moved = {**{n: "objectives" for n in ("Objective", "channel", "class_logit", "combine", "neuron",
+                                          "total_variation")},
+             **{n: "param" for n in ("Parameterization", "fft", "pixel")},
+             **{n: "transforms" for n in ("apply_transforms", "jitter", "pad", "random_rotate", "random_scale",
+                                          "standard_transforms")}}  # fmt: skip
     for name, home in moved.items():
         with pytest.warns(DeprecationWarning, match=rf"dv\.{name} is deprecated .*use dv\.{home}\.{name}"):
             old = getattr(dv, name)
@@ -63,6 +70,8 @@ def test_the_flat_names_warn_and_still_work():
     assert channel("conv2", contrast=0.5) == dv.objectives.channel("conv2", contrast=0.5)  # same objective
     with pytest.raises(AttributeError, match="no attribute 'chanel'"):
         dv.chanel  # noqa: B018
+    with pytest.raises(AttributeError, match="no attribute 'diversity'"):  # new names have no flat spelling
+        dv.diversity  # noqa: B018
 
 
 def test_the_contract_of_design_md(tmp_path):
@@ -93,6 +102,10 @@ def test_the_contract_of_design_md(tmp_path):
     np.testing.assert_array_equal(r.channels, np.argsort(-np.asarray(r.activations).max(axis=(0, 1)), kind="stable")[:9])
     imgs = dv.construct(model, 1, [0, 5], steps=2, image_size=48, seed=0, verbose=False)
     assert imgs.shape == (2, 48, 48, 3) and imgs.min() >= 0.0 and imgs.max() <= 1.0
+    pre = np.asarray(model.apply(x, upto="conv2", pre_relu=True))
+    values = dv.objectives.evaluate(dv.objectives.channel("conv2"), model, x, [3, 9])  # per image
+    np.testing.assert_allclose(values, [pre[0, ..., 3].mean(), pre[1, ..., 9].mean()], rtol=1e-5, atol=1e-6)
+    assert dv.objectives.evaluate(dv.objectives.diversity("conv2"), model, x).shape == ()  # one value, a batch's
 
 
 def _doc_spellings() -> set[str]:

@@ -105,3 +105,57 @@ def fft(sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True) ->
         return p * _gaussian_transfer(h, h, sigma, p.dtype)[None, None]
 
     return Parameterization(init, to_image, blur)
+
+
+def _composite_activation(x: Array) -> Array:
+    """Lucid's CPPN activation: ``concat(atan(x) / 0.67, atan(x) ** 2 / 0.6)`` over the channels (the constants
+    make each half about unit RMS for unit-normal input)."""
+    a = jnp.arctan(x)
+    return jnp.concatenate([a / 0.67, (a * a) / 0.6], axis=-1)
+
+
+def cppn_coordinates(size: int, dtype=jnp.float32) -> Array:
+    """(size, size, 2) input of the CPPN: Lucid's ``stack([x, y], -1)`` of ``meshgrid(r, r, indexing="ij")``, r
+    ``linspace(-sqrt(3), sqrt(3), size)`` (unit standard deviation): channel 0 varies along the columns."""
+    r = jnp.linspace(-(3.0**0.5), 3.0**0.5, size, dtype=dtype)
+    y, x = jnp.meshgrid(r, r, indexing="ij")
+    return jnp.stack([x, y], axis=-1)
+
+
+@functools.lru_cache(maxsize=None)
+def cppn(hidden: int = 24, layers: int = 8) -> Parameterization:
+    """Lucid's CPPN image (Mordvintsev et al. 2018, "Differentiable Image Parameterizations"): a compositional
+    pattern-producing network maps each pixel's coordinates (`cppn_coordinates`) through `layers` 1x1 layers of
+    `hidden` units, each followed by `_composite_activation` (so the next layer reads 2 * `hidden` inputs), and a
+    last 1x1 layer to RGB squashed by a sigmoid.
+
+    The parameters are ``{"layers": [(W, b), ...], "grid": zeros((S, 0))}``: ``W`` (in, out) drawn Glorot-uniform
+    (slim's ``conv2d`` default, as Lucid builds it), ``b`` zeros, the last ``W`` zeros (the first image is grey);
+    ``grid`` holds no values, only the image size S in its shape. The image has no blur: ``construct(blur_every=)``
+    with it raises ValueError. Lucid's notebook optimizes it with Adam at a small rate (0.005), no decorrelation.
+    """
+    hidden, layers = int(hidden), int(layers)
+    if hidden < 1 or layers < 1:
+        raise ValueError(f"cppn needs hidden >= 1 and layers >= 1, got hidden={hidden}, layers={layers}")
+
+    def init(key, size, dtype=jnp.float32):
+        params, fan_in = [], 2
+        for k in jax.random.split(key, layers):
+            limit = np.sqrt(6.0 / (fan_in + hidden))
+            params.append((jax.random.uniform(k, (fan_in, hidden), dtype, -limit, limit), jnp.zeros((hidden,), dtype)))
+            fan_in = 2 * hidden
+        params.append((jnp.zeros((fan_in, 3), dtype), jnp.zeros((3,), dtype)))
+        return {"layers": params, "grid": jnp.zeros((size, 0), dtype)}
+
+    def to_image(params):
+        size, dtype = params["grid"].shape[0], params["grid"].dtype
+        net = cppn_coordinates(size, dtype)
+        *hidden_layers, (w_out, b_out) = params["layers"]
+        for w, b in hidden_layers:
+            net = _composite_activation(jnp.einsum("hwi,io->hwo", net, w, precision=lax.Precision.HIGHEST) + b[None, None])
+        return jax.nn.sigmoid(jnp.einsum("hwi,io->hwo", net, w_out, precision=lax.Precision.HIGHEST) + b_out[None, None])
+
+    def blur(params, sigma):
+        raise ValueError("the cppn parameterization has no blur: leave construct's blur_every unset")
+
+    return Parameterization(init, to_image, blur)

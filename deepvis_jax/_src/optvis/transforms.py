@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Array = jax.Array
@@ -39,12 +40,54 @@ def pad(width: int, value: float = 0.5) -> Transform:
 
 @functools.lru_cache(maxsize=None)
 def jitter(d: int) -> Transform:
-    """Lucid's jitter: crop (H - d, W - d) at a random offset in [0, d) along each axis."""
+    """Lucid's jitter: crop (H - d, W - d) at a random offset drawn uniformly from 0..d (both ends included, as
+    Lucid's ``random_crop`` and Lucent's ``jitter`` draw it) along each axis."""
+
+    high = d + 1  # exclusive; a closure value of its own, so `describe_recipe` (cache keys) tells it from 0..d-1
 
     def apply(key, img):
         h, w, c = img.shape
-        off = jax.random.randint(key, (2,), 0, d)
+        off = jax.random.randint(key, (2,), 0, high)
         return lax.dynamic_slice(img, (off[0], off[1], 0), (h - d, w - d, c))
+
+    return apply
+
+
+def _align_corners_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) bilinear interpolation weights with aligned corners: output i samples the input at
+    ``i * (n_in - 1) / (n_out - 1)`` (torch's ``interpolate(..., align_corners=True)``)."""
+    m = np.zeros((n_out, n_in))
+    if n_out == 1 or n_in == 1:
+        m[:, 0] = 1.0
+        return m
+    src = np.arange(n_out) * (n_in - 1) / (n_out - 1)
+    lo = np.minimum(np.floor(src).astype(int), n_in - 2)
+    frac = src - lo
+    m[np.arange(n_out), lo] = 1.0 - frac
+    m[np.arange(n_out), lo + 1] += frac
+    return m
+
+
+def resize(size) -> Transform:
+    """Resize the image to `size` (an int for a square, or (height, width)), bilinear with aligned corners: what
+    Lucent's ``render_vis(fixed_image_size=...)`` appends to the transforms (``torch.nn.Upsample(size,
+    mode="bilinear", align_corners=True)``), so a network that needs a fixed input size (CIFAR-sized networks, or a
+    small image on ImageNet ones) sees it. Uses no randomness; a linear map, exactly differentiable."""
+    hw = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(v) for v in size)
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"resize takes a positive int or (height, width), got {size!r}")
+    return _resize(hw)
+
+
+@functools.lru_cache(maxsize=None)
+def _resize(hw: tuple[int, int]) -> Transform:
+    """`resize` to (height, width) `hw` (one object per size: equal transforms do not recompile `construct`)."""
+
+    def apply(key, img):
+        h, w, _ = img.shape
+        ry = jnp.asarray(_align_corners_matrix(hw[0], h), img.dtype)
+        rx = jnp.asarray(_align_corners_matrix(hw[1], w), img.dtype)
+        return jnp.einsum("yh,hwc,xw->yxc", ry, img, rx, precision=lax.Precision.HIGHEST)
 
     return apply
 
