@@ -504,3 +504,25 @@ def test_keras_application_jax_backend_equals_torch_backend_rules(tmp_path):
         want = np.load(tmp_path / f"{method}_torch.npy")
         got = np.load(tmp_path / f"{method}_jax.npy")
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max(), err_msg=method)
+
+
+def test_bfloat16_model_runs_in_the_working_dtype():
+    """A mixed-precision linen network (bfloat16 parameters and computation) is imported in float32: the same
+    function with its parameters and casts widened, so its numbers equal the float32 network's."""
+
+    class Half(nn.Module):
+        dtype: object = jnp.bfloat16
+
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.Conv(4, (3, 3), dtype=self.dtype, param_dtype=self.dtype, name="conv")(x))
+            return nn.Dense(3, dtype=self.dtype, param_dtype=self.dtype, name="head")(x.mean(axis=(1, 2)))
+
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3), jnp.float32)
+    v = Half().init(jax.random.key(1), x)
+    model = dv.from_flax(Half(), v, x)
+    assert {a.dtype for a in jax.tree_util.tree_leaves(model.variables)} == {jnp.dtype(jnp.float32)}
+    v32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), v)
+    want = Half(dtype=jnp.float32).apply(v32, x)
+    np.testing.assert_allclose(dv.classify(model, x), want, rtol=1e-6, atol=1e-6)
+    assert dv.classify(model, x).dtype == jnp.float32

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..preprocessing import describe_preprocessing, preprocess_fn
 from .architecture import JaxArchitecture, strict_check
-from .program import TAG, Program, TraceError, _Builder, _walk, classify, find_layers, fuse_formulas
+from .program import TAG, Lit, Program, TraceError, _Builder, _walk, classify, find_layers, fuse_formulas
 
 Array = jax.Array
 
@@ -132,7 +132,8 @@ def from_jax(apply: Callable, params: Any, example_input: Any, *, name: str | No
     eqns = b.eqns
     if _strip_scope:
         eqns = [e._replace(scope=_strip(e.scope, _strip_scope)) for e in eqns]
-    eqns = fuse_formulas(eqns, outputs)
+    eqns = [_widen(e, dtype) for e in fuse_formulas(eqns, outputs)]
+    b.dtypes = [str(np.dtype(dtype)) if d in _LOW else d for d in b.dtypes]
     eqns, data = classify(eqns, b.dtypes, 1 + len(names))
     param_names = tuple(names) + tuple(f"const.{k}" for k in range(len(b.consts)))
     # the program's own constants become parameters (var ids follow the user's parameters)
@@ -154,6 +155,22 @@ def from_jax(apply: Callable, params: Any, example_input: Any, *, name: str | No
     consts = [jnp.asarray(c, dtype) if np.issubdtype(c.dtype, np.floating) else jnp.asarray(c) for c in consts]
     variables = {"params": dict(zip(param_names, [*values, *consts]))}
     return Model(variables=variables, arch=arch)
+
+
+_LOW = ("bfloat16", "float16")
+
+
+def _widen(e, dtype):
+    """An equation with bfloat16/float16 (a mixed-precision model's casts and literals) in the working dtype."""
+
+    def w(v):
+        if isinstance(v, Lit) and v.dtype in _LOW:
+            return Lit(float(v.value), str(np.dtype(dtype)))
+        if (isinstance(v, np.dtype) or type(v).__name__.endswith("DType")) and str(np.dtype(v)) in _LOW:
+            return np.dtype(dtype)
+        return v
+
+    return e._replace(ins=tuple(w(a) for a in e.ins), params=tuple((k, w(v)) for k, v in e.params))
 
 
 def _strip(scope: str, top: str) -> str:
