@@ -110,7 +110,7 @@ class JaxArchitecture:
             counts.setdefault(e.rule, {}).setdefault(_label(e), 0)
             counts[e.rule][_label(e)] += 1
             if e.rule == "nonlinear":
-                where.setdefault(_label(e), []).append(e.scope or "(top)")
+                where.setdefault(_label(e), []).append(e.scope.replace("/", ".") or "(top)")
         lines = [f"{self.name}: {len(self.program.eqns)} equations, {len(self.layer_specs)} layers"]
         for rule in RULES:
             if rule in counts:
@@ -362,7 +362,7 @@ def strict_check(arch: JaxArchitecture) -> None:
     """Raise (one line) where an equation nonlinear in the image has no rule (`strict=True`)."""
     for e in arch.program.eqns:
         if e.rule == "nonlinear":
-            raise ValueError(f"strict: {e.prim} at {e.scope or 'the top level'} of {arch.name} is nonlinear in the "
+            raise ValueError(f"strict: {e.prim} at {e.scope.replace('/', '.') or 'the top level'} of {arch.name} is nonlinear in the "
                              "image and has no projection rule (it would pass its true vjp); pass strict=False to "
                              "accept that, or write it with a jax.nn activation")  # fmt: skip
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..preprocessing import describe_preprocessing, preprocess_fn
 from .architecture import JaxArchitecture, strict_check
-from .program import TAG, Lit, Program, TraceError, _Builder, _walk, classify, find_layers, fuse_formulas
+from .program import PATH, TAG, Lit, Program, TraceError, _Builder, _walk, classify, find_layers, fuse_formulas
 
 Array = jax.Array
 
@@ -80,7 +80,8 @@ def _trace(fn: Callable, params_spec, example_hw, dtype):
 
 
 def from_jax(apply: Callable, params: Any, example_input: Any, *, name: str | None = None, layout: str = "NHWC",
-             preprocessing: Any = "imagenet", strict: bool = False, _strip_scope: str | None = None):  # fmt: skip
+             preprocessing: Any = "imagenet", strict: bool = False, _strip_scope: str | None = None,
+             _modules: set | None = None):  # fmt: skip
     """Import any JAX network ``apply(params, images)`` as a `Model` that every function of the library takes.
 
     `apply` is traced once (``jax.make_jaxpr``, the parameters as inputs, the batch and image sizes symbolic) and
@@ -138,7 +139,7 @@ def from_jax(apply: Callable, params: Any, example_input: Any, *, name: str | No
     param_names = tuple(names) + tuple(f"const.{k}" for k in range(len(b.consts)))
     # the program's own constants become parameters (var ids follow the user's parameters)
     eqns, outputs, shapes, dtypes, data = _renumber_consts(b, eqns, outputs, data, len(names))
-    layers = find_layers(eqns, outputs, shapes, data, layout)
+    layers = find_layers(eqns, outputs, shapes, data, layout, _modules)
     prog = Program(tuple(eqns), param_names, outputs, tuple(shapes), tuple(dtypes), symbolic)
     out_shape = shapes[outputs[0]] if len(outputs) == 1 and isinstance(outputs[0], int) else None
     num_classes = int(out_shape[1]) if out_shape is not None and len(out_shape) == 2 and isinstance(
@@ -174,8 +175,8 @@ def _widen(e, dtype):
 
 
 def _strip(scope: str, top: str) -> str:
-    parts = scope.split(".") if scope else []
-    return ".".join(parts[1:]) if parts and parts[0] == top else scope
+    parts = scope.split("/") if scope else []
+    return "/".join(parts[1:]) if parts and parts[0] == top else scope
 
 
 def _renumber_consts(b: _Builder, eqns, outputs, data, n_params: int):
@@ -230,7 +231,7 @@ def from_flax(module: Any, variables: Any = None, example_input: Any = None, **k
             with _scoped_nnx_calls(m):
                 return m(x)
 
-        return from_jax(apply, state, example_input, **kwargs)
+        return from_jax(apply, state, example_input, _modules={p for p, _ in _nnx_modules(module)}, **kwargs)
     raise TypeError(f"from_flax takes a flax.linen or flax.nnx Module, got {type(module).__name__}; "
                     "for any other JAX function use dv.from_jax(apply, params, example_input)")  # fmt: skip
 
@@ -238,7 +239,7 @@ def from_flax(module: Any, variables: Any = None, example_input: Any = None, **k
 def _nnx_modules(root) -> list:
     from flax import nnx
 
-    return [("/".join(str(p) for p in path), obj) for path, obj in nnx.iter_graph(root)
+    return [(".".join(str(p) for p in path), obj) for path, obj in nnx.iter_graph(root)
             if isinstance(obj, nnx.Module) and path]  # fmt: skip
 
 
@@ -250,11 +251,9 @@ def _scoped_nnx_calls(root):
 
 @contextlib.contextmanager
 def _scoped_calls(modules: list):
-    """Each module's call inside a named scope that is its path (for frameworks that name no scopes themselves:
-    NNX, Equinox). `modules`: (path with '/' separators, module object) pairs; a module reached twice keeps its
-    first path."""
-    from jax._src import source_info_util
-
+    """Each module's call inside a named scope that is its whole path (for frameworks that name no scopes
+    themselves: NNX, Equinox), so that a container (a list attribute) is no layer of its own. `modules`: (path
+    with '.' separators, module object) pairs; a module reached twice keeps its first path."""
     paths: dict[int, str] = {}
     for path, obj in modules:
         paths.setdefault(id(obj), path)
@@ -267,7 +266,7 @@ def _scoped_calls(modules: list):
             p = paths.get(id(self))
             if p is None:
                 return __orig(self, *a, **k)
-            with source_info_util.reset_name_stack(), jax.named_scope(p):
+            with jax.named_scope(PATH + p):
                 return __orig(self, *a, **k)
 
         saved[cls] = orig
@@ -285,7 +284,7 @@ def _scoped_calls(modules: list):
 
 
 def _eqx_modules(root) -> list:
-    """(path, module) of every Equinox module below `root` (fields, lists, tuples, dicts), '/'-separated."""
+    """(path, module) of every Equinox module below `root` (fields, lists, tuples, dicts), '.'-separated."""
     import dataclasses
 
     import equinox as eqx
@@ -295,7 +294,7 @@ def _eqx_modules(root) -> list:
     def walk(obj, path):
         if isinstance(obj, eqx.Module):
             if path:
-                found.append(("/".join(path), obj))
+                found.append((".".join(path), obj))
             for f in dataclasses.fields(obj):
                 walk(getattr(obj, f.name, None), path + (f.name,))
         elif isinstance(obj, (list, tuple)):
@@ -324,4 +323,5 @@ def from_equinox(model: Any, example_input: Any, *, batched: bool = False, layou
         with _scoped_calls(_eqx_modules(m)):
             return m(x) if batched else jax.vmap(m)(x)
 
-    return from_jax(apply, params, example_input, layout=layout, **kwargs)
+    return from_jax(apply, params, example_input, layout=layout, _modules={p for p, _ in _eqx_modules(model)},
+                    **kwargs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from typing import Any, NamedTuple
 
 import jax
@@ -23,6 +24,7 @@ import numpy as np
 from ...activations import ACTIVATIONS
 
 TAG = "deepvis_tag:"  # the named scope `tag` opens; what follows it is the layer's name
+PATH = "deepvis_path:"  # the named scope an adapter opens around a module's call; what follows is its whole path
 
 
 class Lit(NamedTuple):
@@ -41,7 +43,7 @@ class Dim(NamedTuple):
 class Eqn(NamedTuple):
     """One primitive application. ``ins``: var ids (ints) or `Lit`s; ``outs``: var ids; ``params``: the
     primitive's parameters as sorted (name, value) pairs (sizes that follow the input as `Dim`); ``scope``: its
-    named scope, ``"."``-separated; ``rule``: one of `RULES` (set by `classify`)."""
+    named scope, its levels ``"/"``-separated (a layer's name joins them with ``"."``); ``rule``: one of `RULES` (set by `classify`)."""
 
     prim: str
     ins: tuple
@@ -200,11 +202,21 @@ class _Builder:
         return outs
 
 
+_TRANSFORMED = re.compile(r"^\w+\((.*)\)$")
+
+
 def _scope_of(eqn, prefix: str) -> str:
-    # transformations ("vmap(...)") and a framework's own scopes with dots ("eqx.nn.Conv2d") are not module paths
-    parts = [p for p in str(eqn.source_info.name_stack).split("/") if p and "(" not in p and "." not in p]
-    joined = ".".join(parts)
-    return f"{prefix}.{joined}" if prefix and joined else (prefix or joined)
+    """The equation's scope below `prefix`, "/"-separated. Transformations ("vmap(...)") and a framework's own
+    scopes with dots ("eqx.nn.Conv2d") are not module paths; an adapter's `PATH` scope is a whole path."""
+    parts = prefix.split("/") if prefix else []
+    for p in str(eqn.source_info.name_stack).split("/"):
+        while (m := _TRANSFORMED.match(p)) is not None:  # "vmap(name)": the scope inside a transformation
+            p = m[1]
+        if p.startswith(PATH):
+            parts = p[len(PATH):].split(".")
+        elif p and "(" not in p and "." not in p:
+            parts.append(p)
+    return "/".join(parts)
 
 
 def _operand(b: _Builder, a, env: dict):
@@ -518,23 +530,25 @@ def pool_axes(e: Eqn) -> tuple[int, int] | None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def find_layers(eqns: list, outputs: tuple, shapes: list, data: tuple, layout: str) -> tuple:
+def find_layers(eqns: list, outputs: tuple, shapes: list, data: tuple, layout: str,
+                modules: set | None = None) -> tuple:  # fmt: skip
     """The scopes whose output is one 4-D map that depends on the image, bottom to top (`JaxLayer`s); a
-    `tag`'s output is the layer it names."""
+    `tag`'s output is the layer it names. `modules`: the module paths where an adapter named the scopes (a list
+    attribute holding modules is a scope level but no module, so no layer)."""
     defined_in: dict[str, list[int]] = {}
     scope_of_var: dict[int, str] = {}
     tags: dict[str, list[int]] = {}
     for e in eqns:
-        parts = e.scope.split(".") if e.scope else []
+        parts = e.scope.split("/") if e.scope else []
         tag_at = next((k for k, p in enumerate(parts) if p.startswith(TAG)), None)
         if tag_at is not None:
             if e.prim == "copy" and tag_at == len(parts) - 1:
                 tags.setdefault(parts[tag_at][len(TAG):], []).extend(e.outs)
             parts = parts[:tag_at]
         for o in e.outs:
-            scope_of_var[o] = ".".join(parts)
+            scope_of_var[o] = "/".join(parts)
         for k in range(1, len(parts) + 1):
-            defined_in.setdefault(".".join(parts[:k]), []).extend(e.outs)
+            defined_in.setdefault("/".join(parts[:k]), []).extend(e.outs)
     used_by: dict[int, set] = {}
     for e in eqns:
         for a in e.ins:
@@ -543,13 +557,14 @@ def find_layers(eqns: list, outputs: tuple, shapes: list, data: tuple, layout: s
     final = {o for o in outputs if isinstance(o, int)}
 
     def inside(scope: str, s: str) -> bool:
-        return s == scope or s.startswith(scope + ".")
+        return s == scope or s.startswith(scope + "/")
 
     found = []
     for scope, vars_ in defined_in.items():
         outs = [v for v in vars_ if v in final or any(not inside(scope, s) for s in used_by.get(v, ()))]
-        if len(outs) == 1:
-            found.append((scope, outs[0]))
+        name = scope.replace("/", ".")
+        if len(outs) == 1 and (modules is None or name in modules):
+            found.append((name, outs[0]))
     for name, vars_ in tags.items():
         if len(vars_) == 1:
             found.append((name, vars_[0]))
