@@ -5,6 +5,7 @@ Input-space methods return (N, H, W, 3) (`to_map` sums over colour): `saliency`,
 The CAMs return (N, h, w) at the layer (`upsample` brings them to the image): `grad_cam`, `hires_cam`,
 `grad_cam_pp`, `xgrad_cam`, `layer_cam`, `eigen_cam`, `score_cam`. A target is an int class index (one for the
 batch or one per image) or a ``dv.targets.*`` target. Every function is pure: jit, vmap and grad compose.
+`overlay` draws a map over its image (numpy; matplotlib's colour maps).
 """
 
 from deepvis_jax._src.attribution.methods import RULES as RULES
@@ -25,7 +26,9 @@ from deepvis_jax._src.attribution.methods import smooth_noise as smooth_noise
 from deepvis_jax._src.attribution.methods import to_map as to_map
 from deepvis_jax._src.attribution.methods import upsample as upsample
 from deepvis_jax._src.attribution.methods import xgrad_cam as xgrad_cam
+from deepvis_jax._src.attribution.render import colormap as colormap
+from deepvis_jax._src.attribution.render import overlay as overlay
 
-__all__ = ["RULES", "eigen_cam", "grad_cam", "grad_cam_pp", "guided_backprop", "guided_grad_cam", "hires_cam",
-           "input_x_gradient", "integrated_gradients", "layer_cam", "occlusion", "saliency", "score_cam",
+__all__ = ["RULES", "colormap", "eigen_cam", "grad_cam", "grad_cam_pp", "guided_backprop", "guided_grad_cam", "hires_cam",
+           "input_x_gradient", "integrated_gradients", "layer_cam", "occlusion", "overlay", "saliency", "score_cam",
            "smooth_grad", "smooth_noise", "to_map", "upsample", "xgrad_cam"]  # fmt: skip

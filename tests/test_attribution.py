@@ -397,12 +397,12 @@ def _one_line(excinfo) -> str:
 
 
 def test_batches_jit_vmap_and_errors(senet):
-    """A batch equals its single-image calls (CAMs and input methods, per-image targets); a method under the
+    """A batch equals its single-image calls (per-image targets); a method under the
     user's jax.jit equals the direct call, and vmapped over images equals the batch; a target list of the wrong
     length, a layer target below the CAM's layer, a float target and a bad rule raise one line each."""
     tm, model = senet
     x, target = jnp.asarray(_images(3)), np.array([1, 6, 2])
-    for fn in (A.grad_cam, A.layer_cam, A.input_x_gradient):
+    for fn in (A.grad_cam, A.layer_cam):
         batch = fn(model, x, target)
         for n in range(3):
             assert_close(batch[n : n + 1], fn(model, x[n : n + 1], int(target[n])), 1e-12, err_msg=fn.__name__)
@@ -439,3 +439,31 @@ def test_upsample_and_to_map_equal_torch():
     a = np.random.default_rng(1).standard_normal((2, 4, 4, 3))
     assert_close(A.to_map(jnp.asarray(a)), a.sum(-1), 1e-15)
     assert_close(A.to_map(jnp.asarray(a), "abs_sum"), np.abs(a).sum(-1), 1e-15)
+
+
+def test_cli_writes_overlays(tmp_path, capsys, monkeypatch):
+    """`deepvis attribute` writes one PNG per method: the image, a white gap, and the map over the image, equal
+    pixel for pixel to `overlay` of the library's map (Grad-CAM at conv5 upsampled; saliency abs-summed); an
+    unknown method is one line with status 2."""
+    from PIL import Image
+
+    from deepvis_jax import cli
+
+    monkeypatch.setenv(cli.CACHE_ENV, "off")
+    image = np.random.default_rng(0).integers(0, 256, (72, 72, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    argv = ["attribute", "--weights", "random", "--image", str(tmp_path / "in.png"), "--size", "0", "--method",
+            "grad_cam", "saliency", "--target", "3", "--layer", "conv5", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    model = dv.load_model("alexnet", weights=None, seed=0)
+    x = jnp.asarray(dv.normalize(image.astype(np.float32)[None] / 255.0), model.dtype)
+    want = {"grad_cam_conv5": A.upsample(A.grad_cam(model, x, 3, layer="conv5"), (72, 72))[0],
+            "saliency": A.to_map(A.saliency(model, x, 3), "abs_sum")[0]}  # fmt: skip
+    for name, heat in want.items():
+        png = np.asarray(Image.open(tmp_path / "out" / f"alexnet_{name}_class3.png"))
+        assert png.shape == (72, 72 + 8 + 72, 3)
+        np.testing.assert_array_equal(png[:, :72], image)
+        np.testing.assert_array_equal(png[:, 80:], A.overlay(image, np.asarray(heat)))
+    assert cli.main([*argv[:7], "--method", "gradcam", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("deepvis: error: unknown --method 'gradcam'; use any of: grad_cam")

@@ -32,10 +32,11 @@ Array = jax.Array
 
 def resolve_layer(model: Model, layer: Layer | None) -> str:
     """A layer's canonical name: a name or 1-based index of ``dv.layers(model)``; None: the last layer; on a
-    hand-written ResNet also a stage, ``"layer4"`` (torchvision's module: its last block's output)."""
+    hand-written ResNet also a stage, ``"layer4"`` (torchvision's module: its last block's output). `model` may
+    be an architecture."""
     if layer is None:
         return layers(model)[-1]
-    if isinstance(model.arch, ResNetArchitecture) and isinstance(layer, str) and re.fullmatch(r"layer\d", layer):
+    if isinstance(getattr(model, "arch", model), ResNetArchitecture) and isinstance(layer, str) and re.fullmatch(r"layer\d", layer):
         blocks = [name for name in layers(model) if name.startswith(layer + ".")]
         if blocks:
             return blocks[-1]
