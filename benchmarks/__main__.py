@@ -10,7 +10,7 @@ import platform
 import sys
 
 BENCHMARKS = ["classify", "visualize", "units", "batch", "construct", "transforms", "lucent", "atlas", "coldstart",
-              "occlusion", "memory", "profile", "graph"]
+              "occlusion", "memory", "profile", "graph", "attribution"]
 
 
 def main(argv=None) -> int:
