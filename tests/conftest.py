@@ -9,19 +9,15 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 def pytest_addoption(parser):
     parser.addoption("--families", action="store_true",
                      help="also run the tests marked `families` (every torchvision family as a graph network)")
-    parser.addoption("--wide", action="store_true",
-                     help="also run the tests marked `wide` (the wider matrices: attribution on ResNet-18 for every "
-                          "method)")
 
 
 def pytest_collection_modifyitems(config, items):
-    for marker, why in (("families", "every torchvision family"), ("wide", "a wider matrix")):
-        if config.getoption(f"--{marker}"):
-            continue
-        skip = pytest.mark.skip(reason=f"{why}: run with --{marker}")
-        for item in items:
-            if marker in item.keywords:
-                item.add_marker(skip)
+    if config.getoption("--families"):
+        return
+    skip = pytest.mark.skip(reason="every torchvision family: run with --families")
+    for item in items:
+        if "families" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
