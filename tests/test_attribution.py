@@ -402,7 +402,8 @@ def _one_line(excinfo) -> str:
 def test_batches_jit_vmap_and_errors(senet):
     """A batch equals its single-image calls (per-image targets); a method under the
     user's jax.jit equals the direct call, and vmapped over images equals the batch; a target list of the wrong
-    length, a layer target below the CAM's layer, a float target and a bad rule raise one line each."""
+    length, a layer target below the CAM's layer, a class out of range, a float target and a bad rule raise one line
+    each."""
     tm, model = senet
     x, target = jnp.asarray(_images(3)), np.array([1, 6, 2])
     for fn in (A.grad_cam, A.layer_cam):
@@ -422,6 +423,9 @@ def test_batches_jit_vmap_and_errors(senet):
     with pytest.raises(ValueError) as e:
         A.grad_cam(model, x, dv.targets.channel("block", 0), layer="features")
     assert "does not depend on layer features" in _one_line(e)
+    with pytest.raises(ValueError) as e:
+        A.saliency(model, x, dv.targets.softmax(10))
+    assert "class index 10 is out of range" in _one_line(e) and "10 classes (0..9)" in _one_line(e)
     with pytest.raises(TypeError) as e:
         A.saliency(model, x, 1.5)
     assert "int class index" in _one_line(e)
@@ -446,8 +450,8 @@ def test_upsample_and_to_map_equal_torch():
 
 def test_cli_writes_overlays(tmp_path, capsys, monkeypatch):
     """`deepvis attribute` writes one PNG per method: the image, a white gap, and the map over the image, equal
-    pixel for pixel to `overlay` of the library's map (Grad-CAM at conv5 upsampled; saliency abs-summed); an
-    unknown method is one line with status 2."""
+    pixel for pixel to `overlay` of the library's map (Grad-CAM at conv5, upsampled); an unknown method is one
+    line with status 2."""
     from PIL import Image
 
     from deepvis_jax import cli
@@ -456,12 +460,11 @@ def test_cli_writes_overlays(tmp_path, capsys, monkeypatch):
     image = np.random.default_rng(0).integers(0, 256, (72, 72, 3), dtype=np.uint8)
     Image.fromarray(image).save(tmp_path / "in.png")
     argv = ["attribute", "--weights", "random", "--image", str(tmp_path / "in.png"), "--size", "0", "--method",
-            "grad_cam", "saliency", "--target", "3", "--layer", "conv5", "--out", str(tmp_path / "out")]  # fmt: skip
+            "grad_cam", "--target", "3", "--layer", "conv5", "--out", str(tmp_path / "out")]  # fmt: skip
     assert cli.main(argv) == 0, capsys.readouterr().err
     model = dv.load_model("alexnet", weights=None, seed=0)
     x = jnp.asarray(dv.normalize(image.astype(np.float32)[None] / 255.0), model.dtype)
-    want = {"grad_cam_conv5": A.upsample(A.grad_cam(model, x, 3, layer="conv5"), (72, 72))[0],
-            "saliency": A.to_map(A.saliency(model, x, 3), "abs_sum")[0]}  # fmt: skip
+    want = {"grad_cam_conv5": A.upsample(A.grad_cam(model, x, 3, layer="conv5"), (72, 72))[0]}
     for name, heat in want.items():
         png = np.asarray(Image.open(tmp_path / "out" / f"alexnet_{name}_class3.png"))
         assert png.shape == (72, 72 + 8 + 72, 3)

@@ -30,6 +30,18 @@ def _per_image(name: str, value: Any, n: int, dtype=jnp.int32) -> Array:
     return a.astype(dtype)
 
 
+def _classes(model, index, n: int) -> Array:
+    """`_per_image` of class indices, checked against the model's class count where they are concrete."""
+    a = _per_image("target", index, n)
+    k = getattr(model.arch, "num_classes", None)
+    if k and not isinstance(a, jax.core.Tracer) and a.size:
+        lo, hi = int(jnp.min(a)), int(jnp.max(a))
+        if lo < 0 or hi >= k:
+            raise ValueError(f"class index {lo if lo < 0 else hi} is out of range: {model.arch.name} has {k} classes "
+                             f"(0..{k - 1})")  # fmt: skip
+    return a
+
+
 def _check_2d(out: Array, what: str) -> None:
     if getattr(out, "ndim", None) != 2:
         raise ValueError(f"{what} reads (N, classes) outputs, but the model returns "
@@ -51,7 +63,7 @@ class Logit(Target):
     layer: None = struct.field(pytree_node=False, default=None)
 
     def resolve(self, model, n):
-        return Logit(_per_image("target", self.index, n))
+        return Logit(_classes(model, self.index, n))
 
     def score(self, out: Array) -> Array:
         _check_2d(out, "a class target")
@@ -65,7 +77,7 @@ class Softmax(Target):
     layer: None = struct.field(pytree_node=False, default=None)
 
     def resolve(self, model, n):
-        return Softmax(_per_image("target", self.index, n))
+        return Softmax(_classes(model, self.index, n))
 
     def score(self, out: Array) -> Array:
         _check_2d(out, "dv.targets.softmax")
