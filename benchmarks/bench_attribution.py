@@ -130,7 +130,8 @@ def _smooth_row(tm, model, arch, n, size, samples, repeats):
     stdev = [0.15 * float(x[i].max() - x[i].min()) for i in range(n)]
     nt = NoiseTunnel(sal)
     torch_s, _ = time_torch(lambda: nt.attribute(xt, nt_type="smoothgrad", nt_samples=samples, stdevs=stdev[0],
-                                                 nt_samples_batch_size=chunk, target=tt, abs=False), repeats)  # fmt: skip
+                                                 nt_samples_batch_size=chunk, target=tt, abs=False),
+                            repeats)  # fmt: skip
     return Row(f"smooth_grad saliency {arch} {n}x{size}px {samples} samples vs Captum NoiseTunnel", jax_s, torch_s,
                first - jax_s, check, {"chunk": chunk})  # fmt: skip
 

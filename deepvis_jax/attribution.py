@@ -29,6 +29,7 @@ from deepvis_jax._src.attribution.methods import xgrad_cam as xgrad_cam
 from deepvis_jax._src.attribution.render import colormap as colormap
 from deepvis_jax._src.attribution.render import overlay as overlay
 
-__all__ = ["RULES", "colormap", "eigen_cam", "grad_cam", "grad_cam_pp", "guided_backprop", "guided_grad_cam", "hires_cam",
+__all__ = ["RULES", "colormap", "eigen_cam", "grad_cam", "grad_cam_pp", "guided_backprop", "guided_grad_cam",
+           "hires_cam",
            "input_x_gradient", "integrated_gradients", "layer_cam", "occlusion", "overlay", "saliency", "score_cam",
            "smooth_grad", "smooth_noise", "to_map", "upsample", "xgrad_cam"]  # fmt: skip

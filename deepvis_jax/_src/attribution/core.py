@@ -36,7 +36,8 @@ def resolve_layer(model: Model, layer: Layer | None) -> str:
     be an architecture."""
     if layer is None:
         return layers(model)[-1]
-    if isinstance(getattr(model, "arch", model), ResNetArchitecture) and isinstance(layer, str) and re.fullmatch(r"layer\d", layer):
+    resnet = isinstance(getattr(model, "arch", model), ResNetArchitecture)
+    if resnet and isinstance(layer, str) and re.fullmatch(r"layer\d", layer):
         blocks = [name for name in layers(model) if name.startswith(layer + ".")]
         if blocks:
             return blocks[-1]

@@ -21,7 +21,8 @@ def colormap(name: str = "inferno"):
     return matplotlib.colormaps[name]
 
 
-def overlay(image: Any, heatmap: Any, alpha: float = 0.5, cmap: str = "inferno", percentile: float = 99.0) -> np.ndarray:
+def overlay(image: Any, heatmap: Any, alpha: float = 0.5, cmap: str = "inferno",
+            percentile: float = 99.0) -> np.ndarray:  # fmt: skip
     """`heatmap` (H, W), at the image's size (`upsample` a CAM first), drawn over `image` (H, W, 3; uint8 or float
     in [0, 1]) in the colour map `cmap`: the map's negative values count as 0 and it is scaled so that its
     `percentile` (of the positive values; 100: the maximum) is the top colour, larger values clipped; the colour
