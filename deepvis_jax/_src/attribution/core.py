@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..nets import GraphArchitecture, Layer, Model, check_input, layer_name, layers
+from ..nets import Architecture, GraphArchitecture, Layer, Model, check_input, layer_name, layers
 from ..nets.resnet import ResNetArchitecture
 from ..rules import Plain
 from .targets import Target
@@ -151,6 +151,9 @@ def injected_scores(model: Model, x: Array, target: Target, name: str, delta: Ar
     pass; with a zero `delta`, the ordinary scores."""
     if isinstance(model.arch, GraphArchitecture):
         return _graph_scores(model, x, target, name, delta)
+    if not isinstance(model.arch, (Architecture, ResNetArchitecture)):  # a family whose layers are not ReLU outputs
+        raise ValueError(f"gradients at a layer (the CAMs) support the hand-written networks and graph networks, not "
+                         f"{type(model.arch).__name__} ({model.arch.name}); the input-space methods work on it")
     ops = _Inject(_relu_index(model, name, x), delta)
     out = model.apply(x, upto=target.layer, ops=ops)
     if ops.act is None:
