@@ -217,6 +217,22 @@ def test_smooth_grad_is_the_mean_of_captums_gradients_on_the_same_noise(senet):
                  1e-10)  # fmt: skip
 
 
+@wide
+def test_smooth_grad_takes_any_method(senet):
+    """Integrated gradients (a static ``steps=``) and guided backprop with a softmax target inside SmoothGrad equal
+    the mean of those methods on the same noisy images, 1e-12."""
+    tm, model = senet
+    x, key = jnp.asarray(_images()), jax.random.key(1)
+    noise = A.smooth_noise(x, key, 3, 0.1)
+    got = A.smooth_grad(A.integrated_gradients, model, x, [1, 2], key, samples=3, sigma=0.1, chunk=2, steps=3)
+    ref = np.mean([np.asarray(A.integrated_gradients(model, x + n, [1, 2], steps=3)[0]) for n in noise], 0)
+    assert_close(got, ref, 1e-12, err_msg="integrated gradients")
+    target = dv.targets.softmax([1, 2])
+    got = A.smooth_grad(A.guided_backprop, model, x, target, key, samples=3, sigma=0.1)
+    ref = np.mean([np.asarray(A.guided_backprop(model, x + n, target)) for n in noise], 0)
+    assert_close(got, ref, 1e-12, err_msg="guided backprop")
+
+
 def test_occlusion_equals_captum(senet):
     """Captum's Occlusion with a (3, 12, 12) window, stride 10 (the last window clipped at the edge) and baseline
     0: the mean score drop over the windows covering each pixel. Captum divides in float32: 1e-6."""
