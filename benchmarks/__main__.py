@@ -10,7 +10,7 @@ import platform
 import sys
 
 BENCHMARKS = ["classify", "visualize", "units", "batch", "construct", "transforms", "lucent", "atlas", "coldstart",
-              "occlusion", "memory", "profile", "graph", "jax_networks"]
+              "occlusion", "memory", "profile", "graph", "jax_networks", "attribution"]
 
 
 def main(argv=None) -> int:

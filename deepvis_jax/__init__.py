@@ -115,9 +115,11 @@ from deepvis_jax._src.visualizer import Visualizer as Visualizer
 from deepvis_jax._src.compile import COMPILER_OPTIONS as COMPILER_OPTIONS
 
 # namespaces
+from deepvis_jax import attribution as attribution
 from deepvis_jax import explorer as explorer
 from deepvis_jax import objectives as objectives
 from deepvis_jax import param as param
+from deepvis_jax import targets as targets
 from deepvis_jax import transforms as transforms
 
 __version__ = "0.1.0"
@@ -155,7 +157,7 @@ __all__ = [
     # compiling
     "COMPILER_OPTIONS",
     # namespaces
-    "explorer", "objectives", "param", "transforms",
+    "attribution", "explorer", "objectives", "param", "targets", "transforms",
 ]  # fmt: skip
 
 # The flat spellings of the namespaced names that existed (names added to the namespaces since never had one).

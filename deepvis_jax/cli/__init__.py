@@ -7,6 +7,7 @@
     deepvis convert --from vgg16.onnx --preprocessing caffe --out vgg16.msgpack   (needs onnx)
     deepvis layers --model vgg16                          # or --weights FILE.msgpack: its architecture
     deepvis occlusion --weights random --layer conv5     # occlusion sensitivity maps (the paper's Fig. 7)
+    deepvis attribute --method grad_cam --target 281 --layer layer4 --model resnet50   # attribution overlays
     deepvis atlas --images DIR --layer conv4 conv5 --out DIR [--construct]   # a static site over a folder
     deepvis serve --weights random                        # a local web app on http://127.0.0.1:8000/
     deepvis check --model vgg16 --weights random          (needs torch)
@@ -28,11 +29,11 @@ from typing import Sequence
 
 import deepvis_jax as dv
 
-from . import atlas, check, construct, convert, layers, occlusion, serve, visualize
+from . import atlas, attribute, check, construct, convert, layers, occlusion, serve, visualize
 from ._cache import CACHE_ENV, default_cache_dir, setup_compilation_cache
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_MISMATCH, PROG, TorchMissingError, message
 
-COMMANDS = (visualize, occlusion, construct, convert, layers, check, atlas, serve)  # in `deepvis --help` order
+COMMANDS = (visualize, occlusion, attribute, construct, convert, layers, check, atlas, serve)  # in `deepvis --help` order
 
 
 def build_parser() -> argparse.ArgumentParser:
