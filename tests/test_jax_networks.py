@@ -526,3 +526,27 @@ def test_bfloat16_model_runs_in_the_working_dtype():
     want = Half(dtype=jnp.float32).apply(v32, x)
     np.testing.assert_allclose(dv.classify(model, x), want, rtol=1e-6, atol=1e-6)
     assert dv.classify(model, x).dtype == jnp.float32
+
+
+def test_grad_cam_of_a_jax_network_equals_flax_intercepted_gradient(linen):
+    """dv.attribution's layer methods on a JAX network: Grad-CAM at `block` equals the CAM from the gradient that
+    Flax's own `intercept_methods` gives (a zero added to the block's output), float64."""
+    net, v, x, model = linen
+    with jax.enable_x64(True):
+        targets = jnp.array([1, 3])
+        cam = dv.attribution.grad_cam(model, x, targets, layer="block")
+        _, state = net.apply(v, x, capture_intermediates=True, mutable=["intermediates"])
+        act = state["intermediates"]["block"]["__call__"][0]
+
+        def score(delta):
+            def add(next_fun, args, kwargs, context):
+                out = next_fun(*args, **kwargs)
+                return out + delta if context.module.name == "block" and context.method_name == "__call__" else out
+
+            with nn.intercept_methods(add):
+                logits = net.apply(v, x)
+            return jnp.sum(logits[jnp.arange(2), targets])
+
+        grads = jax.grad(score)(jnp.zeros_like(act))
+        want = jax.nn.relu(jnp.sum(grads.mean(axis=(1, 2), keepdims=True) * act, axis=-1))
+        np.testing.assert_allclose(cam, want, rtol=0, atol=1e-12 * float(jnp.abs(want).max()))

@@ -9,7 +9,9 @@ the gradient with respect to a zero `delta` added to the layer's activation insi
   ``ops`` object (`rules.py`), the k-th in call order, where k is the number of ReLUs ``model.apply(x,
   upto=layer)`` calls; an `_Inject` ops object adds `delta` to that call's output;
 - graph networks (`converters.from_torch`): the interpreter's nodes run in order and `delta` is added to the
-  layer's node (its NHWC view's transpose, for token layers and channels-last maps).
+  layer's node (its NHWC view's transpose, for token layers and channels-last maps);
+- JAX networks (`dv.from_jax`): the jaxpr interpreter adds `delta` to the layer's var (transposed for a
+  channels-first function).
 
 Nothing else changes, so the scores, the activation and every gradient are the network's own, to rounding.
 """
@@ -22,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..nets import Architecture, GraphArchitecture, Layer, Model, check_input, layer_name, layers
+from ..nets import Architecture, GraphArchitecture, JaxArchitecture, Layer, Model, check_input, layer_name, layers
 from ..nets.resnet import ResNetArchitecture
 from ..rules import Plain
 from .targets import Target
@@ -146,11 +148,42 @@ def _graph_scores(model: Model, x: Array, target: Target, name: str, delta: Arra
     return target.score(out), act
 
 
+def _jax_scores(model: Model, x: Array, target: Target, name: str, delta: Array) -> tuple[Array, Array]:
+    """The same for a JAX network (`dv.from_jax`): its interpreter adds `delta` to the layer's var."""
+    from ..nets.jaxpr.architecture import JaxArchitecture, _value, layer_array, run
+
+    arch: JaxArchitecture = model.arch
+    arch.check_input_hw(x.shape[1:3])
+    var = arch.spec(name).var
+    wanted = (tuple(o for o in arch.program.outputs if isinstance(o, int)) if target.layer is None
+              else (arch.spec(target.layer).var,))  # fmt: skip
+    needed = arch.needed(wanted)
+    if var not in {o for i in needed for o in arch.program.eqns[i].outs}:
+        raise _below_error(target, name)
+    seen = {}
+
+    def hook(v, value):
+        if v != var:
+            return value
+        seen["act"] = layer_array(arch, value)
+        return value + (delta if arch.layout == "NHWC" else jnp.transpose(delta, (0, 3, 1, 2))).astype(value.dtype)
+
+    env = run(arch, model.variables, x, needed, hook=hook)
+    if target.layer is None:
+        outs = tuple(_value(o, env, None) for o in arch.program.outputs)
+        out = outs[0] if len(outs) == 1 else outs
+    else:
+        out = layer_array(arch, env[wanted[0]])
+    return target.score(out), seen["act"]
+
+
 def injected_scores(model: Model, x: Array, target: Target, name: str, delta: Array) -> tuple[Array, Array]:
     """(the target's scores (N,), layer `name`'s activation) with `delta` added to that activation in the forward
     pass; with a zero `delta`, the ordinary scores."""
     if isinstance(model.arch, GraphArchitecture):
         return _graph_scores(model, x, target, name, delta)
+    if isinstance(model.arch, JaxArchitecture):
+        return _jax_scores(model, x, target, name, delta)
     if not isinstance(model.arch, (Architecture, ResNetArchitecture)):  # a family whose layers are not ReLU outputs
         raise ValueError(f"gradients at a layer (the CAMs) support the hand-written networks and graph networks, not "
                          f"{type(model.arch).__name__} ({model.arch.name}); the input-space methods work on it")

@@ -258,8 +258,10 @@ def _pool(ops, x: Array, e) -> Array:
     return jnp.transpose(y, inv) if perm != tuple(range(x.ndim)) else y
 
 
-def run(arch: JaxArchitecture, variables: dict, x: Array, eqn_ids, ops=PLAIN) -> dict:
-    """Evaluate the equations `eqn_ids` (in order) on normalized NHWC images `x`; returns every var's value."""
+def run(arch: JaxArchitecture, variables: dict, x: Array, eqn_ids, ops=PLAIN, hook=None) -> dict:
+    """Evaluate the equations `eqn_ids` (in order) on normalized NHWC images `x`; returns every var's value.
+    `hook(var, value) -> value`, when given, may replace each equation's result (attribution's gradient at a
+    layer adds a zero there)."""
     prog = arch.program
     params = variables["params"]
     # the program as traced, float32 islands included, when it runs in the dtype it was traced in; else every
@@ -295,7 +297,7 @@ def run(arch: JaxArchitecture, variables: dict, x: Array, eqn_ids, ops=PLAIN) ->
         else:  # const, linear, decision
             outs = _bind(e, vals, sizes, dtype)
         for o, v in zip(e.outs, outs):
-            env[o] = v
+            env[o] = v if hook is None else hook(o, v)
     return env
 
 
