@@ -61,12 +61,12 @@ def _variables(net, x):
 
 @pytest.fixture(scope="module")
 def linen():
-    with jax.enable_x64(True):
+    with jax.enable_x64(True):  # made in float64; each test enters x64 again (a fixture must not leave it on)
         x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3), jnp.float64)
         net = Net()
         v = _variables(net, x)
         model = dv.from_flax(net, v, x)
-        yield net, v, x, model
+    return net, v, x, model
 
 
 def _rule_relu(method):

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..preprocessing import describe_preprocessing, preprocess_fn
 from .architecture import JaxArchitecture, strict_check
-from .program import PATH, TAG, Lit, Program, TraceError, _Builder, _walk, classify, find_layers, fuse_formulas
+from .program import PATH, TAG, Lit, Program, TraceError, _Builder, _walk, classify, find_layers, fold_scalars, fuse_formulas
 
 Array = jax.Array
 
@@ -133,6 +133,7 @@ def from_jax(apply: Callable, params: Any, example_input: Any, *, name: str | No
     eqns = b.eqns
     if _strip_scope:
         eqns = [e._replace(scope=_strip(e.scope, _strip_scope)) for e in eqns]
+    eqns, outputs = fold_scalars(eqns, b.dtypes, outputs)
     eqns = [_widen(e, dtype) for e in fuse_formulas(eqns, outputs)]
     b.dtypes = [str(np.dtype(dtype)) if d in _LOW else d for d in b.dtypes]
     eqns, data = classify(eqns, b.dtypes, 1 + len(names))

@@ -318,14 +318,36 @@ def _walk(b: _Builder, jaxpr, env: dict, prefix: str) -> None:
             raise TraceError(f"a while loop at {scope or 'the top level'} cannot be projected (its trip count depends "
                              "on values); write it as a static loop (a Python for, or lax.scan with a fixed length)")
         elif name == "cond":
-            raise TraceError(f"lax.cond at {scope or 'the top level'}: a branch chosen by values cannot be projected; "
-                             "pick the branch in Python (from static arguments) instead")  # fmt: skip
+            k = _static_branch(e, ins, b)
+            if k is None:
+                raise TraceError(f"lax.cond at {scope.replace('/', '.') or 'the top level'}: a branch chosen by values "
+                                 "cannot be projected; pick the branch in Python (from static arguments) instead")
+            outs = _inline(b, e.params["branches"][k], ins[1:], scope)
         elif name == "dim_as_value":
             outs = b.emit(name, ins, e.outvars, dict(e.params), scope)
         else:
             outs = b.emit(name, ins, e.outvars, dict(e.params), scope)
         for var, o in zip(e.outvars, outs):
             env[var] = o
+
+
+def _static_branch(e, ins: list, b: _Builder) -> int | None:
+    """The branch a `cond` takes when its index does not depend on values: a literal, or `lax.platform_dependent`'s
+    platform index (the branch for the platform JAX runs on now); None otherwise."""
+    n = len(e.params["branches"])
+    index = ins[0]
+    if isinstance(index, Lit):
+        return min(max(int(index.value), 0), n - 1)
+    platforms = e.params.get("branches_platforms")
+    producer = next((q for q in reversed(b.eqns) if index in q.outs), None)
+    if platforms is None or producer is None or producer.prim != "platform_index":
+        return None
+    here = jax.default_backend()
+    for k, names in enumerate(platforms):
+        if names is not None and here in names:
+            b.notes.append(f"lax.platform_dependent: the {here} branch kept")
+            return k
+    return next((k for k, names in enumerate(platforms) if names is None), None)
 
 
 def _unroll_scan(b: _Builder, e, ins: list, scope: str) -> list:
@@ -363,73 +385,120 @@ def _traced(b: _Builder, fn, ins: list, avals: list, scope: str) -> list:
 # Activations written as formulas (jax.nn.gelu is not a named call)
 # --------------------------------------------------------------------------------------------------------------
 
-_SCALAR_OPS = frozenset({"add", "sub", "mul", "div", "neg", "integer_pow", "tanh", "erf", "erfc", "exp", "logistic",
-                         "copy", "convert_element_type", "max", "min", "sqrt", "rsqrt"})  # fmt: skip
-_FORMULAS = {("gelu", "tanh"), ("gelu", "none")}
+_SCALAR_OPS = frozenset({"add", "sub", "mul", "div", "neg", "integer_pow", "tanh", "erf", "erfc", "exp", "expm1",
+                         "logistic", "convert_element_type", "max", "min", "clamp", "sqrt", "rsqrt", "gt",
+                         "ge", "lt", "le", "select_n", "abs"})  # fmt: skip
+_ANCHORS = frozenset({"tanh", "erf", "erfc", "logistic", "max", "min", "clamp", "select_n", "expm1"})
+_GRID = np.linspace(-16, 16, 321)
 
 
 def _region_function(eqns: list, x: int):
     def f(grid):
         env = {x: grid}
         for e in eqns:
-            vals = [jnp.asarray(a.value, grid.dtype) if isinstance(a, Lit) else env[a] for a in e.ins]
+            vals = [np.asarray(a.value, grid.dtype if _float(a.dtype) else np.dtype(a.dtype)) if isinstance(a, Lit)
+                    else env[a] for a in e.ins]  # fmt: skip
             params = {k: v for k, v in e.params}
-            if "new_dtype" in params:
+            if "new_dtype" in params and np.issubdtype(np.dtype(params["new_dtype"]), np.floating):
                 params["new_dtype"] = grid.dtype
-            out = primitive(e.prim).bind(*vals, **params)
-            env[e.outs[0]] = out
+            env[e.outs[0]] = primitive(e.prim).bind(*vals, **params)
         return env[eqns[-1].outs[0]]
 
     return f
 
 
+def _identify(f) -> tuple[str, tuple] | None:
+    """The rectifier-like activation (`ACTIVATIONS`, with its parameters) that the elementwise function `f`
+    computes on float64 values, or None. Parameters are read off its values (a clip's bounds, the slope at -1,
+    the ELU's alpha) and the whole function is then checked on a grid."""
+    got = np.asarray(f(jnp.asarray(_GRID)))
+    if got.shape != _GRID.shape or not np.all(np.isfinite(got)):
+        return None
+    at = lambda v: float(got[np.argmin(np.abs(_GRID - v))])  # noqa: E731
+    candidates = [("gelu", (("approximate", "tanh"),)), ("gelu", (("approximate", "none"),)), ("silu", ()),
+                  ("hardswish", ())]  # fmt: skip
+    lo, hi = float(got.min()), float(got.max())
+    if hi < 12 and hi > lo:  # saturates inside the grid: a clip (ReLU6, hardtanh)
+        candidates.append(("hardtanh", (("max_val", hi), ("min_val", lo))))
+    slope = -at(-1.0)
+    if 0 < slope < 1:
+        candidates.append(("leaky_relu", (("negative_slope", slope),)))
+    alpha = at(-1.0) / np.expm1(-1.0)
+    if alpha > 0:
+        candidates.append(("elu", (("alpha", alpha),)))
+    for kind, params in candidates:
+        want = np.asarray(ACTIVATIONS[kind](jnp.asarray(_GRID), **dict(params)))
+        if np.allclose(got, want, rtol=1e-6, atol=1e-6):
+            return kind, params
+    return None
+
+
+def fold_scalars(eqns: list, dtypes: list, outputs: tuple) -> tuple[list, tuple]:
+    """Scalars computed from literals alone (``jnp.clip(x, 0, 6)`` converts its bounds) become literals, so that a
+    formula's constants read as constants; returns the equations and the outputs."""
+    known: dict[int, Lit] = {}
+    out = []
+    for e in eqns:
+        ins = tuple(known.get(a, a) if isinstance(a, int) else a for a in e.ins)
+        e = e._replace(ins=ins)
+        if e.prim in ("convert_element_type", "neg", "add", "sub", "mul", "div") and len(e.outs) == 1 and all(
+                isinstance(a, Lit) for a in ins):  # fmt: skip
+            try:
+                vals = [np.asarray(a.value, np.dtype(a.dtype)) for a in ins]
+                v = np.asarray(primitive(e.prim).bind(*vals, **dict(e.params)))
+            except Exception:  # noqa: BLE001 - keep the equation as it is
+                v = None
+            if v is not None and v.ndim == 0:
+                known[e.outs[0]] = Lit(v.item(), dtypes[e.outs[0]])
+                continue
+        out.append(e)
+    return out, tuple(known.get(o, o) if isinstance(o, int) else o for o in outputs)
+
+
 def fuse_formulas(eqns: list, outputs: tuple) -> list:
-    """Replace each run of elementwise equations that computes ``jax.nn.gelu`` (either form) of one var by one
-    ``activation`` equation, so that the rules see it as the rectifier-like activation it is."""
+    """Replace each run of elementwise equations that computes a rectifier-like activation of one var (both forms
+    of ``jax.nn.gelu``, which is no named call; ReLU6 or hardtanh as a clip; hardswish as ``x * clip(x + 3, 0, 6)
+    / 6``; leaky ReLU and ELU as ``where``) by one ``activation`` equation, so that the rules see it as the
+    activation it is. A run is found around each equation of `_ANCHORS`, and checked numerically (`_identify`)."""
     uses: dict[int, list[int]] = {}
     for i, e in enumerate(eqns):
         for a in e.ins:
             if isinstance(a, int):
                 uses.setdefault(a, []).append(i)
     final = {o for o in outputs if isinstance(o, int)}
-    grid = np.linspace(-6, 6, 121)
-    refs = {key: np.asarray(ACTIVATIONS["gelu"](jnp.asarray(grid), approximate=key[1])) for key in _FORMULAS}
     replace: dict[int, Eqn] = {}
     drop: set[int] = set()
     for mid, e in enumerate(eqns):
-        if e.prim not in ("tanh", "erfc", "erf") or mid in drop:
+        if e.prim not in _ANCHORS or mid in drop:
             continue
         for start in range(max(0, mid - 6), mid + 1):
             first = eqns[start]
-            xs = [a for a in first.ins if isinstance(a, int)]
-            if len(xs) != 1 or start in drop:
+            xs = {a for a in first.ins if isinstance(a, int)}
+            if len(xs) != 1 or start in drop or first.prim not in _SCALAR_OPS:
                 continue
-            x = xs[0]
+            (x,) = xs
             region, known = [], {x}
-            for j in range(start, min(len(eqns), mid + 6)):
+            for j in range(start, min(len(eqns), mid + 7)):
                 ej = eqns[j]
-                if ej.prim not in _SCALAR_OPS or len(ej.outs) != 1 or not all(
+                if j in drop or ej.prim not in _SCALAR_OPS or len(ej.outs) != 1 or not all(
                         isinstance(a, Lit) or a in known for a in ej.ins):  # fmt: skip
                     break
                 region.append(j)
                 known.add(ej.outs[0])
-                if j <= mid:
+                if j < mid or len(region) < 2:
                     continue
                 inner = [eqns[k].outs[0] for k in region[:-1]]
                 if any(v in final or any(u not in region for u in uses.get(v, ())) for v in inner):
                     continue
                 try:
-                    got = np.asarray(_region_function([eqns[k] for k in region], x)(jnp.asarray(grid)))
+                    found = _identify(_region_function([eqns[k] for k in region], x))
                 except Exception:  # noqa: BLE001 - not a function of one array
-                    continue
-                for key, want in refs.items():
-                    if got.shape == want.shape and np.allclose(got, want, rtol=1e-6, atol=1e-6):
-                        replace[region[0]] = Eqn("activation", (x,), (ej.outs[0],),
-                                                 (("kind", "gelu"), ("params", (("approximate", key[1]),))),
-                                                 eqns[region[-1]].scope)  # fmt: skip
-                        drop.update(region)
-                        break
-                if region[0] in replace:
+                    found = None
+                if found is not None:
+                    kind, params = found
+                    replace[region[0]] = Eqn("activation", (x,), (ej.outs[0],), (("kind", kind), ("params", params)),
+                                             eqns[region[-1]].scope)  # fmt: skip
+                    drop.update(region)
                     break
             if start in replace:
                 break
