@@ -440,3 +440,45 @@ def test_the_model_comes_from_a_converted_weights_file_alone(capsys, tmp_path):
     assert dv.load_model(str(path)).arch.name == "vgg11"
     with pytest.raises(ValueError, match="records its architecture"):
         dv.load_model(path, weights="imagenet")
+
+
+# -------------------------------------------------------------------------------------------------------------- issue 33: rough edges
+
+
+def test_random_weights_are_recorded_in_the_file_and_print_no_classes(capsys, tmp_path):
+    """A file converted from random weights records it: loading it says so in one warning and prints no classes
+    (the README: classes are printed for pretrained weights only); a file of trained weights still prints them."""
+    _png("in.png", (64, 64))
+    code, _, err = run(capsys, "convert", "--from", "random", "--out", "r.msgpack")
+    assert code == 0, err
+    code, _, err = run(capsys, "convert", "--torchvision", "alexnet", "--weights", "random", "--size", "64",
+                       "--out", "tv.msgpack")  # fmt: skip
+    assert code == 0, err
+    for path in ("r.msgpack", "tv.msgpack"):
+        assert dv.load_model(path).random_weights and dv.load_model("alexnet", weights=path).random_weights
+        code, out, err = run(capsys, "visualize", "--weights", path, "--layer", "1", "--top-k", "2",
+                             "--image", "in.png", "--out", f"o_{path}")  # fmt: skip
+        assert code == 0, err
+        assert err.splitlines() == [f"deepvis: warning: {path} holds random (untrained) weights: its pictures are "
+                                    "not meaningful and no classes are printed"], err  # fmt: skip
+        assert "ImageNet classes" not in out
+    assert dv.load_model("alexnet").random_weights  # the seeded init is random, and a file of it says so
+    assert dv.load_model(dv.save_model(dv.load_model("alexnet"), tmp_path / "init.msgpack")).random_weights
+    trained = converters.from_torchvision(torchvision.models.alexnet().eval())  # weights of unknown origin
+    assert not trained.random_weights
+    assert not dv.load_model(dv.save_model(trained, tmp_path / "t.msgpack")).random_weights
+
+
+def test_small_scores_print_with_significant_digits(capsys, tmp_path):
+    """Scores of ~1e-5 (GoogLeNet's top channels) printed as 0.0000 said nothing: they keep 5 significant digits."""
+    m = dv.load_model("alexnet", seed=2)
+    params = dict(m.params, conv1={"kernel": m.params["conv1"]["kernel"] * 1e-6, "bias": m.params["conv1"]["bias"] * 0})
+    path = dv.save_model(m.replace(variables={"params": params}), tmp_path / "tiny.msgpack")
+    _png("in.png", (40, 40))
+    code, out, err = run(capsys, "visualize", "--weights", path, "--layer", "1", "--top-k", "3", "--image", "in.png",
+                         "--out", "o")  # fmt: skip
+    assert code == 0, err
+    shown = [float(s) for s in re.findall(r"^  channel +\d+  score +(\S+)$", out, re.M)]
+    want = np.asarray(dv.visualize(dv.load_model(path), dv.load_image("in.png"), 1, top_k=3).scores)
+    assert 1e-9 < want.max() < 1e-3, want  # the case: scores far below 1e-4
+    np.testing.assert_allclose(shown, want, rtol=1e-4)

@@ -2,8 +2,9 @@
 
 The converted-file format is Flax's msgpack serialization (`flax.serialization.msgpack_serialize`) of
 ``{"format": "deepvis_jax", "version": 1, "arch": <name>, "variables": {"params": ..., "batch_stats": ...},
-"classifier": "trained" | "untrained"}``: numpy arrays in a plain msgpack map, readable with no torch installed
-and no code executed on load. A file without "classifier" (written before it existed) is "trained".
+"classifier": "trained" | "untrained", "random_weights": bool}``: numpy arrays in a plain msgpack map, readable
+with no torch installed and no code executed on load. A file without "classifier" (written before it existed) is
+"trained"; one without "random_weights" holds weights of unknown origin (False).
 
 A graph network (`converters.from_torch`) is stored as version 2: the same map with ``"graph"``, the captured
 graph as JSON text (`nets.graph.to_json`: op names, static arguments, module paths, layers; no pickles, no code),
@@ -69,7 +70,7 @@ def expected_shapes(arch: AnyArchitecture) -> dict[tuple[str, ...], tuple[int, .
 
 
 def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndarray], source: str,
-                      classifier: str = "trained") -> Model:
+                      classifier: str = "trained", random_weights: bool = False) -> Model:
     """Build a Model from flattened variables, checking every name and shape (errors name the tensor)."""
     want = expected_shapes(arch)
     missing = [k for k in want if k not in flat]
@@ -86,7 +87,7 @@ def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndar
             )
     dtype = target_dtype(np.asarray(flat[next(iter(want))]).dtype)
     variables = traverse_util.unflatten_dict({k: jnp.asarray(np.asarray(v, dtype=dtype)) for k, v in flat.items()})
-    return Model(variables=variables, arch=arch, classifier=classifier)
+    return Model(variables=variables, arch=arch, classifier=classifier, random_weights=random_weights)
 
 
 def save_model(model: Model, path: str | os.PathLike) -> Path:
@@ -101,6 +102,7 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
         "arch": model.arch.name,
         "variables": jax.tree_util.tree_map(np.asarray, model.variables),
         "classifier": model.classifier,
+        "random_weights": bool(model.random_weights),
     }
     if graph:
         state["graph"] = to_json(model.arch)
@@ -136,7 +138,15 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
     if classifier not in ("trained", "untrained"):
         raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
     flat = traverse_util.flatten_dict(state["variables"])
-    return model_from_arrays(file_arch, flat, str(path), classifier)
+    return model_from_arrays(file_arch, flat, str(path), classifier, _random_weights(path, state))
+
+
+def _random_weights(path: Path, state: dict) -> bool:
+    """The file's record of whether its weights are random (untrained); absent in older files: False."""
+    value = state.get("random_weights", False)
+    if not isinstance(value, bool):
+        raise WeightsError(f"{path} has an unknown random_weights record {value!r}; convert it again")
+    return value
 
 
 def _read_graph(path: Path, state: dict, arch) -> Model:
@@ -164,7 +174,8 @@ def _read_graph(path: Path, state: dict, arch) -> Model:
     classifier = state.get("classifier", "trained")
     if classifier not in ("trained", "untrained"):
         raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
-    return Model(variables=variables, arch=graph, classifier=classifier)
+    return Model(variables=variables, arch=graph, classifier=classifier,
+                 random_weights=_random_weights(path, state))
 
 
 def weight_loader(name: str, entry_points: Iterable[Any] | None = None) -> Callable[..., Model] | None:
