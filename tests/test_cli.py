@@ -165,9 +165,9 @@ def test_offline_imagenet(capsys, monkeypatch):
     def offline(self, *args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(torchvision.models.AlexNet_Weights, "get_state_dict", offline)
+    monkeypatch.setattr(torch.hub, "urlopen", offline)  # what torch.hub.download_url_to_file connects with
     code, _, err = run(capsys, "visualize", "--layer", "1")  # --weights imagenet is the default
-    assert_one_line_error(code, err, "cannot download pretrained alexnet weights", "try --weights random")
+    assert_one_line_error(code, err, "cannot download pretrained alexnet weights", "or use random weights")
     with pytest.raises(dv.WeightsUnavailableError, match="cannot download pretrained alexnet weights"):
         dv.load_model("alexnet", weights="imagenet")
 
@@ -482,3 +482,21 @@ def test_small_scores_print_with_significant_digits(capsys, tmp_path):
     want = np.asarray(dv.visualize(dv.load_model(path), dv.load_image("in.png"), 1, top_k=3).scores)
     assert 1e-9 < want.max() < 1e-3, want  # the case: scores far below 1e-4
     np.testing.assert_allclose(shown, want, rtol=1e-4)
+
+
+def test_offline_error_is_one_line_with_nothing_before(capsys, monkeypatch):
+    """Offline, with nothing cached: every command that fetches torchvision's weights prints one error line and
+    nothing else (torch's 'Downloading: ...' line came first), its advice said once."""
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "urlopen", offline)  # what torch.hub.download_url_to_file connects with
+    for argv in (["visualize", "--layer", "1"], ["check"], ["convert", "--out", "a.msgpack"],
+                 ["convert", "--torchvision", "alexnet", "--out", "b.msgpack"]):  # fmt: skip
+        code, out, err = run(capsys, *argv)
+        assert out == "", (argv, out)
+        assert len(err.splitlines()) == 1, (argv, err)
+        assert_one_line_error(code, err, "pretrained alexnet weights", "offline")
+        assert err.count("random") == 1, (argv, err)  # the advice once, not again in other words
+    assert not Path("a.msgpack").exists() and not Path("b.msgpack").exists()

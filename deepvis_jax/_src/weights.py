@@ -227,7 +227,7 @@ def load_imagenet(arch: AnyArchitecture, progress: bool = True) -> Model:
         raise WeightsUnavailableError(
             f"pretrained {arch.name} weights are not cached at {cached} and torch is not installed to fetch them; "
             f"install the [torch] extra, or run `deepvis convert --model {arch.name} --out {arch.name}.msgpack` "
-            f"on a machine with torch and pass that file as weights"
+            f"on a machine with torch and pass that file as weights, or use random weights"
         )
     model = fetch(arch.name, progress=progress)
     save_model(model, cached)

@@ -67,10 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except dv.WeightsUnavailableError as e:
-        print(f"{PROG}: error: {message(e)}; try --weights random or --weights PATH", file=sys.stderr)
-        return EXIT_ERROR
-    except (ValueError, OSError, TorchMissingError) as e:  # WeightsError and ImageError are ValueErrors
+    except (ValueError, OSError, TorchMissingError, dv.WeightsUnavailableError) as e:
+        # WeightsError and ImageError are ValueErrors; each message already says what to do, once
         print(f"{PROG}: error: {message(e)}", file=sys.stderr)
         return EXIT_ERROR
 

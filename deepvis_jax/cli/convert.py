@@ -86,12 +86,10 @@ def _convert_torchvision(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         module = torchvision.models.get_model(name, weights=None)
     elif weights.lower() == "imagenet":
-        try:
-            module = torchvision.models.get_model(name, weights="DEFAULT")
-        except Exception as e:  # URLError, HTTP errors, socket errors: no download possible
-            raise dv.WeightsUnavailableError(
-                f"cannot download torchvision's pretrained {name} weights ({type(e).__name__}; offline?): pass a "
-                "state-dict .pth file with --weights PATH, or --weights random") from None  # fmt: skip
+        from converters._torchvision import fetch_checkpoint
+
+        fetch_checkpoint(torchvision.models.get_model_weights(name).DEFAULT, name)  # nothing printed when offline
+        module = torchvision.models.get_model(name, weights="DEFAULT")  # from the cache
     else:
         module = torchvision.models.get_model(name, weights=None)
         state = converters.read_state_dict(weights)
