@@ -500,3 +500,28 @@ def test_offline_error_is_one_line_with_nothing_before(capsys, monkeypatch):
         assert_one_line_error(code, err, "pretrained alexnet weights", "offline")
         assert err.count("random") == 1, (argv, err)  # the advice once, not again in other words
     assert not Path("a.msgpack").exists() and not Path("b.msgpack").exists()
+
+
+def test_interrupted_atlas_says_resume_continues(capsys, monkeypatch, tmp_path):
+    """Ctrl-C in `deepvis atlas` says that --resume continues it (and where the checkpoint is); --resume then
+    finishes the site."""
+    from deepvis_jax import explorer
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        _png(tmp_path / "imgs" / f"{i}.png", (40, 40))
+    argv = ["atlas", "--weights", "random", "--images", "imgs", "--layer", "1", "--channels", "0", "--size", "40",
+            "--top-k", "1", "--out", "site", "--quiet"]  # fmt: skip
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(explorer, "build_layer", interrupted)  # after the pass over the images saved its state
+        code, _, err = run(capsys, *argv)
+    assert code == 130
+    assert err.splitlines()[-1] == (f"deepvis: interrupted; run the same command with --resume to continue "
+                                    f"(the last checkpoint is {Path('site') / explorer.STATE_FILE})")  # fmt: skip
+    code, out, err = run(capsys, *argv, "--resume")
+    assert code == 0, err
+    assert Path("site/index.html").is_file()

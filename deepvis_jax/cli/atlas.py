@@ -83,19 +83,24 @@ def run(args: argparse.Namespace) -> int:
         for n in names:
             explorer.clear_layer(out / n)
         (out / explorer.STATE_FILE).unlink(missing_ok=True)
-    results = explorer.atlas_pass(model, args.images, names, out, top_k=args.top_k, batch_size=args.batch_size,
-                                  size=args.size, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                                  per_image=not args.all_positions, progress=not args.quiet)  # fmt: skip
-    summaries = []
-    for n in names:
-        layer_dir = out / n
-        summaries.append(explorer.build_layer(
-            model, args.images, results[n], layer_dir, channels=selected[n], batch_size=args.batch_size,
-            size=args.size, construct=opts if n in constructed else None, replace_features=args.overwrite,
-            info=info, progress=not args.quiet, digest=digest))  # fmt: skip
+    try:
+        results = explorer.atlas_pass(model, args.images, names, out, top_k=args.top_k, batch_size=args.batch_size,
+                                      size=args.size, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                                      per_image=not args.all_positions, progress=not args.quiet)  # fmt: skip
+        summaries = []
+        for n in names:
+            layer_dir = out / n
+            summaries.append(explorer.build_layer(
+                model, args.images, results[n], layer_dir, channels=selected[n], batch_size=args.batch_size,
+                size=args.size, construct=opts if n in constructed else None, replace_features=args.overwrite,
+                info=info, progress=not args.quiet, digest=digest))  # fmt: skip
+            if writer:
+                print(f"atlas of {arch.name} {n}: {len(selected[n])} of {summaries[-1].channels} channels, "
+                      f"{n_images} images -> {layer_dir / 'index.html'}")  # fmt: skip
         if writer:
-            print(f"atlas of {arch.name} {n}: {len(selected[n])} of {summaries[-1].channels} channels, {n_images} "
-                  f"images -> {layer_dir / 'index.html'}")  # fmt: skip
-    if writer:
-        print(f"site: {explorer.write_site_index(out, summaries, info)}")
+            print(f"site: {explorer.write_site_index(out, summaries, info)}")
+    except KeyboardInterrupt:
+        state = out / explorer.STATE_FILE
+        saved = f"the last checkpoint is {state}" if state.exists() else "no checkpoint was saved yet"
+        raise KeyboardInterrupt(f"run the same command with --resume to continue ({saved})") from None
     return 0
