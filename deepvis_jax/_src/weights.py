@@ -4,7 +4,8 @@ The converted-file format is Flax's msgpack serialization (`flax.serialization.m
 ``{"format": "deepvis_jax", "version": 1, "arch": <name>, "variables": {"params": ..., "batch_stats": ...},
 "classifier": "trained" | "untrained", "random_weights": bool}``: numpy arrays in a plain msgpack map, readable
 with no torch installed and no code executed on load. A file without "classifier" (written before it existed) is
-"trained"; one without "random_weights" holds weights of unknown origin (False).
+"trained"; one without "random_weights" holds weights of unknown origin (False). "checksum" is `data_checksum` of
+the variables (and graph); a file whose data do not match it is refused (one without it, older, is read).
 
 A graph network (`converters.from_torch`) is stored as version 2: the same map with ``"graph"``, the captured
 graph as JSON text (`nets.graph.to_json`: op names, static arguments, module paths, layers; no pickles, no code),
@@ -18,6 +19,7 @@ neither torch nor the package that converts torch weights (it registers its load
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 from pathlib import Path
@@ -90,6 +92,19 @@ def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndar
     return Model(variables=variables, arch=arch, classifier=classifier, random_weights=random_weights)
 
 
+def data_checksum(state: dict) -> str:
+    """``"sha256:<hex>"`` of a converted file's data: every variable's path, dtype, shape and bytes (sorted by
+    path), then the graph's JSON text when there is one. Stored in the file; `read_converted` refuses a mismatch."""
+    h = hashlib.sha256()
+    for key, v in sorted(traverse_util.flatten_dict(state["variables"]).items()):
+        a = np.ascontiguousarray(v)
+        h.update(f"{'/'.join(map(str, key))}:{a.dtype.str}:{a.shape};".encode())
+        h.update(memoryview(a.reshape(-1)).cast("B"))
+    if "graph" in state:
+        h.update(str(state["graph"]).encode())
+    return "sha256:" + h.hexdigest()
+
+
 def save_model(model: Model, path: str | os.PathLike) -> Path:
     """Write `model` to a converted file (msgpack) that `load_model(arch, weights=path)` (a graph network:
     `load_model(path)`) reads without torch."""
@@ -106,6 +121,7 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
     }
     if graph:
         state["graph"] = to_json(model.arch)
+    state["checksum"] = data_checksum(state)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(serialization.msgpack_serialize(state))
     os.replace(tmp, path)  # never leave a half-written file under the real name
@@ -124,6 +140,9 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
                            "it may be truncated or corrupt: convert it again") from None  # fmt: skip
     if not isinstance(state, dict) or state.get("format") != FORMAT or "variables" not in state:
         raise WeightsError(f"{path} is not a deepvis_jax weights file; convert one with `deepvis convert`")
+    if "checksum" in state and state["checksum"] != _checksum_or_none(state):
+        raise WeightsError(f"{path}: its data do not match the checksum stored with it (the file was altered or "
+                           "damaged); convert it again")  # fmt: skip
     if state.get("version") == GRAPH_VERSION:
         return _read_graph(path, state, arch)
     if state.get("version", VERSION) != VERSION:
@@ -139,6 +158,14 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
         raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
     flat = traverse_util.flatten_dict(state["variables"])
     return model_from_arrays(file_arch, flat, str(path), classifier, _random_weights(path, state))
+
+
+def _checksum_or_none(state: dict) -> str | None:
+    """`data_checksum` of a file's state, or None when its variables are not arrays (a damaged map)."""
+    try:
+        return data_checksum(state)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _random_weights(path: Path, state: dict) -> bool:
