@@ -17,7 +17,8 @@ from pathlib import Path
 import deepvis_jax as dv
 from deepvis_jax import explorer
 
-from ._common import add_command, at_least, int_arg, quiet_arg, construct_args, load_model, model_arch, model_arg, weights_arg
+from ._common import (add_command, at_least, construct_args, int_arg, load_model, model_arch, model_arg, quiet_arg, warn,
+                      weights_arg)  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -48,6 +49,23 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     quiet_arg(p)
 
 
+def _smaller_than(files, size: int) -> list[tuple[Path, int, int]]:
+    """(file, width, height) of the images whose shorter side is below `size` (read from their headers only; a
+    file that cannot be read is left to the run, which reports it)."""
+    from PIL import Image
+
+    small = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001 - reported when the run reads it
+            continue
+        if min(w, h) < size:
+            small.append((f, w, h))
+    return small
+
+
 def run(args: argparse.Namespace) -> int:
     import jax
 
@@ -56,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                     ("--construct-steps", args.construct_steps), ("--construct-batch", args.construct_batch)):  # fmt: skip
         at_least(flag, v)
     out = Path(args.out)
-    n_images = len(dv.list_images(args.images))  # fail early on a missing or empty folder
+    files = dv.list_images(args.images)  # fail early on a missing or empty folder
+    n_images = len(files)
     arch = model_arch(args)
     names = list(dict.fromkeys(dv.layer_name(arch, layer) for layer in args.layer))  # in the order given
     selected = {n: explorer.parse_channels(args.channels, dv.layer_channels(arch, n), n) for n in names}
@@ -75,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir() and any(out.iterdir()) and not (args.overwrite or args.resume):
         raise FileExistsError(f"{out} is not empty; pass --overwrite to replace the atlas or --resume to continue it")
     model, _ = load_model(args)
+    small = _smaller_than(files, args.size)
+    if small:
+        f, w, h = small[0]
+        warn(f"{len(small)} of {n_images} images are smaller than --size {args.size} (shorter side) and are enlarged "
+             f"to {args.size}x{args.size}, e.g. {f.relative_to(args.images)} ({w}x{h})")  # fmt: skip
     opts = explorer.ConstructOptions(args.construct_size, args.construct_steps, args.construct_batch)
     info = explorer.SiteInfo(arch.name, n_images, opts.describe() if constructed else None)
     digest = explorer.weights_digest(model) if constructed else None
