@@ -199,10 +199,10 @@ def assert_decisions_agree(switches, switches64, margins, err_msg: str = "") -> 
     nearly everywhere, so the check is not vacuous)."""
     pools, relus = margins
     assert len(switches.pools) == len(switches64.pools) == len(pools), err_msg
-    for i, (a, b, ok) in enumerate(zip(switches.pools, switches64.pools, pools)):
+    for i, (a, b, ok) in enumerate(zip(switches.pools, switches64.pools, pools, strict=True)):
         assert ok.mean() > 0.9, f"{err_msg} pool {i}: only {ok.mean():.0%} of the windows are clear of a tie"
         np.testing.assert_array_equal(np.asarray(a.index)[ok], np.asarray(b.index)[ok], err_msg=f"{err_msg} pool {i}")
-    for i, (a, b, ok) in enumerate(zip(switches.relus, switches64.relus, relus)):
+    for i, (a, b, ok) in enumerate(zip(switches.relus, switches64.relus, relus, strict=True)):
         assert ok.mean() > 0.9, f"{err_msg} relu {i}: only {ok.mean():.0%} of the inputs are clear of zero"
         np.testing.assert_array_equal(np.asarray(a)[ok], np.asarray(b)[ok], err_msg=f"{err_msg} relu {i}")
 

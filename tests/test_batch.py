@@ -170,7 +170,7 @@ def test_cli_folder_skips_a_corrupt_file(tmp_path, capsys):
     # each image's printed channels and written projections are `visualize` of that image alone (resized and
     # center-cropped to 48x48, as the command reads it)
     model = dv.load_model("alexnet", weights=None, seed=0)
-    for name, file in zip(names, ["a.png", "c.png", "d.bmp", "sub/b.jpg"]):
+    for name, file in zip(names, ["a.png", "c.png", "d.bmp", "sub/b.jpg"], strict=True):
         image = load_square(src / file, 48)
         assert image.shape == (48, 48, 3)
         r = dv.visualize(model, image, "conv2", top_k=2)

@@ -240,7 +240,8 @@ def test_weights_files_round_trip(models, tmp_path):
     model = models["resnet18"]
     path = converters.save(model, tmp_path / "r18.msgpack")
     loaded = dv.load_model("resnet18", weights=path)
-    for a, b in zip(jax.tree_util.tree_leaves(model.variables), jax.tree_util.tree_leaves(loaded.variables)):
+    for a, b in zip(jax.tree_util.tree_leaves(model.variables), jax.tree_util.tree_leaves(loaded.variables),
+                    strict=True):
         np.testing.assert_array_equal(a, b)
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
     assert dv.load_model("resnet18", weights=tmp_path / "r18.pth").arch.name == "resnet18"

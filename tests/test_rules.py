@@ -120,7 +120,7 @@ def test_linearized_rule_is_the_vjp_at_the_recorded_point():
     want = jax.vjp(lambda a, s: fn(a, s, recorded[2]), *recorded[:2])[1](jnp.asarray(g))
     replayed = (jnp.asarray(rng.standard_normal((2, 5))), jnp.zeros((2, 1)), jnp.asarray(idx[::-1].copy()))
     got = jax.vjp(lambda a, s: linearized_rule(fn, recorded, (a, s, replayed[2])), *replayed[:2])[1](jnp.asarray(g))
-    for w, o in zip(want, got):
+    for w, o in zip(want, got, strict=True):
         np.testing.assert_allclose(o, w, rtol=1e-14, atol=1e-15)
     at_record = jax.jit(lambda a, s: linearized_rule(fn, (a, s, recorded[2]), (a, s, recorded[2])))
     jax.test_util.check_grads(at_record, recorded[:2], order=1, modes=("rev",))

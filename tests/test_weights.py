@@ -30,7 +30,7 @@ def _assert_same(a, b):
     assert a.arch == b.arch
     la, lb = jax.tree_util.tree_leaves_with_path(a.variables), jax.tree_util.tree_leaves_with_path(b.variables)
     assert [p for p, _ in la] == [p for p, _ in lb]
-    for (_, x), (_, y) in zip(la, lb):
+    for (_, x), (_, y) in zip(la, lb, strict=True):
         np.testing.assert_array_equal(x, y)
 
 
