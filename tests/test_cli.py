@@ -530,16 +530,14 @@ def test_interrupted_atlas_says_resume_continues(capsys, monkeypatch, tmp_path):
 def test_atlas_says_once_that_it_enlarges_small_images(capsys, monkeypatch, tmp_path):
     """Images smaller than --size are enlarged to it: the atlas says so once, up front, with the count and an
     example (before, 96 px images became 224 px without a word); images at least that large draw no warning."""
-    from deepvis_jax import explorer
-
     (tmp_path / "imgs").mkdir()
     for name, size in (("a.png", (40, 30)), ("b.png", (64, 64)), ("c.png", (30, 44))):
         _png(tmp_path / "imgs" / name, size)
 
-    def interrupted(*args, **kwargs):  # stop before any computing: the warning comes first
+    def interrupted(*args, **kwargs):  # stop before the weights are loaded: the warning comes first
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(explorer, "atlas_pass", interrupted)
+    monkeypatch.setattr(cli.atlas, "load_model", interrupted)
     argv = ["atlas", "--weights", "random", "--images", "imgs", "--layer", "1", "--out", "site", "--quiet"]
     code, _, err = run(capsys, *argv, "--size", "48")
     assert code == 130

@@ -93,12 +93,12 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (args.overwrite or args.resume):
         raise FileExistsError(f"{out} is not empty; pass --overwrite to replace the atlas or --resume to continue it")
-    model, _ = load_model(args)
     small = _smaller_than(files, args.size)
     if small:
         f, w, h = small[0]
         warn(f"{len(small)} of {n_images} images are smaller than --size {args.size} (shorter side) and are enlarged "
              f"to {args.size}x{args.size}, e.g. {f.relative_to(args.images)} ({w}x{h})")  # fmt: skip
+    model, _ = load_model(args)
     opts = explorer.ConstructOptions(args.construct_size, args.construct_steps, args.construct_batch)
     info = explorer.SiteInfo(arch.name, n_images, opts.describe() if constructed else None)
     digest = explorer.weights_digest(model) if constructed else None
