@@ -30,3 +30,22 @@ def test_paired_comparisons_check_lengths():
     _compare([np.asarray(t)], [t], "pair")
     with pytest.raises((AssertionError, ValueError)):
         _compare([np.asarray(t)], [t, t], "pair")  # an output missing
+
+
+def test_assert_close_bounds_peak_relative_and_elementwise_errors():
+    """Hand-made errors: the peak-relative error is bounded by rtol, the elementwise relative one (above the
+    floor) by `elementwise`; a failure names both numbers."""
+    from reference import assert_close, errors
+
+    e = np.array([1000.0, 1.0, 1e-5, -2.0])
+    a = e + np.array([1e-7, 1e-8, 1.0, 0.0])  # the 1e-5 element is off by 1 but lies below the floor
+    assert errors(a, e, floor=1e-3) == pytest.approx((1.0 / 1000, 1e-8))
+    assert_close(a, e, 1e-3, elementwise=1e-7)
+    with pytest.raises(AssertionError, match=r"peak-relative error 0\.001 \(bound 0\.0001\)"):
+        assert_close(a, e, 1e-4)
+    b = e + np.array([0.0, 1e-4, 0.0, 0.0])  # 1e-7 of the peak, but 1e-4 of its own element
+    assert_close(b, e, 1e-6)  # peak-relative only: passes
+    with pytest.raises(AssertionError, match=r"elementwise relative error 0\.0001 where \|expected\| >= 0\.001"):
+        assert_close(b, e, 1e-6, elementwise=1e-6)
+    with pytest.raises(AssertionError):
+        assert_close(np.array([np.nan, 1.0]), np.array([1.0, 1.0]), 1.0)
