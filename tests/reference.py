@@ -108,12 +108,60 @@ def assert_close(actual, expected, rtol: float, err_msg: str = "", *, elementwis
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def layer_module(tm: torch.nn.Module, layer) -> str:
+    """The path of the torch module whose output is deepvis_jax's `layer`, read off the torch module alone (never
+    from deepvis_jax's tables, so an off-by-one there cannot be copied into the reference). AlexNet and VGG (a
+    ``features`` Sequential): the ReLU right after a convolution, the convolutions counted in module order, "convK"
+    (or the int K) the K-th, "convA_B" the B-th of block A (blocks end at max-pools). ResNets: a block's path as
+    given ("layer2.0", its output after the final ReLU); "conv1", the stem, is the output of its ReLU ("relu")."""
+    if not hasattr(tm, "features"):
+        return "relu" if layer == "conv1" else str(layer)
+    convs, block, k = [], 1, 0
+    children = list(tm.features.named_children())
+    for i, (name, m) in enumerate(children):
+        if isinstance(m, torch.nn.MaxPool2d):
+            block, k = block + 1, 0
+        elif isinstance(m, torch.nn.Conv2d):
+            k += 1
+            relu = next(n for n, r in children[i + 1 :] if isinstance(r, torch.nn.ReLU))
+            convs.append((f"conv{block}_{k}", f"features.{relu}"))
+    if isinstance(layer, int) or str(layer).removeprefix("conv").isdigit():
+        return convs[int(str(layer).removeprefix("conv")) - 1][1]
+    return dict(convs)[layer]
+
+
+class _Stop(Exception):
+    """Raised by the hook at the layer's module: nothing above the layer runs."""
+
+
+def run_to(tm: torch.nn.Module, layer, xt: torch.Tensor, hooks=()) -> torch.Tensor:
+    """`tm`'s forward pass on NCHW `xt`, stopped at the output of `layer`'s module (`layer_module`), which it
+    returns; `hooks`: (module, forward pre-hook) pairs registered for the run."""
+    mods, out = dict(tm.named_modules()), {}
+
+    def stop(module, inputs, output):
+        out["o"] = output
+        raise _Stop
+
+    handles = [mods[layer_module(tm, layer)].register_forward_hook(stop)]
+    handles += [m.register_forward_pre_hook(h) for m, h in hooks]
+    try:
+        tm(xt)
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return out["o"]
+
+
 def torch_backward(tm, arch, x_nhwc, layer, signals_nhwc, method: str = "deconv"):
-    """Projections by torch autograd of `tm.features` up to `layer` (after its ReLU), one backward per signal,
-    with every ReLU's backward as `method` says. Returns (activation NHWC, stacked input grads NHWC or None)."""
-    feats = converters.backward_features(tm, layer, method)
+    """Projections by torch autograd of `tm` up to `layer` (after its ReLU; cut at its module, `layer_module`), one
+    backward per signal, with every rectifier's backward as `method` says (`converters.projection_rules`). Returns
+    (activation NHWC, stacked input grads NHWC or None). `arch` is not used (the cut comes from `tm` alone)."""
     xt = nchw(x_nhwc).to(next(tm.parameters()).dtype).requires_grad_(True)
-    out = feats(xt)
+    with converters.projection_rules(method):
+        out = run_to(tm, layer, xt)
     grads = []
     for s in signals_nhwc:
         (g,) = torch.autograd.grad(out, xt, nchw(s).to(out.dtype), retain_graph=True)
@@ -189,11 +237,10 @@ def decision_margins(tm64: torch.nn.Module, x64, layer, margin: float = DECISION
     Returns ``(pools, relus)``, bottom to top, shaped like `dv.Switches`' leaves: for each max-pool a bool array
     (N, h, w, C), True where the window's largest value beats the runner-up by more than `margin` of the pool
     input's scale; for each ReLU a bool array, True where |input| exceeds `margin` of its scale."""
-    feats = converters.backward_features(tm64, layer, "gradient")
     pools, relus, last_relu_input = [], [], [None]
 
-    def hook(module, inputs):  # before the op: its input
-        x = nhwc(inputs[0])
+    def hook(module, inputs):  # before the op: its input (copied: an in-place ReLU overwrites it)
+        x = nhwc(inputs[0]).copy()
         scale = float(np.abs(x).max()) or 1.0
         if isinstance(module, torch.nn.MaxPool2d):
             p = _pair(module.padding)
@@ -213,14 +260,9 @@ def decision_margins(tm64: torch.nn.Module, x64, layer, margin: float = DECISION
             relus.append(np.abs(x) > margin * scale)
             last_relu_input[0] = x
 
-    handles = [m.register_forward_pre_hook(hook) for m in feats.modules()
-               if isinstance(m, (torch.nn.MaxPool2d, torch.nn.ReLU))]  # fmt: skip
-    try:
-        with torch.no_grad():
-            feats(nchw(x64).double())
-    finally:
-        for h in handles:
-            h.remove()
+    hooks = [(m, hook) for m in tm64.modules() if isinstance(m, (torch.nn.MaxPool2d, torch.nn.ReLU))]
+    with torch.no_grad():
+        run_to(tm64, layer, nchw(x64).double(), hooks)
     return pools, relus
 
 

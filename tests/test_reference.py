@@ -49,3 +49,27 @@ def test_assert_close_bounds_peak_relative_and_elementwise_errors():
         assert_close(b, e, 1e-6, elementwise=1e-6)
     with pytest.raises(AssertionError):
         assert_close(np.array([np.nan, 1.0]), np.array([1.0, 1.0]), 1.0)
+
+
+def test_the_reference_cuts_torch_by_its_own_module_paths():
+    """The torch reference is cut at module paths read off the torch network (hand-checked here against
+    torchvision's layouts), not at deepvis_jax's layer tables; and what it returns is that module's output."""
+    torch = pytest.importorskip("torch")
+    import torchvision
+
+    from reference import layer_module, run_to
+
+    alexnet = torchvision.models.alexnet()
+    with torch.device("meta"):  # the layouts only: no weights
+        vgg16, vgg11_bn, resnet18 = (torchvision.models.get_model(n) for n in ("vgg16", "vgg11_bn", "resnet18"))
+    assert [layer_module(alexnet, f"conv{k}") for k in range(1, 6)] == [f"features.{i}" for i in (1, 4, 7, 9, 11)]
+    assert layer_module(alexnet, 3) == "features.7"
+    assert [layer_module(vgg16, n) for n in ("conv1_1", "conv3_1", "conv4_3", "conv5_3")] == [
+        "features.1", "features.11", "features.22", "features.29"]  # fmt: skip
+    assert [layer_module(vgg11_bn, n) for n in ("conv1_1", "conv2_1", "conv3_2")] == [
+        "features.2", "features.6", "features.13"]  # BatchNorm between each conv and its ReLU  # fmt: skip
+    assert [layer_module(resnet18, n) for n in ("conv1", "layer2.0")] == ["relu", "layer2.0"]
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = alexnet.features[:8](x)  # conv1 .. conv3's ReLU by hand
+        np.testing.assert_array_equal(run_to(alexnet, "conv3", x).numpy(), full.numpy())
