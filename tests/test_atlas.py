@@ -575,6 +575,9 @@ def test_resume_refuses_other_weights_or_a_changed_folder(model, tmp_path, capsy
     capsys.readouterr()
     assert _cli(argv + ["--weights", str(tmp_path / "other.msgpack"), "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].endswith("other.msgpack holds random (untrained) weights: its pictures are not meaningful and no "
+                           "classes are printed")  # the file records the seeded init's weights as random  # fmt: skip
+    err = err[1:]
     assert len(err) == 1 and err[0].startswith("deepvis: error: checkpoint") and "(weights: " in err[0], err
     # --all-positions is another run (the checkpoint says so); with --overwrite it replaces the site's top-k
     page = tmp_path / "site" / "conv1" / "channel_0000.html"
