@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 from typing import Any, Mapping
 
 import numpy as np
@@ -307,20 +308,40 @@ def load_pth(path: str | os.PathLike, arch: str | None = None) -> "Model":  # no
                            f"pick --model {other}") from None  # fmt: skip
 
 
+def fetch_checkpoint(weights: Any, name: str, progress: bool = True) -> Path:
+    """The file of torchvision weights `weights` (a ``WeightsEnum`` member) in torch's checkpoint cache, downloaded
+    first if it is not there, the way ``torch.hub.load_state_dict_from_url`` would (same file name and hash check)
+    but with nothing printed before the connection is made: torch prints "Downloading: ..." first, offline too.
+    WeightsUnavailableError (one line, its advice once) when it cannot be downloaded."""
+    url = weights.url
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    target = cache / os.path.basename(urlparse(url).path)
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    m = torch.hub.HASH_REGEX.search(target.name)
+    try:
+        torch.hub.download_url_to_file(url, str(target), m.group(1) if m else None, progress=progress)
+    except Exception as e:  # URLError, HTTP errors, socket errors, a bad hash: no usable download
+        raise WeightsUnavailableError(
+            f"cannot download pretrained {name} weights ({type(e).__name__}; offline?): put {url} into {cache}, "
+            "or pass a local .pth/.msgpack file as weights, or use random weights"
+        ) from None
+    return target
+
+
 def imagenet_state_dict(arch: str, progress: bool = True) -> dict:
     """torchvision's pretrained ImageNet state dict, through torchvision's own download and cache."""
     import torchvision
 
     a = get_architecture(arch)
     weights = torchvision.models.get_model_weights(a.name).DEFAULT
+    path = fetch_checkpoint(weights, a.name, progress)
     try:
-        return weights.get_state_dict(progress=progress, check_hash=True)
-    except Exception as e:  # URLError, HTTP errors, socket errors: no download possible
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
-        raise WeightsUnavailableError(
-            f"cannot download pretrained {a.name} weights ({type(e).__name__}; offline?): put {weights.url} "
-            f"into {cache}, or pass a local .pth/.msgpack file as weights, or use random weights"
-        ) from None
+        return weights.get_state_dict(progress=progress, check_hash=True)  # from the cache: no download
+    except Exception as e:  # a damaged file in the cache
+        raise WeightsError(f"torchvision's cached {a.name} weights {path} cannot be read ({type(e).__name__}); "
+                           "delete the file to download it again") from None  # fmt: skip
 
 
 def imagenet_model(arch: str, progress: bool = True) -> "Model":  # noqa: F821

@@ -575,6 +575,9 @@ def test_resume_refuses_other_weights_or_a_changed_folder(model, tmp_path, capsy
     capsys.readouterr()
     assert _cli(argv + ["--weights", str(tmp_path / "other.msgpack"), "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].endswith("other.msgpack holds random (untrained) weights: its pictures are not meaningful and no "
+                           "classes are printed")  # the file records the seeded init's weights as random  # fmt: skip
+    err = err[1:]
     assert len(err) == 1 and err[0].startswith("deepvis: error: checkpoint") and "(weights: " in err[0], err
     # --all-positions is another run (the checkpoint says so); with --overwrite it replaces the site's top-k
     page = tmp_path / "site" / "conv1" / "channel_0000.html"
@@ -596,3 +599,30 @@ def test_resume_refuses_other_weights_or_a_changed_folder(model, tmp_path, capsy
             np.testing.assert_array_equal(z["position_0"], want.position[..., 0] * 9 + want.position[..., 1])
         repeats = [len(set(row)) < 3 for row in want.image_index]
         assert not any(repeats) if per_image else any(repeats)  # all positions: some channel's top-3 share an image
+
+
+def _html_ids(path: Path) -> list[str]:
+    """Every id attribute of an HTML page, in order."""
+    from html.parser import HTMLParser
+
+    ids: list[str] = []
+
+    class Ids(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            ids.extend(v for k, v in attrs if k == "id")
+
+    Ids().feed(path.read_text())
+    return ids
+
+
+def test_site_index_has_no_duplicate_ids(tmp_path):
+    """The site's index shows several layers' channels on one page: every HTML id on it is unique (channel 0 of
+    conv1 and of conv2 once repeated id="channel-0"), and each layer's thumbnails are told apart by the layer."""
+    from deepvis_jax import explorer
+
+    layers = [explorer.LayerSummary(name, 64, (0, 1, 2), 11, False) for name in ("conv1", "conv2", "layer1.0")]
+    page = explorer.write_site_index(tmp_path, layers, explorer.SiteInfo("alexnet", 5, None))
+    ids = _html_ids(page)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    for name in ("conv1", "conv2", "layer1.0"):
+        assert [i for i in ids if i.startswith(f"channel-{name}-")] == [f"channel-{name}-{c}" for c in (0, 1, 2)]

@@ -15,7 +15,8 @@ import deepvis_jax as dv
 from deepvis_jax import cli
 from deepvis_jax._src.images import load_square
 from deepvis_jax._src.visualize import _visualize_batch
-from reference import as_float64, assert_choice, assert_close, assert_close_up_to_near_ties, torch_model
+from reference import (as_float64, assert_choice, assert_close, assert_close_up_to_near_ties, count_flips, torch_model,
+                       visualize_decisions)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,10 @@ def test_batch_float32_within_portable_criteria(alexnet):
     images = _images(3, (67, 80), seed=1)
     r = dv.visualize(alexnet, images, "conv5", top_k=4, batch_size=2)
     assert r.projections.dtype == jnp.float32 and r.projections.shape == (3, 4, 67, 80, 3)
+    batch_decisions = visualize_decisions(alexnet, images, "conv5", batch_size=2)
     for i in range(3):
+        flips = count_flips(jax.tree_util.tree_map(lambda l: l[i : i + 1], batch_decisions),
+                            visualize_decisions(alexnet, images[i], "conv5"))  # fmt: skip
         one = dv.visualize(alexnet, images[i], "conv5", top_k=4)
         a = np.asarray(one.activations)
         assert_close(r.activations[i], a, 1e-5, err_msg=f"image {i} activations")
@@ -72,7 +76,7 @@ def test_batch_float32_within_portable_criteria(alexnet):
         assert_choice(r.channels[i], one.channels, a.max(axis=(0, 1)), err_msg=f"image {i} channels")
         same = np.asarray(r.channels[i]) == np.asarray(one.channels)
         assert same.any()
-        assert_close_up_to_near_ties(np.asarray(r.projections[i])[same], np.asarray(one.projections)[same],
+        assert_close_up_to_near_ties(np.asarray(r.projections[i])[same], np.asarray(one.projections)[same], flips,
                                      err_msg=f"image {i}")  # fmt: skip
 
 
@@ -87,7 +91,8 @@ def test_one_image_shapes_unchanged_and_batch_of_one(alexnet):
     assert r.batched and len(r) == 1 and r.projections.shape == (1, 2, 67, 67, 3)
     np.testing.assert_array_equal(r.activations[0], one.activations)  # same program up to the batch axis
     np.testing.assert_array_equal(r.channels[0], one.channels)
-    assert_close_up_to_near_ties(r.projections[0], one.projections)
+    flips = count_flips(visualize_decisions(alexnet, image, "conv3"), visualize_decisions(alexnet, image[0], "conv3"))
+    assert_close_up_to_near_ties(r.projections[0], one.projections, flips)
     # a jax array batch and float images work too; chunks larger than the batch are not padded
     r = dv.visualize(alexnet, jnp.asarray(np.concatenate([image, image]) / 255.0), "conv3", top_k=2, batch_size=64)
     assert r.projections.shape == (2, 2, 67, 67, 3)
@@ -170,7 +175,7 @@ def test_cli_folder_skips_a_corrupt_file(tmp_path, capsys):
     # each image's printed channels and written projections are `visualize` of that image alone (resized and
     # center-cropped to 48x48, as the command reads it)
     model = dv.load_model("alexnet", weights=None, seed=0)
-    for name, file in zip(names, ["a.png", "c.png", "d.bmp", "sub/b.jpg"]):
+    for name, file in zip(names, ["a.png", "c.png", "d.bmp", "sub/b.jpg"], strict=True):
         image = load_square(src / file, 48)
         assert image.shape == (48, 48, 3)
         r = dv.visualize(model, image, "conv2", top_k=2)

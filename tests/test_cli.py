@@ -165,9 +165,9 @@ def test_offline_imagenet(capsys, monkeypatch):
     def offline(self, *args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(torchvision.models.AlexNet_Weights, "get_state_dict", offline)
+    monkeypatch.setattr(torch.hub, "urlopen", offline)  # what torch.hub.download_url_to_file connects with
     code, _, err = run(capsys, "visualize", "--layer", "1")  # --weights imagenet is the default
-    assert_one_line_error(code, err, "cannot download pretrained alexnet weights", "try --weights random")
+    assert_one_line_error(code, err, "cannot download pretrained alexnet weights", "or use random weights")
     with pytest.raises(dv.WeightsUnavailableError, match="cannot download pretrained alexnet weights"):
         dv.load_model("alexnet", weights="imagenet")
 
@@ -440,3 +440,107 @@ def test_the_model_comes_from_a_converted_weights_file_alone(capsys, tmp_path):
     assert dv.load_model(str(path)).arch.name == "vgg11"
     with pytest.raises(ValueError, match="records its architecture"):
         dv.load_model(path, weights="imagenet")
+
+
+# -------------------------------------------------------------------------------------------------------------- issue 33: rough edges
+
+
+def test_random_weights_are_recorded_in_the_file_and_print_no_classes(capsys, tmp_path):
+    """A file converted from random weights records it: loading it says so in one warning and prints no classes
+    (the README: classes are printed for pretrained weights only); a file of trained weights still prints them."""
+    _png("in.png", (64, 64))
+    code, _, err = run(capsys, "convert", "--from", "random", "--out", "r.msgpack")
+    assert code == 0, err
+    code, _, err = run(capsys, "convert", "--torchvision", "alexnet", "--weights", "random", "--size", "64",
+                       "--out", "tv.msgpack")  # fmt: skip
+    assert code == 0, err
+    assert dv.load_model("alexnet", weights="tv.msgpack").random_weights
+    code, out, err = run(capsys, "visualize", "--weights", "r.msgpack", "--layer", "1", "--top-k", "2",
+                         "--image", "in.png", "--out", "o")  # fmt: skip
+    assert code == 0, err
+    assert err.splitlines() == ["deepvis: warning: r.msgpack holds random (untrained) weights: its pictures are "
+                                "not meaningful and no classes are printed"], err  # fmt: skip
+    assert "ImageNet classes" not in out
+    assert dv.load_model("alexnet").random_weights  # the seeded init is random (save_model records the field)
+    trained = converters.from_torchvision(torchvision.models.alexnet().eval())  # weights of unknown origin
+    assert not trained.random_weights
+    assert not dv.load_model(dv.save_model(trained, tmp_path / "t.msgpack")).random_weights
+
+
+def test_small_scores_print_with_significant_digits(capsys, tmp_path):
+    """Scores of ~1e-5 (GoogLeNet's top channels) printed as 0.0000 said nothing: they keep 5 significant digits."""
+    m = dv.load_model("alexnet", seed=2)
+    params = dict(m.params, conv1={"kernel": m.params["conv1"]["kernel"] * 1e-6, "bias": m.params["conv1"]["bias"] * 0})
+    path = dv.save_model(m.replace(variables={"params": params}), tmp_path / "tiny.msgpack")
+    _png("in.png", (40, 40))
+    code, out, err = run(capsys, "visualize", "--weights", path, "--layer", "1", "--top-k", "3", "--image", "in.png",
+                         "--out", "o")  # fmt: skip
+    assert code == 0, err
+    shown = [float(s) for s in re.findall(r"^  channel +\d+  score +(\S+)$", out, re.M)]
+    want = np.asarray(dv.visualize(dv.load_model(path), dv.load_image("in.png"), 1, top_k=3).scores)
+    assert 1e-9 < want.max() < 1e-3, want  # the case: scores far below 1e-4
+    np.testing.assert_allclose(shown, want, rtol=1e-4)
+
+
+def test_offline_error_is_one_line_with_nothing_before(capsys, monkeypatch):
+    """Offline, with nothing cached: every command that fetches torchvision's weights prints one error line and
+    nothing else (torch's 'Downloading: ...' line came first), its advice said once."""
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "urlopen", offline)  # what torch.hub.download_url_to_file connects with
+    for argv in (["visualize", "--layer", "1"], ["check"], ["convert", "--out", "a.msgpack"],
+                 ["convert", "--torchvision", "alexnet", "--out", "b.msgpack"]):  # fmt: skip
+        code, out, err = run(capsys, *argv)
+        assert out == "", (argv, out)
+        assert len(err.splitlines()) == 1, (argv, err)
+        assert_one_line_error(code, err, "pretrained alexnet weights", "offline")
+        assert err.count("random") == 1, (argv, err)  # the advice once, not again in other words
+    assert not Path("a.msgpack").exists() and not Path("b.msgpack").exists()
+
+
+def test_interrupted_atlas_says_resume_continues(capsys, monkeypatch, tmp_path):
+    """Ctrl-C in `deepvis atlas` says that --resume continues it (and where the checkpoint is); --resume then
+    finishes the site."""
+    from deepvis_jax import explorer
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        _png(tmp_path / "imgs" / f"{i}.png", (40, 40))
+    argv = ["atlas", "--weights", "random", "--images", "imgs", "--layer", "1", "--channels", "0", "--size", "40",
+            "--top-k", "1", "--out", "site", "--quiet"]  # fmt: skip
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(explorer, "build_layer", interrupted)  # after the pass over the images saved its state
+        code, _, err = run(capsys, *argv)
+    assert code == 130
+    assert err.splitlines()[-1] == (f"deepvis: interrupted; run the same command with --resume to continue "
+                                    f"(the last checkpoint is {Path('site') / explorer.STATE_FILE})")  # fmt: skip
+    code, out, err = run(capsys, *argv, "--resume")
+    assert code == 0, err
+    assert Path("site/index.html").is_file()
+
+
+def test_atlas_says_once_that_it_enlarges_small_images(capsys, monkeypatch, tmp_path):
+    """Images smaller than --size are enlarged to it: the atlas says so once, up front, with the count and an
+    example (before, 96 px images became 224 px without a word); images at least that large draw no warning."""
+    (tmp_path / "imgs").mkdir()
+    for name, size in (("a.png", (40, 30)), ("b.png", (64, 64)), ("c.png", (30, 44))):
+        _png(tmp_path / "imgs" / name, size)
+
+    def interrupted(*args, **kwargs):  # stop before the weights are loaded: the warning comes first
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.atlas, "load_model", interrupted)
+    argv = ["atlas", "--weights", "random", "--images", "imgs", "--layer", "1", "--out", "site", "--quiet"]
+    code, _, err = run(capsys, *argv, "--size", "48")
+    assert code == 130
+    warnings = [ln for ln in err.splitlines() if ln.startswith("deepvis: warning: 2 of 3")]
+    assert warnings == ["deepvis: warning: 2 of 3 images are smaller than --size 48 (shorter side) and are "
+                        "enlarged to 48x48, e.g. a.png (40x30)"], err  # fmt: skip
+    code, _, err = run(capsys, *argv, "--size", "30")
+    assert code == 130 and "enlarged" not in err, err

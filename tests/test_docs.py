@@ -391,6 +391,37 @@ def test_commands_are_checked():
             check_command(wrong, "case")
 
 
+def _cli_options() -> dict[str, dict[str, str]]:
+    """Command -> {option: its help text} of every `deepvis` subcommand (hidden options and --help left out)."""
+    import argparse
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: {o: " ".join(str(a.help).split()) for a in p._actions if a.help != argparse.SUPPRESS
+                   for o in a.option_strings if o.startswith("--") and o != "--help"}
+            for name, p in sub.choices.items()}  # fmt: skip
+
+
+def test_cli_doc_lists_every_option():
+    """docs/cli.md names every option of every command: in the command's own section, or, for an option that
+    several commands share with the same help text, in "Options every command shares" (an option with its own
+    meaning in one command, such as convert's --weights, is described in that command's section)."""
+    sections = {s.split("\n", 1)[0]: s for s in re.split(r"^## ", (REPO / "docs" / "cli.md").read_text(), flags=re.M)}
+    shared_text = sections["Options every command shares"]
+    commands = _cli_options()
+    helps: dict[tuple[str, str], int] = {}
+    for opts in commands.values():
+        for o, h in opts.items():
+            helps[o, h] = helps.get((o, h), 0) + 1
+    missing = []
+    for name, opts in commands.items():
+        own = sections.get(f"`deepvis {name}`", "")
+        for o, h in opts.items():
+            text = own + (shared_text if helps[o, h] > 1 else "")
+            if not re.search(re.escape(o) + r"(?![\w-])", text):
+                missing.append(f"deepvis {name} {o}")
+    assert not missing, f"docs/cli.md does not mention: {', '.join(missing)}"
+
+
 def test_readme_setup_is_what_ci_runs():
     """.ci/run installs and tests exactly as the README's set-up block says."""
     readme = REPO / "README.md"

@@ -297,7 +297,7 @@ def test_live_click_projects_the_strongest_unit_without_compiling(model, tmp_pat
         assert float(value) == a[:, :, 100].max() and value == v.value
         signal = np.zeros((1, *a.shape), np.float32)
         signal[0, int(row), int(col), 100] = float(value)
-        for method, p in zip(METHODS, np.asarray(proj)):
+        for method, p in zip(METHODS, np.asarray(proj), strict=True):
             ref = np.asarray(dv.project(model, switches, signal, "conv3", method))[0]
             np.testing.assert_allclose(p, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max(), err_msg=method)
     finally:

@@ -102,7 +102,7 @@ def check_float64_conv(x, k, torch_conv, ours, xla, rng) -> str:
     compiled = jax.jit(lambda x, k, g: value_and_grads(ours)).lower(*args).compile()
     assert "convolution(" not in compiled.as_text()
     for name, a, b, e in zip(["value", "input gradient", "kernel gradient"], compiled(*args), value_and_grads(xla),
-                             expected):  # fmt: skip
+                             expected, strict=True):  # fmt: skip
         assert a.dtype == jnp.float64
         assert_close(a, e, 1e-12, err_msg=f"{name} vs torch")
         assert_close(a, b, 1e-12, err_msg=f"{name} vs XLA's convolution")

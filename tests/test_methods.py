@@ -40,8 +40,8 @@ def test_guided_and_gradient_match_torch(arch, hw, layers, torch_models, models)
     with jax.enable_x64(True):
         model64 = converters.from_torchvision(tm64)
         for layer in layers if not ISA_CAPPED else ():
-            g, _ = check_projections(tm64, model64, x, layer, "guided", 1e-10)
-            d, _ = check_projections(tm64, model64, x, layer, "gradient", 1e-10)
+            g, _ = check_projections(tm64, model64, x, layer, "guided", 1e-10, elementwise=1e-10)
+            d, _ = check_projections(tm64, model64, x, layer, "gradient", 1e-10, elementwise=1e-10)
             act, sw = dv.forward(model64, jnp.asarray(x), layer)
             signals = jnp.asarray(probe_signals(act, np.random.default_rng(1)))
             c = jax.vmap(dv.project, in_axes=(None, None, 0, None))(model64, sw, signals, layer)

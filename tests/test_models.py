@@ -89,7 +89,7 @@ def test_normalize_known_answer():
 
 def test_random_init_is_seeded_and_shaped_like_torchvision():
     a, b, c = dv.load_model("alexnet", seed=0), dv.load_model("alexnet", seed=0), dv.load_model("alexnet", seed=1)
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     assert not np.allclose(a.params["conv2"]["kernel"], c.params["conv2"]["kernel"])
     # kaiming normal, fan_out, relu gain (torchvision's VGG scheme): std sqrt(2 / (5*5*192)) for conv2

@@ -128,7 +128,7 @@ def _same_variables(a: dv.Model, b: dv.Model):
 
     fa, fb = jax.tree_util.tree_leaves_with_path(a.variables), jax.tree_util.tree_leaves_with_path(b.variables)
     assert [p for p, _ in fa] == [p for p, _ in fb]
-    for (p, x), (_, y) in zip(fa, fb):
+    for (p, x), (_, y) in zip(fa, fb, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(p))
 
 

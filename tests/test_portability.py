@@ -15,6 +15,7 @@ from reference import (
     assert_close_up_to_near_ties,
     assert_decisions_agree,
     assert_topk_winners,
+    count_flips,
     decision_margins,
     probe_signals,
     torch_model,
@@ -65,7 +66,12 @@ def test_near_tie_bound_passes_one_flip_and_fails_broken_rules(setup):
         if _relative_l2(one, good).max() > 0:
             break
     assert 0 < _relative_l2(one, good).max() < 5e-2
-    assert_close_up_to_near_ties(one, good)
+    flipped = _flip(sw, 1, tuple(int(v) for v in where), 0)
+    assert count_flips(flipped, sw).tolist() == [1]
+    assert_close_up_to_near_ties(one, good, count_flips(flipped, sw))
+    # a float32-sized error on every item, 1e-3 (far under the 5e-2 a flip may cause), fails without a flip
+    with pytest.raises(AssertionError, match="exceed 1e-05"):
+        assert_close_up_to_near_ties(good * (1 + 1e-3), good, 0)
     # broken rules: guided instead of deconv; every switch moved to another entry of its window; reversed ties
     broken = {
         "guided rule": _project(model, sw, signals, "guided"),
@@ -77,7 +83,7 @@ def test_near_tie_bound_passes_one_flip_and_fails_broken_rules(setup):
         err = _relative_l2(b, good)
         assert err.max() > 10 * 5e-2, (what, err)  # an order of magnitude above the bound
         with pytest.raises(AssertionError, match="relative L2"):
-            assert_close_up_to_near_ties(b, good, err_msg=what)
+            assert_close_up_to_near_ties(b, good, 1, err_msg=what)  # fails even with flips counted
 
 
 def test_decision_check_fails_wrong_switches_and_masks(setup):

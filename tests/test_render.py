@@ -125,3 +125,21 @@ def test_one_rounding_rule_half_to_even_everywhere():
     assert dv.to_uint8(np.array([-0.2, 1.7])).tolist() == [0, 255]
     u = np.arange(256, dtype=np.uint8)
     assert dv.to_uint8(u) is u  # uint8 is already an image
+
+
+def test_contact_sheet_captions_fit_their_cells():
+    """A caption wider than its cell (48 px) is fitted inside it (smaller type, or two lines): before, it ran past
+    the cell and was cut at the sheet's edge, so "filter 200" read as "filter 20"."""
+    images = np.random.default_rng(0).random((4, 16, 16, 3))
+    labels = ["filter 200", "filter 20", "conv5_3 filter 511", "features.denseblock2.denselayer16 filter 1023"]
+    img = dv.contact_sheet(images, labels, ncols=4, min_cell=48)
+    cw = ch = 48
+    assert img.size == (4 * (cw + PAD) + PAD, ch + LABEL_H + 2 * PAD)
+    px = (np.asarray(img.convert("L")) < 128)[PAD : PAD + LABEL_H]  # the label strips' dark pixels
+    strips = []
+    for k in range(4):
+        x0 = PAD + k * (cw + PAD)
+        inside, gap = px[:, x0 : x0 + cw], px[:, x0 + cw : x0 + cw + PAD]
+        assert inside.sum() > 20 and not gap.any(), (labels[k], inside.sum(), gap.sum())
+        strips.append(inside)
+    assert (strips[0] != strips[1]).any()  # "filter 200" is not cut to "filter 20"

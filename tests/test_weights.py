@@ -30,7 +30,7 @@ def _assert_same(a, b):
     assert a.arch == b.arch
     la, lb = jax.tree_util.tree_leaves_with_path(a.variables), jax.tree_util.tree_leaves_with_path(b.variables)
     assert [p for p, _ in la] == [p for p, _ in lb]
-    for (_, x), (_, y) in zip(la, lb):
+    for (_, x), (_, y) in zip(la, lb, strict=True):
         np.testing.assert_array_equal(x, y)
 
 
@@ -88,6 +88,43 @@ def test_bad_files(alexnet, tmp_path):
     (tmp_path / "cut.pth").write_bytes((tmp_path / "a.pth").read_bytes()[:5000])
     with pytest.raises(dv.WeightsError, match="truncated or corrupt"):
         dv.load_model("alexnet", weights=tmp_path / "cut.pth")
+
+
+def _flip_byte(path, at):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01  # one bit of one weight: the file still parses
+    path.write_bytes(bytes(data))
+
+
+def test_altered_weight_bytes_are_refused(alexnet, tmp_path, capsys):
+    """A converted file stores a checksum of its data: one altered bit in a weight (hand-written or graph network)
+    is refused in one line, through the API and the command line; a file without a checksum (older) still loads."""
+    from flax import serialization
+
+    from deepvis_jax import cli
+
+    _, model = alexnet
+    path = converters.save(model, tmp_path / "a.msgpack")
+    state = serialization.msgpack_restore(path.read_bytes())
+    _flip_byte(path, path.stat().st_size // 2)  # inside fc6's weights: all but a few hundred bytes are arrays
+    with pytest.raises(dv.WeightsError, match=r"a\.msgpack: its data do not match the checksum stored with it"):
+        dv.load_model("alexnet", weights=path)
+    assert cli.main(["layers", "--weights", str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("deepvis: error: ") and "checksum" in err[0], err
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2)).eval()
+    graph = converters.save(converters.from_torch(net, torch.zeros(1, 3, 16, 16)), tmp_path / "g.msgpack")
+    dv.load_model(graph)  # intact: loads
+    stored = serialization.msgpack_restore(graph.read_bytes())["variables"]["params"]
+    weight = max(stored.values(), key=np.size).tobytes()  # the conv's weight as the file holds it
+    _flip_byte(graph, graph.read_bytes().index(weight) + 5)
+    with pytest.raises(dv.WeightsError, match="checksum"):
+        dv.load_model(graph)
+
+    del state["checksum"]  # as written before the checksum existed
+    (tmp_path / "old.msgpack").write_bytes(serialization.msgpack_serialize(state))
+    _assert_same(dv.load_model("alexnet", weights=tmp_path / "old.msgpack"), model)
 
 
 class _Evil:

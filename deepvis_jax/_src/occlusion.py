@@ -69,7 +69,8 @@ def _occlusion_chunk(model, image01, fill, corners, occlude, layer, channel, tar
     square = jnp.broadcast_to(fill.reshape(1, 1, 3), (patch, patch, 3)).astype(image01.dtype)
 
     def one(corner, occ):
-        occluded = lax.dynamic_update_slice(image01, square, (corner[0], corner[1], 0))
+        zero = jnp.zeros((), corner.dtype)  # a literal 0 is int64 under jax_enable_x64: the indices must agree
+        occluded = lax.dynamic_update_slice(image01, square, (corner[0], corner[1], zero))
         return _measure(model, jnp.where(occ, occluded, image01), layer, channel, target)
 
     return jax.vmap(one)(corners, occlude)

@@ -6,6 +6,7 @@ Every function takes plain arrays (numpy, or anything `np.asarray` accepts) and 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -21,11 +22,38 @@ PAD = 2  # gap between cells, pixels
 BACKGROUND = (255, 255, 255)
 
 
-def label_font() -> ImageFont.ImageFont:
+@functools.lru_cache(maxsize=None)
+def label_font(size: int = 12) -> ImageFont.ImageFont:
     try:
-        return ImageFont.load_default(size=12)
+        return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has no sized default font
         return ImageFont.load_default()
+
+
+LABEL_SIZES = (12, 11, 10, 9, 8, 7)  # type sizes tried, largest first, until a label fits its cell
+
+
+def fit_label(draw: ImageDraw.ImageDraw, label: str, width: int) -> tuple[list[str], ImageFont.ImageFont]:
+    """(lines, font) that draw `label` within `width` pixels and the label strip: one line in the largest size that
+    fits, else two lines (split at a space, or mid-word) in a size whose two lines fit the strip, else the start of
+    the label cut with "…" above its last words that fit (a filter's number is kept); never silently cut at the
+    cell's edge."""
+    for size in LABEL_SIZES:
+        font = label_font(size)
+        if draw.textlength(label, font=font) <= width:
+            return [label], font
+    small = label_font(LABEL_SIZES[-1])  # two lines of it fit the strip (LABEL_H)
+    splits = [i for i, ch in enumerate(label) if ch == " "] or list(range(1, len(label)))
+    for i in sorted(splits, key=lambda i: abs(i - len(label) / 2)):
+        lines = [label[:i].rstrip(), label[i:].lstrip()]
+        if all(draw.textlength(t, font=small) <= width for t in lines):
+            return lines, small
+    tails = [label[i + 1 :] for i, ch in enumerate(label) if ch == " "]  # longest first
+    tail = next((t for t in tails if draw.textlength(t, font=small) <= width), "")
+    cut = label[: len(label) - len(tail)].rstrip() if tail else label
+    while cut and draw.textlength(cut + "…", font=small) > width:
+        cut = cut[:-1]
+    return [cut + "…", tail] if tail else [cut + "…"], small
 
 
 def as_rgb01(image: Any) -> np.ndarray:
@@ -73,9 +101,12 @@ def label_grid(cells: Sequence[np.ndarray], labels: Sequence[str], ncols: int, m
     when given, receives each cell's (left, top, width, height)."""
     (height, width), where = grid_cells(len(cells), cells[0].shape[:2], ncols, min_cell)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
-    draw, font = ImageDraw.Draw(sheet), label_font()
+    draw = ImageDraw.Draw(sheet)
     for cell, label, (x0, y0, cw, ch) in zip(cells, labels, where):
-        draw.text((x0 + 2, y0 - LABEL_H + 1), str(label), fill=(0, 0, 0), font=font)
+        lines, font = fit_label(draw, str(label), cw - 3)
+        step = (LABEL_H - 1) // len(lines)
+        for k, line in enumerate(lines):
+            draw.text((x0 + 2, y0 - LABEL_H + 1 + k * step), line, fill=(0, 0, 0), font=font)
         sheet.paste(Image.fromarray(cell).resize((cw, ch), Image.NEAREST), (x0, y0))
     if boxes is not None:
         boxes.extend(where[: len(cells)])

@@ -2,8 +2,10 @@
 
 The converted-file format is Flax's msgpack serialization (`flax.serialization.msgpack_serialize`) of
 ``{"format": "deepvis_jax", "version": 1, "arch": <name>, "variables": {"params": ..., "batch_stats": ...},
-"classifier": "trained" | "untrained"}``: numpy arrays in a plain msgpack map, readable with no torch installed
-and no code executed on load. A file without "classifier" (written before it existed) is "trained".
+"classifier": "trained" | "untrained", "random_weights": bool}``: numpy arrays in a plain msgpack map, readable
+with no torch installed and no code executed on load. A file without "classifier" (written before it existed) is
+"trained"; one without "random_weights" holds weights of unknown origin (False). "checksum" is `data_checksum` of
+the variables (and graph); a file whose data do not match it is refused (one without it, older, is read).
 
 A graph network (`converters.from_torch`) is stored as version 2: the same map with ``"graph"``, the captured
 graph as JSON text (`nets.graph.to_json`: op names, static arguments, module paths, layers; no pickles, no code),
@@ -17,6 +19,7 @@ neither torch nor the package that converts torch weights (it registers its load
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 from pathlib import Path
@@ -71,7 +74,7 @@ def expected_shapes(arch: AnyArchitecture) -> dict[tuple[str, ...], tuple[int, .
 
 
 def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndarray], source: str,
-                      classifier: str = "trained") -> Model:
+                      classifier: str = "trained", random_weights: bool = False) -> Model:
     """Build a Model from flattened variables, checking every name and shape (errors name the tensor)."""
     want = expected_shapes(arch)
     missing = [k for k in want if k not in flat]
@@ -88,7 +91,21 @@ def model_from_arrays(arch: AnyArchitecture, flat: dict[tuple[str, ...], np.ndar
             )
     dtype = target_dtype(np.asarray(flat[next(iter(want))]).dtype)
     variables = traverse_util.unflatten_dict({k: jnp.asarray(np.asarray(v, dtype=dtype)) for k, v in flat.items()})
-    return Model(variables=variables, arch=arch, classifier=classifier)
+    return Model(variables=variables, arch=arch, classifier=classifier, random_weights=random_weights)
+
+
+def data_checksum(state: dict) -> str:
+    """``"sha256:<hex>"`` of a converted file's data: every variable's path, dtype, shape and bytes (sorted by
+    path), then the graph's or program's JSON text when there is one. Stored in the file; `read_converted` refuses a mismatch."""
+    h = hashlib.sha256()
+    for key, v in sorted(traverse_util.flatten_dict(state["variables"]).items()):
+        a = np.ascontiguousarray(v)
+        h.update(f"{'/'.join(map(str, key))}:{a.dtype.str}:{a.shape};".encode())
+        h.update(memoryview(a.reshape(-1)).cast("B"))
+    for text in ("graph", "program"):  # a graph network's graph, a JAX network's program
+        if text in state:
+            h.update(str(state[text]).encode())
+    return "sha256:" + h.hexdigest()
 
 
 def save_model(model: Model, path: str | os.PathLike) -> Path:
@@ -104,11 +121,13 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
         "arch": model.arch.name,
         "variables": jax.tree_util.tree_map(np.asarray, model.variables),
         "classifier": model.classifier,
+        "random_weights": bool(model.random_weights),
     }
     if graph:
         state["graph"] = to_json(model.arch)
     if program:
         state["program"] = jax_files.to_json(model.arch)
+    state["checksum"] = data_checksum(state)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(serialization.msgpack_serialize(state))
     os.replace(tmp, path)  # never leave a half-written file under the real name
@@ -127,6 +146,9 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
                            "it may be truncated or corrupt: convert it again") from None  # fmt: skip
     if not isinstance(state, dict) or state.get("format") != FORMAT or "variables" not in state:
         raise WeightsError(f"{path} is not a deepvis_jax weights file; convert one with `deepvis convert`")
+    if "checksum" in state and state["checksum"] != _checksum_or_none(state):
+        raise WeightsError(f"{path}: its data do not match the checksum stored with it (the file was altered or "
+                           "damaged); convert it again")  # fmt: skip
     if state.get("version") == GRAPH_VERSION:
         return _read_graph(path, state, arch)
     if state.get("version") == JAX_VERSION:
@@ -143,7 +165,23 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
     if classifier not in ("trained", "untrained"):
         raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
     flat = traverse_util.flatten_dict(state["variables"])
-    return model_from_arrays(file_arch, flat, str(path), classifier)
+    return model_from_arrays(file_arch, flat, str(path), classifier, _random_weights(path, state))
+
+
+def _checksum_or_none(state: dict) -> str | None:
+    """`data_checksum` of a file's state, or None when its variables are not arrays (a damaged map)."""
+    try:
+        return data_checksum(state)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _random_weights(path: Path, state: dict) -> bool:
+    """The file's record of whether its weights are random (untrained); absent in older files: False."""
+    value = state.get("random_weights", False)
+    if not isinstance(value, bool):
+        raise WeightsError(f"{path} has an unknown random_weights record {value!r}; convert it again")
+    return value
 
 
 def _read_graph(path: Path, state: dict, arch) -> Model:
@@ -171,7 +209,8 @@ def _read_graph(path: Path, state: dict, arch) -> Model:
     classifier = state.get("classifier", "trained")
     if classifier not in ("trained", "untrained"):
         raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
-    return Model(variables=variables, arch=graph, classifier=classifier)
+    return Model(variables=variables, arch=graph, classifier=classifier,
+                 random_weights=_random_weights(path, state))
 
 
 def _read_program(path: Path, state: dict, arch) -> Model:
@@ -198,7 +237,8 @@ def _read_program(path: Path, state: dict, arch) -> Model:
             raise WeightsError(f"{path}: {name} has shape {tuple(np.shape(v))}, the program expects {want}")
         v = np.asarray(v)
         out[name] = jnp.asarray(v.astype(dtype) if np.issubdtype(v.dtype, np.floating) else v)
-    return Model(variables={"params": out}, arch=prog, classifier=state.get("classifier", "trained"))
+    return Model(variables={"params": out}, arch=prog, classifier=state.get("classifier", "trained"),
+                 random_weights=_random_weights(path, state))
 
 
 def weight_loader(name: str, entry_points: Iterable[Any] | None = None) -> Callable[..., Model] | None:
@@ -250,7 +290,7 @@ def load_imagenet(arch: AnyArchitecture, progress: bool = True) -> Model:
         raise WeightsUnavailableError(
             f"pretrained {arch.name} weights are not cached at {cached} and torch is not installed to fetch them; "
             f"install the [torch] extra, or run `deepvis convert --model {arch.name} --out {arch.name}.msgpack` "
-            f"on a machine with torch and pass that file as weights"
+            f"on a machine with torch and pass that file as weights, or use random weights"
         )
     model = fetch(arch.name, progress=progress)
     save_model(model, cached)

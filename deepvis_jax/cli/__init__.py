@@ -17,7 +17,7 @@ Every command takes its model from ``--model`` and ``--weights`` through `_commo
 the library raises typed exceptions (ValueError and its subclasses WeightsError / ImageError, FileNotFoundError
 and other OSErrors, WeightsUnavailableError) and `main` prints their message as one line ``deepvis: error: ...``
 on stderr and exits with status 2 (argparse usage errors too). An interrupt (Ctrl-C) prints
-``deepvis: interrupted`` and exits with 130; `check` exits with 1 when the two frameworks disagree beyond its
+``deepvis: interrupted`` (atlas adds that --resume continues it) and exits with 130; `check` exits with 1 when the two frameworks disagree beyond its
 tolerance.
 """
 
@@ -65,13 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.compiles:
             setup_compilation_cache(args.cache_dir)
         return args.func(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a command may say how to continue (atlas: --resume)
+        print(f"{PROG}: interrupted" + (f"; {e}" if str(e) else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except dv.WeightsUnavailableError as e:
-        print(f"{PROG}: error: {message(e)}; try --weights random or --weights PATH", file=sys.stderr)
-        return EXIT_ERROR
-    except (ValueError, OSError, TorchMissingError) as e:  # WeightsError and ImageError are ValueErrors
+    except (ValueError, OSError, TorchMissingError, dv.WeightsUnavailableError) as e:
+        # WeightsError and ImageError are ValueErrors; each message already says what to do, once
         print(f"{PROG}: error: {message(e)}", file=sys.stderr)
         return EXIT_ERROR
 

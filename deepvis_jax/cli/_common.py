@@ -148,14 +148,18 @@ def construct_args(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_weights(arch: str | None, weights: str) -> tuple[dv.Model, bool]:
-    """(model, pretrained?) for --weights imagenet | random | PATH; `arch` None: the one a converted file records."""
+    """(model, pretrained?) for --weights imagenet | random | PATH; `arch` None: the one a converted file records.
+    A file that records random weights is not pretrained (one warning says so)."""
     if weights.strip().lower() == "random":
         warn("--weights random: an untrained network; its pictures are not meaningful "
              "(use --weights imagenet or a weights file)")  # fmt: skip
         return dv.load_model(arch or DEFAULT_MODEL, weights=None, seed=0), False
-    if arch is None:
-        return dv.load_model(weights), True
-    return dv.load_model(arch, weights=weights), True
+    model = dv.load_model(weights) if arch is None else dv.load_model(arch, weights=weights)
+    if model.random_weights:  # a file converted from random weights records it
+        warn(f"{weights} holds random (untrained) weights: its pictures are not meaningful and no classes are "
+             "printed")  # fmt: skip
+        return model, False
+    return model, True
 
 
 def _converted_file(weights: str | None) -> bool:

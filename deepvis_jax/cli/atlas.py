@@ -17,7 +17,8 @@ from pathlib import Path
 import deepvis_jax as dv
 from deepvis_jax import explorer
 
-from ._common import add_command, at_least, int_arg, quiet_arg, construct_args, load_model, model_arch, model_arg, weights_arg
+from ._common import (add_command, at_least, construct_args, int_arg, load_model, model_arch, model_arg, quiet_arg, warn,
+                      weights_arg)  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -48,6 +49,23 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     quiet_arg(p)
 
 
+def _smaller_than(files, size: int) -> list[tuple[Path, int, int]]:
+    """(file, width, height) of the images whose shorter side is below `size` (read from their headers only; a
+    file that cannot be read is left to the run, which reports it)."""
+    from PIL import Image
+
+    small = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001 - reported when the run reads it
+            continue
+        if min(w, h) < size:
+            small.append((f, w, h))
+    return small
+
+
 def run(args: argparse.Namespace) -> int:
     import jax
 
@@ -56,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                     ("--construct-steps", args.construct_steps), ("--construct-batch", args.construct_batch)):  # fmt: skip
         at_least(flag, v)
     out = Path(args.out)
-    n_images = len(dv.list_images(args.images))  # fail early on a missing or empty folder
+    files = dv.list_images(args.images)  # fail early on a missing or empty folder
+    n_images = len(files)
     arch = model_arch(args)
     names = list(dict.fromkeys(dv.layer_name(arch, layer) for layer in args.layer))  # in the order given
     selected = {n: explorer.parse_channels(args.channels, dv.layer_channels(arch, n), n) for n in names}
@@ -74,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (args.overwrite or args.resume):
         raise FileExistsError(f"{out} is not empty; pass --overwrite to replace the atlas or --resume to continue it")
+    small = _smaller_than(files, args.size)
+    if small:
+        f, w, h = small[0]
+        warn(f"{len(small)} of {n_images} images are smaller than --size {args.size} (shorter side) and are enlarged "
+             f"to {args.size}x{args.size}, e.g. {f.relative_to(args.images)} ({w}x{h})")  # fmt: skip
     model, _ = load_model(args)
     opts = explorer.ConstructOptions(args.construct_size, args.construct_steps, args.construct_batch)
     info = explorer.SiteInfo(arch.name, n_images, opts.describe() if constructed else None)
@@ -83,19 +107,24 @@ def run(args: argparse.Namespace) -> int:
         for n in names:
             explorer.clear_layer(out / n)
         (out / explorer.STATE_FILE).unlink(missing_ok=True)
-    results = explorer.atlas_pass(model, args.images, names, out, top_k=args.top_k, batch_size=args.batch_size,
-                                  size=args.size, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                                  per_image=not args.all_positions, progress=not args.quiet)  # fmt: skip
-    summaries = []
-    for n in names:
-        layer_dir = out / n
-        summaries.append(explorer.build_layer(
-            model, args.images, results[n], layer_dir, channels=selected[n], batch_size=args.batch_size,
-            size=args.size, construct=opts if n in constructed else None, replace_features=args.overwrite,
-            info=info, progress=not args.quiet, digest=digest))  # fmt: skip
+    try:
+        results = explorer.atlas_pass(model, args.images, names, out, top_k=args.top_k, batch_size=args.batch_size,
+                                      size=args.size, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                                      per_image=not args.all_positions, progress=not args.quiet)  # fmt: skip
+        summaries = []
+        for n in names:
+            layer_dir = out / n
+            summaries.append(explorer.build_layer(
+                model, args.images, results[n], layer_dir, channels=selected[n], batch_size=args.batch_size,
+                size=args.size, construct=opts if n in constructed else None, replace_features=args.overwrite,
+                info=info, progress=not args.quiet, digest=digest))  # fmt: skip
+            if writer:
+                print(f"atlas of {arch.name} {n}: {len(selected[n])} of {summaries[-1].channels} channels, "
+                      f"{n_images} images -> {layer_dir / 'index.html'}")  # fmt: skip
         if writer:
-            print(f"atlas of {arch.name} {n}: {len(selected[n])} of {summaries[-1].channels} channels, {n_images} "
-                  f"images -> {layer_dir / 'index.html'}")  # fmt: skip
-    if writer:
-        print(f"site: {explorer.write_site_index(out, summaries, info)}")
+            print(f"site: {explorer.write_site_index(out, summaries, info)}")
+    except KeyboardInterrupt:
+        state = out / explorer.STATE_FILE
+        saved = f"the last checkpoint is {state}" if state.exists() else "no checkpoint was saved yet"
+        raise KeyboardInterrupt(f"run the same command with --resume to continue ({saved})") from None
     return 0

@@ -86,12 +86,10 @@ def _convert_torchvision(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         module = torchvision.models.get_model(name, weights=None)
     elif weights.lower() == "imagenet":
-        try:
-            module = torchvision.models.get_model(name, weights="DEFAULT")
-        except Exception as e:  # URLError, HTTP errors, socket errors: no download possible
-            raise dv.WeightsUnavailableError(
-                f"cannot download torchvision's pretrained {name} weights ({type(e).__name__}; offline?): pass a "
-                "state-dict .pth file with --weights PATH, or --weights random") from None  # fmt: skip
+        from converters._torchvision import fetch_checkpoint
+
+        fetch_checkpoint(torchvision.models.get_model_weights(name).DEFAULT, name)  # nothing printed when offline
+        module = torchvision.models.get_model(name, weights="DEFAULT")  # from the cache
     else:
         module = torchvision.models.get_model(name, weights=None)
         state = converters.read_state_dict(weights)
@@ -102,6 +100,8 @@ def _convert_torchvision(args: argparse.Namespace) -> int:
             raise dv.WeightsError(f"{weights} does not hold {name} weights ({first})") from None
     example = torch.randn(2, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed))
     model = converters.from_torchvision(module.eval(), example_input=example)
+    if weights.lower() == "random":
+        model = model.replace(random_weights=True)  # recorded in the file: loading it warns, prints no classes
     converters.save(model, out)
     print(f"wrote {out} ({model!r}, {len(dv.layers(model))} layers, from torchvision's {name} with {weights} "
           "weights)")  # fmt: skip
@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         warn("--from random: an untrained network; its pictures are not meaningful")
         torch.manual_seed(args.seed)
         model = converters.from_torchvision(torchvision.models.get_model(arch.name, weights=None))
+        model = model.replace(random_weights=True)  # recorded in the file: loading it warns, prints no classes
     else:
         model = converters.load_pth(source, arch.name)
     converters.save(model, out)

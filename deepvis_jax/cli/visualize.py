@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
           f"{r.activations.shape[0]}")  # fmt: skip
     print(f"top {len(r.channels)} channels by {'strongest activation' if args.mode == 'max' else 'total activation'}:")
     for c, s in zip(np.asarray(r.channels).tolist(), np.asarray(r.scores).tolist()):
-        print(f"  channel {c:4d}  score {s:10.4f}")
+        print(f"  channel {c:4d}  score {s:#10.5g}")  # significant digits: ~1e-5 is not 0.0000
     if pretrained and not model.classifier_trained:
         print(f"({UNTRAINED_CLASSIFIER})")
     elif pretrained and arch.num_classes == len(dv.imagenet_labels()):

@@ -199,10 +199,13 @@ def write_channel_pages(
     return paths
 
 
-def _thumb_figure(c: int, caption: str, layer_dir: Path, prefix: str = "") -> str:
+def _thumb_figure(c: int, caption: str, layer_dir: Path, prefix: str = "", layer: str | None = None) -> str:
+    """A channel's thumbnail figure, id ``channel-C``; with `layer` (a page of several layers) ``channel-LAYER-C``,
+    so that no id repeats on the page."""
     img = (f'<img src="{prefix}{_thumb_name(c)}" alt="channel {c}">' if (layer_dir / _thumb_name(c)).is_file()
            else f'<span class="muted">channel {c}</span>')  # fmt: skip
-    return (f'<figure id="channel-{c}" data-channel="{c}"><a href="{prefix}{page_name(c)}">{img}</a>'
+    fid = f"channel-{c}" if layer is None else f"channel-{html.escape(layer)}-{c}"
+    return (f'<figure id="{fid}" data-channel="{c}"><a href="{prefix}{page_name(c)}">{img}</a>'
             f"<figcaption>{caption}</figcaption></figure>")
 
 
@@ -235,7 +238,7 @@ def write_site_index(out_dir: str | os.PathLike, layers: Sequence[LayerSummary],
     items = []
     for s in layers:
         folder = out / s.layer
-        figs = [_thumb_figure(int(c), str(int(c)), folder, f"{s.layer}/") for c in s.selected[:strip]]
+        figs = [_thumb_figure(int(c), str(int(c)), folder, f"{s.layer}/", s.layer) for c in s.selected[:strip]]
         what = "feature visualizations" if s.features else "top patches"
         items.append(f'<section class="layer" id="layer-{html.escape(s.layer)}"><h2><a href="{s.layer}/index.html">'
                      f"{html.escape(s.layer)}</a></h2><p>{len(s.selected)} of {s.channels} channels ({what}); "

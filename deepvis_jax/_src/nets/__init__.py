@@ -64,11 +64,14 @@ class Model:
     ``{"params": ..., "batch_stats": ...}`` (``batch_stats`` for the networks with BatchNorm).
     ``classifier`` is ``"trained"``, or ``"untrained"`` when only the conv layers carry real weights (an ONNX
     import whose head is not torchvision's): then its class predictions mean nothing and are never shown as such.
+    ``random_weights`` is True for untrained weights (`init_model`, a file converted from random weights, which
+    records it): the command line then warns that its pictures are not meaningful and prints no classes.
     """
 
     variables: dict
     arch: Any = struct.field(pytree_node=False)  # an Architecture, ResNetArchitecture or GraphArchitecture
     classifier: str = struct.field(pytree_node=False, default="trained")  # "trained" | "untrained"
+    random_weights: bool = struct.field(pytree_node=False, default=False)
 
     @property
     def classifier_trained(self) -> bool:
@@ -97,6 +100,7 @@ class Model:
     def __repr__(self) -> str:
         n = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(self.variables))
         head = "" if self.classifier_trained else ", untrained classifier"
+        head += ", random weights" if self.random_weights else ""
         return f"Model({self.arch.name}, {n:,} parameters, {self.dtype}{head})"
 
 
@@ -107,7 +111,7 @@ def init_model(arch: str | AnyArchitecture, seed: int = 0, dtype=None) -> Model:
         raise ValueError(f"{a.name} is an imported network: its weights come from torch "
                          "(converters.from_torch) or a saved file (dv.load_model(path)), not from random init")
     dtype = np.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
-    return Model(variables=dict(_init(a, dtype, jax.random.key(seed))), arch=a)
+    return Model(variables=dict(_init(a, dtype, jax.random.key(seed))), arch=a, random_weights=True)
 
 
 @functools.partial(jit, static_argnums=(0, 1))
