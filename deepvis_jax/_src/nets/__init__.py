@@ -107,9 +107,12 @@ class Model:
 def init_model(arch: str | AnyArchitecture, seed: int = 0, dtype=None) -> Model:
     """Random weights from Flax initializers (torchvision's VGG scheme), seeded; BN statistics at their defaults."""
     a = get_architecture(arch) if isinstance(arch, str) else arch
-    if isinstance(a, IMPORTED):
-        raise ValueError(f"{a.name} is an imported network: its weights come from torch "
+    if isinstance(a, GraphArchitecture):
+        raise ValueError(f"{a.name} is an imported graph network: its weights come from torch "
                          "(converters.from_torch) or a saved file (dv.load_model(path)), not from random init")
+    if isinstance(a, JaxArchitecture):
+        raise ValueError(f"{a.name} is an imported JAX network: its weights come from dv.from_jax / dv.from_flax "
+                         "or a saved file (dv.load_model(path)), not from random init")
     dtype = np.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
     return Model(variables=dict(_init(a, dtype, jax.random.key(seed))), arch=a, random_weights=True)
 
