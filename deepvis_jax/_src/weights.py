@@ -161,9 +161,7 @@ def read_converted(path: str | os.PathLike, arch: str | AnyArchitecture | None =
         want = get_architecture(arch) if isinstance(arch, str) else arch
         if want.name != file_arch.name:
             raise WeightsError(f"{path} holds {file_arch.name} weights, not {want.name}; pick --model {file_arch.name}")
-    classifier = state.get("classifier", "trained")
-    if classifier not in ("trained", "untrained"):
-        raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
+    classifier = _classifier(path, state)
     flat = traverse_util.flatten_dict(state["variables"])
     return model_from_arrays(file_arch, flat, str(path), classifier, _random_weights(path, state))
 
@@ -174,6 +172,14 @@ def _checksum_or_none(state: dict) -> str | None:
         return data_checksum(state)
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def _classifier(path: Path, state: dict) -> str:
+    """A file's classifier record, "trained" when absent; WeightsError (one line) for anything else."""
+    classifier = state.get("classifier", "trained")
+    if classifier not in ("trained", "untrained"):
+        raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
+    return classifier
 
 
 def _random_weights(path: Path, state: dict) -> bool:
@@ -206,9 +212,7 @@ def _read_graph(path: Path, state: dict, arch) -> Model:
             raise WeightsError(f"{path}: {n.args[0]} has shape {tuple(np.shape(v))}, the graph expects {n.shape}")
     dtype = target_dtype(np.asarray(next(iter(params.values()))).dtype) if params else np.dtype(np.float32)
     variables = {"params": {k: jnp.asarray(np.asarray(v, dtype=dtype)) for k, v in params.items()}}
-    classifier = state.get("classifier", "trained")
-    if classifier not in ("trained", "untrained"):
-        raise WeightsError(f"{path} has an unknown classifier record {classifier!r}; convert it again")
+    classifier = _classifier(path, state)
     return Model(variables=variables, arch=graph, classifier=classifier,
                  random_weights=_random_weights(path, state))
 
@@ -237,7 +241,7 @@ def _read_program(path: Path, state: dict, arch) -> Model:
             raise WeightsError(f"{path}: {name} has shape {tuple(np.shape(v))}, the program expects {want}")
         v = np.asarray(v)
         out[name] = jnp.asarray(v.astype(dtype) if np.issubdtype(v.dtype, np.floating) else v)
-    return Model(variables={"params": out}, arch=prog, classifier=state.get("classifier", "trained"),
+    return Model(variables={"params": out}, arch=prog, classifier=_classifier(path, state),
                  random_weights=_random_weights(path, state))
 
 

@@ -150,7 +150,7 @@ def _graph_scores(model: Model, x: Array, target: Target, name: str, delta: Arra
 
 def _jax_scores(model: Model, x: Array, target: Target, name: str, delta: Array) -> tuple[Array, Array]:
     """The same for a JAX network (`dv.from_jax`): its interpreter adds `delta` to the layer's var."""
-    from ..nets.jaxpr.architecture import JaxArchitecture, _value, layer_array, run
+    from ..nets.jaxpr.architecture import JaxArchitecture, _value, layer_array, run, run_dtype
 
     arch: JaxArchitecture = model.arch
     arch.check_input_hw(x.shape[1:3])
@@ -170,7 +170,7 @@ def _jax_scores(model: Model, x: Array, target: Target, name: str, delta: Array)
 
     env = run(arch, model.variables, x, needed, hook=hook)
     if target.layer is None:
-        outs = tuple(_value(o, env, None) for o in arch.program.outputs)
+        outs = tuple(_value(o, env, run_dtype(arch, x)) for o in arch.program.outputs)
         out = outs[0] if len(outs) == 1 else outs
     else:
         out = layer_array(arch, env[wanted[0]])

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...rules import PLAIN, Record
+from ...rules import PLAIN
 from .program import RULES, Dim, Lit, Program, dim_value, pool_axes, primitive, thaw
 
 Array = jax.Array
@@ -258,15 +258,19 @@ def _pool(ops, x: Array, e) -> Array:
     return jnp.transpose(y, inv) if perm != tuple(range(x.ndim)) else y
 
 
+def run_dtype(arch: JaxArchitecture, x: Array):
+    """None when `x` has the dtype the program was traced in (it then runs as traced, float32 islands included);
+    else `x`'s dtype, which every float dtype the program names then means (a float32 trace run in float64)."""
+    return None if np.dtype(x.dtype) == np.dtype(arch.program.dtypes[0]) else x.dtype
+
+
 def run(arch: JaxArchitecture, variables: dict, x: Array, eqn_ids, ops=PLAIN, hook=None) -> dict:
     """Evaluate the equations `eqn_ids` (in order) on normalized NHWC images `x`; returns every var's value.
     `hook(var, value) -> value`, when given, may replace each equation's result (attribution's gradient at a
     layer adds a zero there)."""
     prog = arch.program
     params = variables["params"]
-    # the program as traced, float32 islands included, when it runs in the dtype it was traced in; else every
-    # float dtype it names is the input's (a float32 trace run in float64, or a float64 one in float32)
-    dtype = None if np.dtype(x.dtype) == np.dtype(prog.dtypes[0]) else x.dtype
+    dtype = run_dtype(arch, x)
     sizes = arch.sizes(x.shape[0], x.shape[1:3])
     env: dict[int, Any] = {0: x}  # the program transposes a channels-first function's input itself
     for k, name in enumerate(prog.param_names):
@@ -352,8 +356,7 @@ class JaxModule:
         if collect:
             targets += tuple(s.var for s in arch.layer_specs)
         env = run(arch, variables, x, arch.needed(targets), ops)
-        outs = tuple(_value(o, env, None if np.dtype(x.dtype) == np.dtype(arch.program.dtypes[0]) else x.dtype)
-                     for o in outs_ids)
+        outs = tuple(_value(o, env, run_dtype(arch, x)) for o in outs_ids)
         out = outs[0] if len(outs) == 1 else outs
         if collect:
             return out, {s.name: layer_array(arch, env[s.var]) for s in arch.layer_specs}
@@ -369,4 +372,4 @@ def strict_check(arch: JaxArchitecture) -> None:
                              "accept that, or write it with a jax.nn activation")  # fmt: skip
 
 
-__all__ = ["JaxArchitecture", "JaxModule", "Dim", "Record", "run", "strict_check"]
+__all__ = ["JaxArchitecture", "JaxModule", "Dim", "run", "strict_check"]

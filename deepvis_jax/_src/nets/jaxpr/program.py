@@ -323,8 +323,6 @@ def _walk(b: _Builder, jaxpr, env: dict, prefix: str) -> None:
                 raise TraceError(f"lax.cond at {scope.replace('/', '.') or 'the top level'}: a branch chosen by values "
                                  "cannot be projected; pick the branch in Python (from static arguments) instead")
             outs = _inline(b, e.params["branches"][k], ins[1:], scope)
-        elif name == "dim_as_value":
-            outs = b.emit(name, ins, e.outvars, dict(e.params), scope)
         else:
             outs = b.emit(name, ins, e.outvars, dict(e.params), scope)
         for var, o in zip(e.outvars, outs):
