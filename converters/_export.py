@@ -15,6 +15,7 @@ architecture, so a wrong size gets one clear line.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import warnings
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from deepvis_jax._src.nets import Model
+from deepvis_jax._src.nets.graph.architecture import stored_preprocessing
 from deepvis_jax._src.weights import target_dtype
 
 from ._export_graph import CaptureError, static_dim, to_graph
@@ -164,7 +166,7 @@ def _named(module, dynamic_shapes):
 
 
 def from_torch(module: torch.nn.Module, example_input: Any = None, *, name: str | None = None,
-               dynamic: bool | None = None) -> Model:
+               dynamic: bool | None = None, preprocessing: Any = "imagenet") -> Model:
     """Import any module `torch.export` can capture as a deepvis_jax graph network (eval-mode semantics).
 
     `example_input`: one image tensor (N, 3, H, W) the module accepts (default: 2 random 224 px images); the graph
@@ -181,6 +183,7 @@ def from_torch(module: torch.nn.Module, example_input: Any = None, *, name: str 
     """
     if not isinstance(module, torch.nn.Module):
         raise CaptureError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
+    stored = stored_preprocessing(preprocessing)  # a bad one fails before the (slow) capture
     if _is_detector(module):
         raise CaptureError(f"{type(module).__name__} is a whole detector, whose outputs (boxes after non-maximum "
                            "suppression) have data-dependent shapes; import its feature extractor instead: "
@@ -194,6 +197,7 @@ def from_torch(module: torch.nn.Module, example_input: Any = None, *, name: str 
         module.train(was_training)
     dtype = target_dtype(np.dtype(str(x.dtype).removeprefix("torch.")))
     arch, params = to_graph(ep, name or type(module).__name__.lower(), tuple(x.shape[2:]), spatial, dtype)
+    arch = dataclasses.replace(arch, preprocessing=stored)
     import jax.numpy as jnp
 
     variables = {"params": {k: jnp.asarray(np.asarray(v, dtype=target_dtype(v.dtype))) for k, v in params.items()}}

@@ -226,18 +226,31 @@ def detect_architecture(module: tnn.Module) -> str:
                      + ", ".join(n for n, a in ARCHITECTURES.items() if isinstance(a, Architecture)))
 
 
-def from_torchvision(module: tnn.Module, example_input=None) -> "Model":  # noqa: F821
+def from_torchvision(module: tnn.Module, example_input=None, preprocessing="imagenet") -> "Model":  # noqa: F821
     """Convert a torchvision module (eval-mode semantics) to a deepvis_jax Model.
 
     AlexNet / VGG / VGG-BN / ResNet become the hand-written families (layers ``conv1``..., ``layer1.0``...); any
     other module is imported as a graph network with `converters.from_torch` (captured with `example_input`, by
-    default two random 224 px images)."""
+    default two random 224 px images).
+
+    `preprocessing`: what the module expects of its input (see `converters.from_torch`); torchvision's own weights
+    are ``"imagenet"`` (the default). Only graph networks take another one: the hand-written families take
+    ImageNet-normalized input by construction, so a torchvision AlexNet/VGG/ResNet trained on other statistics is
+    refused in one line that says to import it with ``converters.from_torch(module, preprocessing=...)`` (a
+    graph network with the same layers, as module paths)."""
+    from deepvis_jax._src.nets.graph.architecture import stored_preprocessing
+
+    stored = stored_preprocessing(preprocessing)
     try:
         arch = detect_architecture(module)
     except ValueError:
         from converters._export import from_torch
 
-        return from_torch(module, example_input)
+        return from_torch(module, example_input, preprocessing=preprocessing)
+    if stored != "imagenet":
+        raise ValueError(f"from_torchvision makes {arch} a hand-written network, which takes ImageNet-normalized "
+                         f"input only; for preprocessing={stored if isinstance(stored, str) else dict(stored)!r} "
+                         "import it as a graph network: converters.from_torch(module, preprocessing=...)")
     return from_state_dict(module.state_dict(), arch)
 
 

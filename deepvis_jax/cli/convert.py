@@ -3,7 +3,8 @@
 Convert torchvision weights, any torchvision classification model (--torchvision NAME: AlexNet, VGG and ResNets
 become their hand-written networks, every other one a graph network captured with torch.export) or an ONNX
 AlexNet/VGG graph to a deepvis_jax .msgpack file that loads without torch or onnx (--weights FILE; the file
-records its architecture).
+records its architecture). --preprocessing NAME says what input the network expects (stored in the file; with
+--torchvision and a NAME other than imagenet every model, AlexNet, VGG and ResNets too, becomes a graph network).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="imagenet: torchvision's pretrained weights (download/cache); random: seeded "
                    "untrained weights; PATH.pth: a torchvision state dict; PATH.onnx: an ONNX graph "
                    "(default: imagenet)")  # fmt: skip
-    p.add_argument("--preprocessing", choices=("caffe", "torchvision", "unit"), default=None,
-                   help="the input an ONNX graph expects, folded into conv1: caffe (BGR, 0..255, minus the BGR "
-                   "mean; Keras VGG), torchvision (normalized RGB) or unit (RGB in [0, 1]) (default: caffe)")
+    p.add_argument("--preprocessing", choices=PREPROCESSINGS, default=None,
+                   help="the input the network expects: imagenet (ImageNet-normalized RGB; torchvision is the same), "
+                   "caffe (BGR, 0..255, minus the BGR mean; Keras VGG), unit (RGB in [0, 1]) or minus_one_one "
+                   "((x - 0.5) / 0.5); for an ONNX graph (default: caffe) and for --torchvision NAME imported as a "
+                   "graph network (default: imagenet); stored in the file")
     p.add_argument("--torchvision", metavar="NAME", default=None,
                    help="any torchvision classification model by name (googlenet, mobilenet_v3_large, "
                    "convnext_tiny, ...): AlexNet, VGG and ResNets become their hand-written networks, every other "
@@ -42,6 +45,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--out", required=True, metavar="FILE", help="the .msgpack file to write")
     hidden_seed_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
+
+PREPROCESSINGS = ("imagenet", "caffe", "unit", "minus_one_one", "torchvision")
 
 
 def _convert_onnx(args: argparse.Namespace) -> int:
@@ -69,9 +75,10 @@ def _convert_onnx(args: argparse.Namespace) -> int:
 
 def _convert_torchvision(args: argparse.Namespace) -> int:
     converters, torch, torchvision = import_converters("convert")
-    if args.model is not None or args.source != "imagenet" or args.preprocessing is not None:
+    if args.model is not None or args.source != "imagenet":
         raise ValueError("--torchvision NAME takes its weights from --weights (random, imagenet or a .pth file), "
-                         "not --model, --from or --preprocessing")  # fmt: skip
+                         "not --model or --from")  # fmt: skip
+    preprocessing = "imagenet" if args.preprocessing in (None, "torchvision") else args.preprocessing
     at_least("--size", args.size)
     name = args.torchvision.strip().lower()
     known = torchvision.models.list_models(module=torchvision.models)
@@ -99,7 +106,10 @@ def _convert_torchvision(args: argparse.Namespace) -> int:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise dv.WeightsError(f"{weights} does not hold {name} weights ({first})") from None
     example = torch.randn(2, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed))
-    model = converters.from_torchvision(module.eval(), example_input=example)
+    if preprocessing != "imagenet":  # a graph network (AlexNet, VGG, ResNets too: the hand-written ones take
+        model = converters.from_torch(module.eval(), example, preprocessing=preprocessing)  # ImageNet input only)
+    else:
+        model = converters.from_torchvision(module.eval(), example_input=example)
     if weights.lower() == "random":
         model = model.replace(random_weights=True)  # recorded in the file: loading it warns, prints no classes
     converters.save(model, out)
@@ -116,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     if args.source.strip().lower().endswith(".onnx"):
         return _convert_onnx(args)
     if args.preprocessing is not None:
-        raise ValueError("--preprocessing applies to ONNX files only (--from FILE.onnx)")
+        raise ValueError("--preprocessing applies to ONNX files (--from FILE.onnx) and to --torchvision NAME; "
+                         "the hand-written --model networks take ImageNet-normalized input")
     converters, torch, torchvision = import_converters("convert")
     arch = dv.get_architecture(args.model or "alexnet")
     out = Path(args.out)

@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
         n = dv.min_image_size(arch, name)
         print(f"{i:>5}  {name:<{width}} {dv.layer_channels(arch, name):>8}  {f'{n}x{n}':>9}")
     n = dv.min_image_size(arch)
+    pre = getattr(arch, "preprocessing_name", None) or getattr(arch, "preprocessing", "imagenet")
+    fixed = getattr(arch, "fixed_hw", None)
+    size = "any size" if fixed is None else f"{fixed[0]}x{fixed[1]} only (images are resized to it)"
+    print(f"input: {size}; preprocessing {pre} (applied inside the model: give it ImageNet-normalized RGB)")
     if arch.num_classes is None:
         print(f"no classifier (the network's outputs are not one (N, classes) tensor); needs at least {n}x{n} pixels")
     else:

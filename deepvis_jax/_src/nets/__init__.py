@@ -93,6 +93,22 @@ class Model:
     def dtype(self):
         return jax.tree_util.tree_leaves(self.params)[0].dtype
 
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """``(h, w)`` for a network that takes one input size (an imported graph or JAX program with a flatten +
+        linear head, or captured at one size), else None (any size the network accepts). The high-level calls
+        (`visualize`, occlusion, the atlas, `construct`, the CLI, the explorer) resize images to it; `forward`,
+        `project` and `classify` refuse another size in one line."""
+        fixed = getattr(self.arch, "fixed_hw", None)
+        return None if fixed is None else (int(fixed[0]), int(fixed[1]))
+
+    @property
+    def preprocessing(self) -> str:
+        """What the network sees of its input, as a preset name or the dict's values (issue 30): ``"imagenet"``
+        unless it was imported with another ``preprocessing=``."""
+        name = getattr(self.arch, "preprocessing_name", None)
+        return name if name is not None else getattr(self.arch, "preprocessing", "imagenet")
+
     def apply(self, x: Array, **kwargs) -> Array:
         """The network's forward pass: `ConvNet`/`ResNet` ``__call__`` options (upto, channels, pre_relu, ...)."""
         return self.net.apply(self.variables, x, **kwargs)
@@ -101,6 +117,8 @@ class Model:
         n = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(self.variables))
         head = "" if self.classifier_trained else ", untrained classifier"
         head += ", random weights" if self.random_weights else ""
+        head += "" if self.preprocessing == "imagenet" else f", preprocessing {self.preprocessing}"
+        head += "" if self.input_size is None else f", input {self.input_size[0]}x{self.input_size[1]}"
         return f"Model({self.arch.name}, {n:,} parameters, {self.dtype}{head})"
 
 

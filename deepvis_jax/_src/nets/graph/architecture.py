@@ -78,7 +78,10 @@ class GraphArchitecture:
     ``example_hw``: the input size it was captured at; ``fixed_hw``: the only input size it accepts (a graph
     captured with static shapes), or None; ``min_hw``: the smallest (h, w) torch guarantees the graph for.
     ``output_keys``: the names of a dict output (a backbone's maps), or None. ``num_classes``: the width of a
-    single 2-D output (logits), or None.
+    single 2-D output (logits), or None. ``preprocessing``: what the captured module expects of its input
+    (issue 30): a preset name (``"imagenet"``, ``"caffe"``, ``"unit"``, ``"minus_one_one"``) or a dict's items as
+    a sorted tuple of pairs; the interpreter applies it to the library's ImageNet-normalized RGB input as its own
+    elementwise step before the first op (`nets.preprocessing`), so padded borders stay exact.
     """
 
     name: str
@@ -90,11 +93,12 @@ class GraphArchitecture:
     min_hw: tuple = (1, 1)
     output_keys: tuple | None = None
     num_classes: int | None = None
+    preprocessing: str | tuple = "imagenet"
 
     def __post_init__(self):
         object.__setattr__(self, "_hash", hash((self.name, self.nodes, self.outputs, self.layer_specs,
                                                 self.example_hw, self.fixed_hw, self.min_hw, self.output_keys,
-                                                self.num_classes)))  # fmt: skip
+                                                self.num_classes, self.preprocessing)))  # fmt: skip
         object.__setattr__(self, "_cache", {})
 
     def __hash__(self) -> int:
@@ -188,6 +192,29 @@ class GraphArchitecture:
                 dim = n.args[1] if len(n.args) > 1 else dict(n.kwargs).get("dim", 0)
                 return ("cat", tuple(r.node if p is None else p for p, r in zip(parts, n.args[0])), dim)
         return None
+
+    @property
+    def preprocess(self):
+        """The map from ImageNet-normalized RGB NHWC input to what the captured module expects (identity for
+        ``"imagenet"``)."""
+        from ..preprocessing import preprocess_fn
+
+        p = self.preprocessing
+        f = preprocess_fn(p if isinstance(p, str) else dict(p))
+
+        def pre(x):  # per-channel constants (3,) against (N, H, W, 3): allowed here whatever the global setting
+            with jax.numpy_rank_promotion("allow"):
+                return f(x)
+
+        return pre
+
+    @property
+    def preprocessing_name(self) -> str:
+        """The preset's name, or the dict's values (what repr and ``deepvis layers`` show)."""
+        from ..preprocessing import describe_preprocessing
+
+        p = self.preprocessing
+        return describe_preprocessing(p if isinstance(p, str) else dict(p))
 
     # ---------------------------------------------------------------------------------------------- input sizes
 
@@ -287,6 +314,19 @@ class GraphArchitecture:
         """Whether single units of layer `name` can be projected on a crop of the image (`project_units`): its
         receptive field is local, and the graph takes images of other sizes (a crop is one)."""
         return self.fixed_hw is None and self.field(name) != GLOBAL
+
+
+def stored_preprocessing(preprocessing) -> str | tuple:
+    """A `preprocessing=` argument as the architecture holds it: the preset's name (also for a dict equal to a
+    preset), else the resolved dict's items as a sorted tuple of pairs (hashable); ValueError (one line) for a
+    bad one."""
+    from ..preprocessing import PRESETS, resolve
+
+    d = resolve(preprocessing)
+    for k, v in PRESETS.items():
+        if v == d:
+            return k
+    return tuple(sorted(d.items()))
 
 
 def node_refs(obj):

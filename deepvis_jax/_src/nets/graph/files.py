@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-from .architecture import GraphArchitecture, LayerSpec, Node, Ref
+from .architecture import GraphArchitecture, LayerSpec, Node, Ref, stored_preprocessing
 from .values import OPS, DType
 
 
 
-FORMAT_VERSION = 1  # of the JSON below
+FORMAT_VERSION = 2  # of the JSON below; 2 added "preprocessing" (version 1, still read, means "imagenet")
+READABLE = (1, 2)
 
 
 def _encode(obj):
@@ -50,6 +51,8 @@ def to_json(arch: GraphArchitecture) -> str:
         "min_hw": list(arch.min_hw),
         "output_keys": None if arch.output_keys is None else list(arch.output_keys),
         "num_classes": arch.num_classes,
+        "preprocessing": (arch.preprocessing if isinstance(arch.preprocessing, str)
+                          else {k: list(v) if isinstance(v, tuple) else v for k, v in arch.preprocessing}),
     }, separators=(",", ":"))  # fmt: skip
 
 
@@ -57,8 +60,8 @@ def from_json(text: str) -> GraphArchitecture:
     """The architecture `to_json` wrote; ValueError (one line) for text that is not one, or names an op this
     version cannot run."""
     d = json.loads(text)
-    if not isinstance(d, dict) or d.get("version") != FORMAT_VERSION:
-        raise ValueError(f"not a stored graph of version {FORMAT_VERSION}")
+    if not isinstance(d, dict) or d.get("version") not in READABLE:
+        raise ValueError(f"not a stored graph of version {' or '.join(map(str, READABLE))}")
     nodes = []
     for op, args, kwargs, module, shape, dtype in d["nodes"]:
         if op not in OPS and op not in ("input", "param", "constant"):
@@ -69,4 +72,5 @@ def from_json(text: str) -> GraphArchitecture:
     opt = lambda v: None if v is None else tuple(v)  # noqa: E731
     return GraphArchitecture(str(d["name"]), tuple(nodes), tuple(Ref(int(i)) for i in d["outputs"]), specs,
                              tuple(d["example_hw"]), opt(d["fixed_hw"]), tuple(d["min_hw"]),
-                             opt(d["output_keys"]), d["num_classes"])  # fmt: skip
+                             opt(d["output_keys"]), d["num_classes"],
+                             stored_preprocessing(d.get("preprocessing", "imagenet")))  # fmt: skip

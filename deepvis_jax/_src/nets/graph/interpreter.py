@@ -56,8 +56,8 @@ class Crop:
 
 def _eval(ctx: Ctx, arch: GraphArchitecture, params: dict, x: Array, i: int, env: dict) -> Any:
     n = arch.nodes[i]
-    if n.op == "input":
-        return Img(x)
+    if n.op == "input":  # the module's own preprocessing: an elementwise step before any padding
+        return Img(arch.preprocess(x))
     if n.op == "param":
         v = params[n.args[0]]
         return Hwio(v) if dict(n.kwargs).get("layout") == "hwio" else v
