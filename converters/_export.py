@@ -146,6 +146,26 @@ def capture(module: torch.nn.Module, x: torch.Tensor, dynamic: bool | None = Non
                        "without data-dependent control flow or shapes)")  # fmt: skip
 
 
+def _takes_other_sizes(arch) -> bool:
+    """Whether a graph captured with a dynamic image size computes its outputs at twice the example's size (shapes
+    only, no weights). A flatten + linear head captures with H and W symbolic but tied by a guard on H * W, so no
+    size but the example's works: such a graph is one that takes one size (`model.input_size`)."""
+    import jax
+    import jax.numpy as jnp
+
+    from deepvis_jax._src.nets.graph.interpreter import abstract_variables, run
+
+    h, w = arch.example_hw
+    x = jax.ShapeDtypeStruct((1, 2 * h, 2 * w, 3), jnp.float32)
+    targets = tuple(r.node for r in arch.outputs)
+    try:
+        jax.eval_shape(lambda v, x: [run(arch, v, x, arch.needed(targets))[t] for t in targets],
+                       abstract_variables(arch), x)  # fmt: skip
+    except Exception:  # noqa: BLE001 - any failure at that size: the graph takes one size
+        return False
+    return True
+
+
 def _user_input(ep) -> str:
     return next(s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT")
 
@@ -198,6 +218,8 @@ def from_torch(module: torch.nn.Module, example_input: Any = None, *, name: str 
     dtype = target_dtype(np.dtype(str(x.dtype).removeprefix("torch.")))
     arch, params = to_graph(ep, name or type(module).__name__.lower(), tuple(x.shape[2:]), spatial, dtype)
     arch = dataclasses.replace(arch, preprocessing=stored)
+    if spatial and not _takes_other_sizes(arch):  # e.g. a flatten + linear head: torch keeps H and W symbolic,
+        arch = dataclasses.replace(arch, fixed_hw=arch.example_hw)  # tied by a guard the graph does not keep
     import jax.numpy as jnp
 
     variables = {"params": {k: jnp.asarray(np.asarray(v, dtype=target_dtype(v.dtype))) for k, v in params.items()}}

@@ -18,6 +18,7 @@ import numpy as np
 from .checks import check_int
 from .visualize import Visualization, check_options, visualize_chunk
 from .images import check_image_size, list_images, load_square, read_ahead
+from .input_size import fit_images, side
 from .nets import Layer, Model
 
 
@@ -59,7 +60,7 @@ def visualize_files(
     """
     name, top_k = check_options(model, layer, top_k, mode, rank, method)
     batch_size = check_int("batch_size", batch_size)
-    size = check_int("size", size)
+    size = side(model, check_int("size", size))  # a network that takes one square size: that size
     check_image_size(model, (size, size), name)
     paths = list_images(files) if isinstance(files, (str, os.PathLike)) else [Path(f) for f in files]
     return _stream(model, paths, name, size, top_k, mode, rank, method, batch_size, workers, progress)
@@ -71,7 +72,7 @@ def _stream(model, paths, name, size, top_k, mode, rank, method, batch_size, wor
     bar = tqdm(total=len(paths), unit="img", desc=f"visualize {name}", disable=not progress, dynamic_ncols=True)
     pending: list[FileResult] = []  # the previous batch: handed out while the device computes the next
     try:
-        for first, n, results in read_ahead(paths, lambda f: load_square(f, size), batch_size, workers=workers):
+        for first, n, results in read_ahead(paths, lambda f: fit_images(model, load_square(f, size)), batch_size, workers=workers):
             batch = [FileResult(i, paths[i], None, None, a) if isinstance(a, BaseException)
                      else FileResult(i, paths[i], a, None, None) for i, a in zip(range(first, first + n), results)]  # fmt: skip
             good = [r for r in batch if r.error is None]

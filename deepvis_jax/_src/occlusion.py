@@ -18,6 +18,7 @@ from jax import lax
 from .batching import batches, pad_batch
 from .checks import check_int
 from .compile import jit
+from .input_size import fit_images
 from .nets import IMAGENET_MEAN, Layer, Model, layer_channels, layer_name, layers, normalize
 
 Array = jax.Array
@@ -113,9 +114,10 @@ def occlusion(
     images evaluated at once, at most (bounds memory; the result does not depend on it; the chunks' width is
     chosen to pad the fewest images, as `construct` chooses its batches). For a model whose classifier is
     untrained (``model.classifier``, copied to ``result.classifier``) the class maps are computed but mean
-    nothing; `occlusion_figure` leaves them out.
+    nothing; `occlusion_figure` leaves them out. A network that takes one size (``model.input_size``) gets the
+    image resized and center-cropped to it first (the rule of `square`); the maps are then at that size.
     """
-    img = _as_unit_float(image)
+    img = fit_images(model, _as_unit_float(image))  # a one-size network: resized to model.input_size
     h, w = img.shape[:2]
     name = layer_name(model, layer if layer is not None else len(layers(model)))
     patch, stride, chunk = (check_int(arg, v) for arg, v in (("patch", patch), ("stride", stride), ("chunk", chunk)))

@@ -19,6 +19,7 @@ from .compile import jit
 from .batching import pad_batch
 from .checks import check_choice, check_int
 from .deconv import forward, project_channels, project_units
+from .input_size import fit_images
 from .nets import Layer, Model, layer_hw, layer_name, normalize
 from .rules import METHODS, Switches
 
@@ -188,7 +189,9 @@ def visualize(
     """Activations of `layer` for one RGB image, or a batch, and projections of each image's `top_k` strongest
     channels.
 
-    `image`: (H, W, 3), or a batch (N, H, W, 3) of one size, uint8 or float in [0, 1] (normalized here).
+    `image`: (H, W, 3), or a batch (N, H, W, 3) of one size, uint8 or float in [0, 1] (normalized here). A
+    network that takes one size (``model.input_size``) gets the images resized and center-cropped to it first
+    (`input_size.fit`: the rule of `square`), and the results are at that size.
     `rank`: ``"max"`` (the paper) or ``"mean"`` (the original class) activation per channel. `mode`: ``"max"``
     projects each channel's single strongest unit, ``"all"`` its whole map weighted by its own activations.
     `method`: ``"deconv"`` (the DeconvNet), ``"guided"`` (guided backprop) or ``"gradient"`` (see `project`).
@@ -200,7 +203,7 @@ def visualize(
     """
     name, top_k = check_options(model, layer, top_k, mode, rank, method)
     batch_size = check_int("batch_size", batch_size)
-    images = _check_images(image)
+    images = fit_images(model, _check_images(image))  # a one-size network: resized to model.input_size
     layer_hw(model, name, images.shape[-3:-1])
     if images.ndim == 3:
         return _visualize(model, images, name, top_k, mode, rank, method)

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 import deepvis_jax as dv
+from deepvis_jax._src.input_size import fit_images
 
 from ._common import (PROG, add_command, int_arg, quiet_arg, UNTRAINED_CLASSIFIER, at_least, layer_and_channels, layer_arg, load_input, load_model,
                       message, model_arch, model_arg, output_args, planned, save_png, top_classes,
@@ -55,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     if args.image and (len(args.image) > 1 or Path(args.image[0]).is_dir()):
         return _visualize_many(args, arch, layer)
     image, what = load_input(args.image[0] if args.image else None, args.size)
+    if fit_images(arch, image) is not image:  # a network that takes one size: the image is resized to it
+        hw = arch.fixed_hw
+        image, what = fit_images(arch, image), f"{what}, resized to the network's input size {hw[0]}x{hw[1]}"
     dv.check_image_size(arch, image.shape[:2], layer)
     out = Path(args.out)
     model, pretrained = load_model(args)

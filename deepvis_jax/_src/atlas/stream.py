@@ -19,6 +19,7 @@ from jax.sharding import PartitionSpec as P
 from ..batching import pad_batch
 from ..checks import check_int
 from ..digest import weights_digest
+from ..input_size import fit_iterable, side
 from ..nets import Layer, Model, layer_channels, layer_name
 from .checkpoint import load_state, run_record, save_state, saved_record
 from .project import atlas_project, check_channels
@@ -112,7 +113,8 @@ def atlas(
     rows = local_rows(mesh, batch)
 
     is_folder = isinstance(images, (str, os.PathLike))
-    source = Folder(images, size, workers) if is_folder else Stream(images)
+    size = side(model, size)  # a network that takes one size: images are brought to model.input_size
+    source = Folder(images, size, workers) if is_folder else Stream(fit_iterable(model, images))
     total = len(source) if is_folder else (len(images) if hasattr(images, "__len__") else None)
     digest = weights_digest(model) if checkpoint is not None else None
 

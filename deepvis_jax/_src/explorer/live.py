@@ -31,6 +31,7 @@ from PIL import Image
 from ..compile import jit
 from ..deconv import forward, project_units
 from ..images import ImageError, check_image_size, load_image, sample_image, square, to_uint8
+from ..input_size import fit_images, side
 from ..nets import Model, layer_channels, layer_name, layers, min_size, normalize
 from ..optvis.construct import construct
 from ..render import activation_grid, display_normalize
@@ -167,8 +168,8 @@ class Explorer:
     def __init__(self, model: Model, *, size: int = 224, construct_size: int = 128, construct_steps: int = 256,
                  max_images: int = 16, max_results: int = 256, tmpdir: str | os.PathLike | None = None):  # fmt: skip
         self.model = model
-        self.size = int(size)
-        self.construct_size = int(construct_size)
+        self.size = side(model, int(size))  # a network that takes one square size: that size
+        self.construct_size = side(model, int(construct_size))
         self.construct_steps = int(construct_steps)
         self.layers = [n for n in layers(model) if min_size(model, n) <= self.size]
         if not self.layers:
@@ -190,7 +191,7 @@ class Explorer:
         """The image as the network sees it here: its shorter side resized to `size` (shrunk or enlarged), then
         center-cropped to ``size x size`` (`images.square`, as the atlas reads files): every image has the one
         size, so a new one never compiles."""
-        return square(image, self.size)
+        return fit_images(self.model, square(image, self.size))
 
     def add_image(self, image: np.ndarray, name: str) -> str:
         """Keep a prepared copy of an RGB uint8 image; returns its id (a digest of its pixels)."""

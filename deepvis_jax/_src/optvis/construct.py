@@ -296,7 +296,7 @@ def construct(
     *,
     steps: int | None = None,
     lr: float | None = None,
-    image_size: int = 224,
+    image_size: int | None = None,
     seed: int = 0,
     param: str | Parameterization | None = None,
     decorrelate: bool | None = None,
@@ -348,6 +348,8 @@ def construct(
     ``preset="seed"`` is the original PyTorch class's recipe: a 56 px pixel image (uniform noise 150..179/255)
     optimized for `steps` = 20 Adam steps (lr 0.1, weight decay 1e-6, no transforms), then resized by 1.2x
     (bicubic) and box-blurred (`blur_size`), stage after stage up to `image_size`; one compiled program per size.
+    `image_size` defaults to 224, or to the side of a network that takes one square size (``model.input_size``);
+    for such a network a final `transforms.resize` to that size is appended when the transforms end elsewhere.
 
     Filter ``f`` takes its randomness from ``jax.random.fold_in(jax.random.key(seed), f)``, so an image does not
     depend on which other filters are computed with it; a filter asked for again in the same call takes, for its
@@ -377,7 +379,14 @@ def construct(
                        transforms=transforms, objective=objective, optimizer=optimizer)  # fmt: skip
     seed_recipe, steps, objective, param_, transforms_, optimizer, normalized = (
         r.seed_stages, r.steps, r.objective, r.param, r.transforms, r.optimizer, r.normalized)
+    fixed = getattr(model.arch, "fixed_hw", None)  # a network that takes one size (model.input_size)
+    if image_size is None:  # 224, or that size's side when it is square
+        image_size = int(fixed[0]) if fixed is not None and fixed[0] == fixed[1] else 224
     image_size = check_int("image_size", image_size)
+    if fixed is not None and transformed_hw(transforms_, (image_size, image_size)) != tuple(fixed):
+        from .transforms import resize  # what Lucent's fixed_image_size does: the network sees its one size
+
+        transforms_ = (*transforms_, resize(tuple(fixed)))
     seed = check_int("seed", seed, low=None)
     l2, tv, blur_sigma = (check_number(n, v) for n, v in (("l2", l2), ("tv", tv), ("blur_sigma", blur_sigma)))
     blur_every = check_int("blur_every", blur_every, low=0)

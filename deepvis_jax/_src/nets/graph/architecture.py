@@ -223,8 +223,8 @@ class GraphArchitecture:
         h, w = int(hw[0]), int(hw[1])
         if self.fixed_hw is not None and (h, w) != tuple(self.fixed_hw):
             fh, fw = self.fixed_hw
-            return (f"{self.name} was captured for {fh}x{fw} inputs only (torch.export could not make its size "
-                    f"dynamic); got {h}x{w}: resize the image to {fh}x{fw}")  # fmt: skip
+            return (f"{self.name} was captured for {fh}x{fw} inputs only (model.input_size; e.g. a flatten + linear "
+                    f"head); got {h}x{w}: resize the image to {fh}x{fw}")  # fmt: skip
         mh, mw = self.min_hw
         if h < mh or w < mw:
             return f"an input of {h}x{w} pixels is too small for {self.name}; use at least {mh}x{mw} pixels"
