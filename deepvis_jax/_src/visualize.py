@@ -176,6 +176,34 @@ def _check_images(images: Any) -> Any:
     return images
 
 
+def _visualize_units(model: Model, image: Any, layer: Layer, units: Any, method: str) -> Visualization:
+    """`visualize(..., units=...)`: the given units' projections (see there)."""
+    name = layer_name(model, layer)
+    check_choice("method", method, METHODS)
+    images = fit_images(model, _check_images(image))
+    h, w = layer_hw(model, name, images.shape[-3:-1])
+    c = model.arch.channels(name)
+    u = np.asarray(units)
+    if u.ndim != 2 or u.shape[1] != 3 or u.shape[0] == 0 or not np.issubdtype(u.dtype, np.integer):
+        raise ValueError(f"units must be a non-empty list of (y, x, c) integer triples, got {units!r}"[:200])
+    bad = [tuple(int(v) for v in t) for t in u if not (0 <= t[0] < h and 0 <= t[1] < w and 0 <= t[2] < c)]
+    if bad:
+        raise ValueError(f"unit {bad[0]} is outside {name}'s map of {h}x{w} and {c} channels")
+    batch = images if images.ndim == 4 else images[None]
+    x = _as_input(model, jnp.asarray(batch))
+    act, switches = forward(model, x, name)
+    results = []
+    for i in range(batch.shape[0]):
+        ui = jnp.asarray(np.concatenate([np.full((len(u), 1), i), u], 1), jnp.int32)
+        values = act[i][tuple(u.T)]
+        proj = project_units(model, switches, ui, values, name, method)
+        results.append(Visualization(act[i], jnp.asarray(u[:, 2], jnp.int32), values, proj, layer=name,
+                                     method=method))  # fmt: skip
+    if images.ndim == 3:
+        return results[0]
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *results)
+
+
 def visualize(
     model: Model,
     image: Any,
@@ -185,6 +213,7 @@ def visualize(
     rank: str = "max",
     method: str = "deconv",
     batch_size: int = 8,
+    units: Any = None,
 ):
     """Activations of `layer` for one RGB image, or a batch, and projections of each image's `top_k` strongest
     channels.
@@ -200,7 +229,16 @@ def visualize(
     forward pass and all its images' ``top_k`` projections in one compiled, vmapped program; memory grows with
     `batch_size`, not N. Each image's result equals `visualize` of that image alone. Returns a `Visualization`
     of jax arrays, with a leading N axis for a batch.
+
+    `units`: instead of the top-k channels, project these units, a list of ``(y, x, c)`` of the layer's map (the
+    same for every image of a batch), each by its own activation (as "max" mode projects a channel's strongest
+    unit), through `project_units` (on its receptive field's crop where the layer's field is local): then
+    ``channels`` are the units' channels, ``scores`` their activations and ``projections`` (len(units), H, W, 3).
+    `top_k`, `mode` and `rank` are not used. E.g. a graph network's ``"output"`` layer (its output map: a
+    segmentation or text-probability map) and its strongest unit.
     """
+    if units is not None:
+        return _visualize_units(model, image, layer, units, method)
     name, top_k = check_options(model, layer, top_k, mode, rank, method)
     batch_size = check_int("batch_size", batch_size)
     images = fit_images(model, _check_images(image))  # a one-size network: resized to model.input_size

@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     for i, name in enumerate(names, 1):
         n = dv.min_image_size(arch, name)
         print(f"{i:>5}  {name:<{width}} {dv.layer_channels(arch, name):>8}  {f'{n}x{n}':>9}")
+    for name in getattr(arch, "output_layers", ()):  # a graph's output maps: layers by name, listed apart
+        n = dv.min_image_size(arch, name)
+        print(f"{'-':>5}  {name:<{width}} {dv.layer_channels(arch, name):>8}  {f'{n}x{n}':>9}  (the network's output "
+              f"map; --layer {name})")  # fmt: skip
     n = dv.min_image_size(arch)
     pre = getattr(arch, "preprocessing_name", None) or getattr(arch, "preprocessing", "imagenet")
     fixed = getattr(arch, "fixed_hw", None)

@@ -170,6 +170,9 @@ def conv_layers(model: Model | AnyArchitecture | str) -> list[str]:
 def layer_name(model: Model | AnyArchitecture | str, layer: Layer) -> str:
     """Resolve a layer given by name or 1-based index; a wrong one raises ValueError listing the choices."""
     names = layers(model)
+    outputs = getattr(_arch_of(model), "output_layers", ())  # a graph's output maps ("output"): by name only
+    if isinstance(layer, str) and layer in outputs and layer not in names:
+        return layer
     if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
         if 1 <= layer <= len(names):
             return names[int(layer) - 1]
@@ -181,6 +184,7 @@ def layer_name(model: Model | AnyArchitecture | str, layer: Layer) -> str:
     arch = _arch_of(model)
     shown = ", ".join(names) if len(names) <= 24 else ", ".join(names[:3] + ["..."] + names[-2:])
     kind = "conv" if isinstance(arch, Architecture) else "layer"  # AlexNet/VGG's layers are their convs
+    shown += f"; or an output: {', '.join(outputs)}" if outputs else ""
     raise ValueError(f"unknown layer {layer!r} for {arch.name}; use a {kind} index 1..{len(names)} or a name: {shown}")
 
 

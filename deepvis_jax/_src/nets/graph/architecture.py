@@ -130,8 +130,35 @@ class GraphArchitecture:
     def conv_layers(self) -> list[str]:
         return list(self.layers)
 
+    @property
+    def output_specs(self) -> tuple[LayerSpec, ...]:
+        """The graph's outputs that are feature maps (N, C, h, w), as layers (issue 30 item 5): ``"output"`` for a
+        single output, ``"output.KEY"`` for each map of a dict output (``"output.0"``, ... of a tuple). Derived from
+        the outputs (not stored), so files of every version have them; not in `layers` (the module paths, whose
+        order and count other calls rely on), but every call that takes a layer name takes them."""
+
+        def make():
+            if len(self.outputs) == 1 and self.output_keys is None:
+                names = ("output",)
+            else:
+                names = tuple(f"output.{k}" for k in (self.output_keys or range(len(self.outputs))))
+            specs = []
+            for name, r in zip(names, self.outputs):
+                n = self.nodes[r.node]
+                if (n.shape is not None and len(n.shape) == 4 and n.shape[1] > 0 and n.dtype.startswith(("float", "bfloat"))
+                        and name not in self.layers):  # fmt: skip
+                    specs.append(LayerSpec(name, r.node, "nchw", int(n.shape[1])))
+            return tuple(specs)
+
+        return self._cached("output_specs", make)
+
+    @property
+    def output_layers(self) -> tuple[str, ...]:
+        """The names of `output_specs`: ``("output",)`` for a network whose one output is a feature map."""
+        return tuple(s.name for s in self.output_specs)
+
     def spec(self, name: str) -> LayerSpec:
-        return self._cached("specs", lambda: {s.name: s for s in self.layer_specs})[name]
+        return self._cached("specs", lambda: {s.name: s for s in self.layer_specs + self.output_specs})[name]
 
     def channels(self, name: str) -> int:
         return self.spec(name).channels

@@ -184,7 +184,8 @@ class GraphModule:
             targets = _plan_nodes(plan) + ((spec.grid,) if spec.grid >= 0 else ())
             below = ()
             if collect:  # every layer up to `upto` (below it with pre_relu), in the same pass
-                k = arch.layers.index(upto) + (0 if pre_relu else 1)
+                # an output layer (`output_specs`) is above every module layer
+                k = arch.layers.index(upto) + (0 if pre_relu else 1) if upto in arch.layers else len(arch.layers)
                 below = arch.layer_specs[:k]
                 targets += tuple(s.node for s in below) + tuple(s.grid for s in below if s.grid >= 0)
             env = run(arch, variables, x, arch.needed(targets), ops, c)
