@@ -87,6 +87,27 @@ def test_model_on_normalized_input_equals_torch_on_preprocessed_float64(tiny, p,
             assert_close(m.apply(x, upto="conv1"), nhwc(ref["conv1"]), 1e-9, elementwise=1e-9, err_msg=f"{p} conv1")
 
 
+def test_unit_projections_on_crops_past_the_border_equal_the_whole_image(tiny):
+    """`project_units` on a crop reaching past the image (a corner unit): the crop outside the image is zero in
+    the preprocessed space, as the whole image's zero padding is (float64, 1e-12)."""
+    model = converters.from_torch(tiny, torch.randn(2, 3, 16, 16), preprocessing="caffe")
+    with jax.enable_x64(True):
+        m64 = as_float64(model)
+        x = dv.normalize(jnp.asarray(_images()[1:]))
+        act, sw = dv.forward(m64, x, "relu")
+        a = np.asarray(act)
+        assert dv._src.deconv.crop_geometry(m64, "relu", (14, 12))[0] != (14, 12)  # a crop, not the image
+        for r, c in [(0, 0), (a.shape[1] - 1, a.shape[2] - 1)]:
+            ch = int(np.argmax(a[0, r, c]))
+            signal = np.zeros(a.shape)
+            signal[0, r, c, ch] = a[0, r, c, ch]
+            whole = dv.project(m64, sw, jnp.asarray(signal), "relu", "deconv")[0]
+            got = dv.project_units(m64, x, jnp.asarray([(0, r, c, ch)], jnp.int32), jnp.asarray([a[0, r, c, ch]]),
+                                   "relu", "deconv")[0]  # fmt: skip
+            assert np.abs(whole).max() > 0
+            assert_close(got, whole, 1e-12, elementwise=1e-12, err_msg=f"unit {(r, c, ch)}")
+
+
 def test_old_graph_files_read_as_imagenet_and_bad_presets_are_one_line(tiny):
     model = converters.from_torch(tiny, torch.randn(2, 3, 16, 16), preprocessing="caffe")
     d = json.loads(to_json(model.arch))

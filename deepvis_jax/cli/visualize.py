@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 import deepvis_jax as dv
-from deepvis_jax._src.input_size import fit_images
+from deepvis_jax._src.input_size import fit_images, side
 
 from ._common import (PROG, add_command, int_arg, quiet_arg, UNTRAINED_CLASSIFIER, at_least, layer_and_channels, layer_arg, load_input, load_model,
                       message, model_arch, model_arg, output_args, planned, save_png, top_classes,
@@ -107,6 +107,7 @@ def _visualize_many(args: argparse.Namespace, arch, layer: str) -> int:
     if args.size < 1:
         raise ValueError(f"--size {args.size}: several images are visualized in batches of one size, so they are "
                          "resized and center-cropped to SxS; give --size S (at least 1)")  # fmt: skip
+    args.size = side(arch, args.size)  # a network that takes one square size: that size (dv.visualize_files too)
     dv.check_image_size(arch, (args.size, args.size), layer)
     files = _image_files(args.image)
     stems = dv.batch_names(len(files), [name for _, name in files])
