@@ -91,3 +91,22 @@ def test_fit_is_square_for_square_sizes_and_covers_then_crops_otherwise():
     f = fit(photo.astype(np.float32) / 255, (20, 30))
     assert f.dtype == np.float32 and f.shape == (20, 30, 3) and 0 <= f.min() and f.max() <= 1
     assert np.abs(f * 255 - ref).max() <= 1.0  # the same filter in float (uint8 rounds)
+
+
+def test_a_jax_network_with_a_flatten_dense_head_has_an_input_size_too():
+    def apply(p, x):
+        y = jax.lax.conv_general_dilated(x, p["k"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = dv.tag(jax.nn.relu(y), "conv")
+        return y.reshape(y.shape[0], -1) @ p["w"]
+
+    rng = np.random.default_rng(0)
+    p = {"k": jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32),
+         "w": jnp.asarray(rng.standard_normal((8 * 8 * 4, 3)), jnp.float32)}  # fmt: skip
+    model = dv.from_jax(apply, p, jnp.zeros((1, 8, 8, 3)))
+    assert model.input_size == (8, 8) and "input 8x8" in repr(model)
+    photo = _photo(32, 40)
+    r = dv.visualize(model, photo, "conv", top_k=1)
+    want = dv.visualize(model, square(photo, 8), "conv", top_k=1)
+    np.testing.assert_array_equal(np.asarray(r.projections), np.asarray(want.projections))
+    with pytest.raises(ValueError, match=r"^apply takes 8x8 inputs only .*got 32x40: resize the image to 8x8"):
+        dv.forward(model, jnp.zeros((1, 32, 40, 3)), "conv")
