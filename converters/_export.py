@@ -195,7 +195,17 @@ def from_torch(module: torch.nn.Module, example_input: Any = None, *, name: str 
     output is one feature map (``dv.layers(model)``), as a forward hook on that module returns it.
     `dynamic`: None tries a capture with a dynamic image size for at most `DYNAMIC_SECONDS`, then one size;
     False captures the example's image size only (a graph that then takes that size alone); True tries the
-    dynamic capture without a time limit.
+    dynamic capture without a time limit. A graph captured for one size, or whose outputs cannot be computed at
+    twice the example's size (a flatten + linear head), takes the example's size only: ``model.input_size`` is
+    then that (h, w); the high-level calls resize images to it, `dv.forward`/`dv.classify` refuse another size in
+    one line. The graph's output maps are layers too (``"output"``; `GraphArchitecture.output_specs`).
+    `preprocessing`: what the module expects of its input: ``"imagenet"`` (the default: ImageNet-normalized RGB),
+    ``"caffe"`` (BGR, 0..255, minus the BGR mean), ``"unit"`` (RGB in [0, 1]), ``"minus_one_one"`` ((x - 0.5) /
+    0.5) or a dict ``{"mean": [r, g, b], "std": [r, g, b], "scale": 1 or 255, "channels": "RGB" or "BGR"}`` (mean
+    and std on that scale, in that channel order). The model still takes the library's input (ImageNet-normalized
+    RGB, NHWC): ``model.apply(dv.normalize(x01))`` equals the module on ``P(x01)``. It is applied as its own
+    elementwise step before the first op (never folded into a padded convolution), stored in a saved file and
+    shown by ``repr(model)``.
 
     Raises ValueError (one line) for a whole detector (pass its ``.backbone``), an input that is not one image
     tensor, a module torch.export cannot capture (with torch's reason), or an op with no JAX lowering (named,
