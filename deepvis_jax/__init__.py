@@ -114,6 +114,11 @@ from deepvis_jax._src.visualizer import Visualizer as Visualizer
 # how the library compiles: compile.py
 from deepvis_jax._src.compile import COMPILER_OPTIONS as COMPILER_OPTIONS
 
+# attribution over ordinary images and files, and its overlay PNGs: attribution/api.py
+from deepvis_jax._src.attribution.api import Attribution as Attribution
+from deepvis_jax._src.attribution.api import attribute as attribute
+from deepvis_jax._src.attribution.api import save_attribution as save_attribution
+
 # namespaces
 from deepvis_jax import attribution as attribution
 from deepvis_jax import explorer as explorer
@@ -156,6 +161,8 @@ __all__ = [
     "Visualizer",
     # compiling
     "COMPILER_OPTIONS",
+    # attribution over images
+    "Attribution", "attribute", "save_attribution",
     # namespaces
     "attribution", "explorer", "objectives", "param", "targets", "transforms",
 ]  # fmt: skip

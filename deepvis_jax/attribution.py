@@ -5,7 +5,8 @@ Input-space methods return (N, H, W, 3) (`to_map` sums over colour): `saliency`,
 The CAMs return (N, h, w) at the layer (`upsample` brings them to the image): `grad_cam`, `hires_cam`,
 `grad_cam_pp`, `xgrad_cam`, `layer_cam`, `eigen_cam`, `score_cam`. A target is an int class index (one for the
 batch or one per image) or a ``dv.targets.*`` target. Every function is pure: jit, vmap and grad compose.
-`overlay` draws a map over its image (numpy; matplotlib's colour maps).
+`overlay` draws a map over its image (numpy; matplotlib's colour maps). Metrics: `deletion` and `insertion`
+(RISE's curves and their areas), `infidelity` and `sensitivity_max` (Captum's), with explicit PRNG keys.
 """
 
 from deepvis_jax._src.attribution.methods import RULES as RULES
@@ -26,10 +27,20 @@ from deepvis_jax._src.attribution.methods import smooth_noise as smooth_noise
 from deepvis_jax._src.attribution.methods import to_map as to_map
 from deepvis_jax._src.attribution.methods import upsample as upsample
 from deepvis_jax._src.attribution.methods import xgrad_cam as xgrad_cam
+from deepvis_jax._src.attribution.metrics import blur as blur
+from deepvis_jax._src.attribution.metrics import deletion as deletion
+from deepvis_jax._src.attribution.metrics import gaussian_perturbation as gaussian_perturbation
+from deepvis_jax._src.attribution.metrics import infidelity as infidelity
+from deepvis_jax._src.attribution.metrics import insertion as insertion
+from deepvis_jax._src.attribution.metrics import sensitivity_max as sensitivity_max
+from deepvis_jax._src.attribution.metrics import trapezoid_area as trapezoid_area
+from deepvis_jax._src.attribution.metrics import uniform_perturbation as uniform_perturbation
 from deepvis_jax._src.attribution.render import colormap as colormap
 from deepvis_jax._src.attribution.render import overlay as overlay
 
 __all__ = ["RULES", "colormap", "eigen_cam", "grad_cam", "grad_cam_pp", "guided_backprop", "guided_grad_cam",
            "hires_cam",
            "input_x_gradient", "integrated_gradients", "layer_cam", "occlusion", "overlay", "saliency", "score_cam",
-           "smooth_grad", "smooth_noise", "to_map", "upsample", "xgrad_cam"]  # fmt: skip
+           "smooth_grad", "smooth_noise", "to_map", "upsample", "xgrad_cam",
+           "blur", "deletion", "gaussian_perturbation", "infidelity", "insertion", "sensitivity_max", "trapezoid_area",
+           "uniform_perturbation"]  # fmt: skip

@@ -1,6 +1,7 @@
 """`deepvis attribute`: attribution maps (Grad-CAM, integrated gradients, SmoothGrad, ...) over the image.
 
-For each --method, one PNG: the image beside the method's map drawn over it (matplotlib's inferno colour map).
+For each --method, one PNG: the image beside the method's map drawn over it (matplotlib's inferno colour map):
+`dv.attribute` computes the map, `dv.save_attribution` writes it.
 The CAMs are computed at --layer and upsampled bilinearly to the image; input-space methods are summed over
 colour as absolute values. The target is --target (a class index, default: the predicted class).
 """
@@ -16,15 +17,10 @@ import numpy as np
 import deepvis_jax as dv
 
 from ._common import add_command, image_arg, int_arg, load_input, load_model, model_arch, model_arg, output_args
-from ._common import planned, save_png, weights_arg
+from ._common import planned, weights_arg
 from .._src.attribution.core import resolve_layer
+from .._src.attribution.api import CAMS, METHODS
 from .._src.attribution.render import colormap
-
-A = dv.attribution
-CAMS = ("grad_cam", "hires_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "eigen_cam", "score_cam")
-INPUT = ("saliency", "input_x_gradient", "guided_backprop", "integrated_gradients", "smooth_grad", "guided_grad_cam",
-         "occlusion")  # fmt: skip
-METHODS = CAMS + INPUT
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -41,22 +37,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     output_args(p, "replace existing output files")
 
 
-def _map(model, x, method: str, target: int, layer: str | None, args) -> np.ndarray:
-    """The method's (H, W) map for image 0 of `x`."""
-    if method in CAMS:
-        cam = getattr(A, method)(model, x, target, layer=layer)
-        return np.asarray(A.upsample(cam, x.shape[1:3]))[0]
+def _options(method: str, args) -> dict:
+    """The method's options from the command line (dv.attribute passes them on)."""
     if method == "integrated_gradients":
-        a = A.integrated_gradients(model, x, target, steps=args.steps, chunk=8)[0]
-    elif method == "smooth_grad":
+        return {"steps": args.steps, "chunk": 8}
+    if method == "smooth_grad":
         import jax
 
-        a = A.smooth_grad(A.saliency, model, x, target, jax.random.key(args.noise_seed), samples=args.samples, chunk=8)
-    elif method == "guided_grad_cam":
-        a = A.guided_grad_cam(model, x, target, layer=layer)
-    else:
-        a = getattr(A, method)(model, x, target)
-    return np.asarray(A.to_map(a, "abs_sum"))[0]
+        return {"key": jax.random.key(args.noise_seed), "samples": args.samples, "chunk": 8}
+    return {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"image: {what}")
     print(f"target: class {target}" + (" (predicted)" if args.target is None else ""))
     for method, out in outs.items():
-        heat = _map(model, x, method, target, layer, args)
-        picture = np.concatenate([image, np.full((image.shape[0], 8, 3), 255, np.uint8), A.overlay(image, heat)], 1)
-        print(f"{method}: wrote {save_png(picture, out, args.overwrite)}")
+        maps = dv.attribute(model, image, method, target, layer=layer, **_options(method, args)).maps
+        print(f"{method}: wrote {dv.save_attribution(out, image, maps[0], overwrite=args.overwrite)[0]}")
     return 0

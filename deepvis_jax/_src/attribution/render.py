@@ -15,7 +15,8 @@ def colormap(name: str = "inferno"):
     try:
         import matplotlib
     except ImportError:
-        raise ValueError("attribution overlays use matplotlib's colour maps: pip install matplotlib") from None
+        raise ValueError("attribution overlays use matplotlib's colour maps: pip install matplotlib (or the "
+                         "deepvis-jax[attribution] extra)") from None  # fmt: skip
     if name not in matplotlib.colormaps:
         raise ValueError(f"unknown colour map {name!r}; use one of matplotlib's, e.g. inferno, viridis, magma")
     return matplotlib.colormaps[name]

@@ -133,7 +133,7 @@ class Handler(BaseHTTPRequestHandler):
             "/": self.page, "/index.html": self.page, "/api/info": self.info, "/api/image.png": self.image_png,
             "/api/layer": self.layer, "/api/grid.png": self.grid_png, "/api/channel": self.channel,
             "/api/projection.png": self.projection_png, "/api/feature": self.feature,
-            "/api/feature.png": self.feature_png,
+            "/api/feature.png": self.feature_png, "/api/classes": self.classes, "/api/gradcam.png": self.gradcam_png,
         })  # fmt: skip
 
     def do_POST(self) -> None:
@@ -240,6 +240,22 @@ class Handler(BaseHTTPRequestHandler):
     def feature_png(self) -> None:
         layer, channel = self._need(self._params(), "layer", "channel")
         self._send(200, self.server.explorer.feature(layer, channel), "image/png")
+
+
+    # Grad-CAM of a chosen class beside the projections (gradcam.py)
+
+    def classes(self) -> None:
+        from . import gradcam
+
+        (image_id,) = self._need(self._params(), "image")
+        self._json({"classes": [{"class": c, "p": round(p, 4), "name": n}
+                                for c, p, n in gradcam.classes(self.server.explorer, image_id)]})  # fmt: skip
+
+    def gradcam_png(self) -> None:
+        from . import gradcam
+
+        image_id, layer, cls = self._need(self._params(), "image", "layer", "class")
+        self._send(200, gradcam.grad_cam_png(self.server.explorer, image_id, layer, cls), "image/png")
 
 
 def page_html() -> bytes:
