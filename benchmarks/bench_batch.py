@@ -5,7 +5,9 @@ backward per projected channel). AlexNet conv5 and VGG16 conv5_3, 64 images (`--
 AlexNet also the batch of the first 32 images against a loop of 32 single-image `dv.visualize` calls.
 
 The check runs both sides in float64 on the first images (through the batch path, chunked), where every choice is
-unambiguous, and reports the float32 difference beside it (channels chosen alike; see `bench_visualize`).
+unambiguous, and checks the timed float32 outputs of every image: each channel both sides chose has the same
+projection within `F32_TOL` of its peak, and a channel only one side chose must be a float32 near-tie (its
+strongest activation within 1e-5 of the k-th strongest's, relative to the layer's largest).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ._models import torch_model
 
 K = 9
 BATCH = 8
+F32_TOL = 1e-4  # peak-relative, per projection (measured: 1.8e-6 at AlexNet conv5, 8 images; VGG16 not yet)
 CASES = (("alexnet", "conv5", 2), ("vgg16", "conv5_3", 1))  # (arch, layer, images checked in float64)
 
 
@@ -56,13 +59,25 @@ def _float64_check(tm, images, layer) -> float:
         return err
 
 
-def _float32_difference(r, ref) -> str:
-    errs, same = [], 0
+def float32_check(features, xs: torch.Tensor, r, ref, tol: float = F32_TOL) -> str:
+    """The timed float32 results of every image (`r` from dv.visualize, `ref` from `torch_loop`): the projection of
+    each channel both chose within `tol` (peak-relative), a channel only one side chose a near-tie."""
+    err, ties = 0.0, 0
     for i, (channels, projections) in enumerate(ref):
-        if np.array_equal(np.asarray(r.channels[i]), channels.numpy()):
-            same += 1
-            errs.append(max_rel(r.projections[i], projections.numpy().transpose(0, 2, 3, 1)))
-    return f"f32 {max(errs):.0e} ({same}/{len(ref)} images chose the same channels)" if errs else "f32: no image alike"
+        ours, theirs = np.asarray(r.channels[i]).tolist(), channels.tolist()
+        for k, c in enumerate(theirs):
+            if c in ours:
+                err = max(err, max_rel(r.projections[i][ours.index(c)], projections[k].numpy().transpose(1, 2, 0)))
+        only = sorted(set(ours) ^ set(theirs))
+        if only:
+            with torch.no_grad():
+                m = features(xs[i : i + 1])[0].amax(dim=(1, 2)).double().numpy()
+            kth = np.sort(m)[::-1][K - 1]
+            if np.max(np.abs(m[only] - kth)) > 1e-5 * np.max(np.abs(m)):
+                raise AssertionError(f"image {i}: JAX and PyTorch chose channels {only} apart, not a near-tie; "
+                                     "timing is void")  # fmt: skip
+            ties += 1
+    return checked(f"f32 projections ({len(ref)} images, {ties} with a near-tie channel)", err, tol)
 
 
 def _batch_vs_single_calls(model, images: np.ndarray, layer: str) -> str:
@@ -96,7 +111,7 @@ def run(quick: bool, only: Sequence[str] | None = None, images: int | None = Non
         # torch warms up on one image (the loop does the same work image after image), then one timed loop
         torch_s, ref = time_torch(lambda: torch_loop(feats, xs), 1, warmup=lambda: torch_loop(feats, xs[:1]))
         check = checked("f64 projections", _float64_check(tm, images_[:n_check], layer), 1e-9)
-        check += "; " + _float32_difference(r, ref)
+        check += "; " + float32_check(feats, xs, r, ref)
         extra = {"images/s": f"jax {n / jax_s:.2f}, torch {n / torch_s:.2f} ({n} images, chunks of {BATCH})"}
         if not slow:
             extra["batch vs single calls"] = _batch_vs_single_calls(model, images_[:32], layer)

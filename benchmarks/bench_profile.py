@@ -6,7 +6,9 @@ every convolution in it alone, at the program's own shapes: its forward and, for
 (JAX: the vjp with the forward not re-run; torch: `aten.convolution_backward` for the input only, what autograd
 calls). JAX runs XLA:CPU's convolutions as deepvis_jax compiles them (`dv.COMPILER_OPTIONS`: Eigen, YNNPACK off),
 each shown after the time under XLA's default options (YNNPACK), as ``default->ours/torch``; torch runs oneDNN's.
-The row's ratio is the whole program's; "ceiling" is torch's whole program over JAX's convolutions alone: the best
+Every timed program's outputs are checked too: construct's float32 images by their objective
+(`bench_construct.float32_check`), the atlas's top-9 as `bench_atlas` checks them, the occlusion chunk's feature
+and probability maps against torch's. The row's ratio is the whole program's; "ceiling" is torch's whole program over JAX's convolutions alone: the best
 torch/JAX ratio this program could reach with XLA:CPU's convolutions if everything else in it were free (timed
 alone, a convolution also pays for its freshly allocated output: where that is hundreds of MB, VGG16 at 224 px,
 the sum exceeds the program and the ceiling is low).
@@ -28,8 +30,9 @@ from deepvis_jax._src.occlusion import _occlusion_chunk
 
 from ._harness import Row, checked, max_rel, time_jax, time_torch
 from ._models import torch_model
+from .bench_atlas import _check as atlas_check
 from .bench_atlas import torch_atlas
-from .bench_construct import FILTERS, _color_matrix, _inits, _jax_construct, _torch_construct
+from .bench_construct import FILTERS, _color_matrix, _inits, _jax_construct, _torch_construct, float32_check
 from .bench_occlusion import PATCH, torch_occlusion
 
 STEPS = 8  # construct: one compiled chunk of steps, reported per step
@@ -93,7 +96,7 @@ def _convs(convs, repeats: int, grad: bool, last_channels: int | None = None) ->
     return jax_total, torch_total, parts, err
 
 
-def _row(name: str, jax_s: float, torch_s: float, convs: tuple, what: str) -> Row:
+def _row(name: str, jax_s: float, torch_s: float, convs: tuple, what: str, check: str) -> Row:
     cj, ct, parts, err = convs
     extra = {
         f"convolutions, ms JAX XLA-default->ours/torch ({what})": "; ".join(parts) + f"; sum {cj * 1e3:.1f}/{ct * 1e3:.1f}",
@@ -101,7 +104,7 @@ def _row(name: str, jax_s: float, torch_s: float, convs: tuple, what: str) -> Ro
         "torch program": f"{ct / torch_s:.0%} convolution, {max(torch_s - ct, 0) * 1e3:.1f} ms the rest",
         "ceiling": f"torch program / JAX convolutions = {torch_s / cj:.2f}x",
     }
-    return Row(name, jax_s, torch_s, 0.0, checked("convolutions", err, 1e-4), extra)
+    return Row(name, jax_s, torch_s, 0.0, check + "; " + checked("convolutions", err, 1e-4), extra)
 
 
 def _construct(arch: str, layer: str, n: int, size: int, repeats: int) -> Row:
@@ -109,12 +112,14 @@ def _construct(arch: str, layer: str, n: int, size: int, repeats: int) -> Row:
     model = converters.from_torchvision(tm)
     filters = FILTERS[:n]
     features = tm.features[: model.arch.conv_op_index(layer) + 1]
-    _, jax_s, _ = time_jax(lambda: _jax_construct(model, layer, filters, STEPS, size), repeats)
+    _, jax_s, out = time_jax(lambda: _jax_construct(model, layer, filters, STEPS, size), repeats)
     inits, cm = _inits(model, filters, size), _color_matrix(np.float32)
-    torch_s, _ = time_torch(lambda: _torch_construct(features, inits, filters, STEPS, cm), repeats)
+    torch_s, ref = time_torch(lambda: _torch_construct(features, inits, filters, STEPS, cm), repeats)
+    check = float32_check(features, filters, inits, out, ref)
     convs = _conv_inputs(features, torch.zeros(n, 3, size, size))
     return _row(f"profile: construct {arch} {layer}, 1 step of {n} img {size}px", jax_s / STEPS, torch_s / STEPS,
-                _convs(convs, repeats, grad=True, last_channels=1), "forward f and input gradient g")  # fmt: skip
+                _convs(convs, repeats, grad=True, last_channels=1), "forward f and input gradient g",
+                check)  # fmt: skip
 
 
 def _atlas(arch: str, layer: str, n: int, repeats: int) -> Row:
@@ -122,11 +127,13 @@ def _atlas(arch: str, layer: str, n: int, repeats: int) -> Row:
     model = converters.from_torchvision(tm)
     features = tm.features[: model.arch.top_index(layer) + 1]
     images = np.random.default_rng(1).integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
-    _, jax_s, _ = time_jax(lambda: dv.atlas(model, images, layer, batch_size=n, project=False, progress=False), repeats)
-    torch_s, _ = time_torch(lambda: torch_atlas(features, images, 9, n), repeats)
+    _, jax_s, res = time_jax(lambda: dv.atlas(model, images, layer, batch_size=n, project=False, progress=False),
+                             repeats)  # fmt: skip
+    torch_s, ref = time_torch(lambda: torch_atlas(features, images, 9, n), repeats)
+    check = atlas_check(model, {layer: res}, [ref])
     convs = _conv_inputs(features, torch.zeros(n, 3, 224, 224))
     return _row(f"profile: atlas {arch} {layer}, 1 batch of {n} img", jax_s, torch_s, _convs(convs, repeats, False),
-                "forward")  # fmt: skip
+                "forward", check)  # fmt: skip
 
 
 def _occlusion(repeats: int) -> Row:
@@ -140,13 +147,19 @@ def _occlusion(repeats: int) -> Row:
     occlude = np.arange(OCCLUSION_CHUNK) < OCCLUSION_CHUNK - 1
     fill = jnp.asarray(IMAGENET_MEAN, jnp.float32)
     x = jnp.asarray(image)
-    _, jax_s, _ = time_jax(lambda: _occlusion_chunk(model, x, fill, corners, occlude, "conv5", 0, 0, PATCH), repeats)
+    _, jax_s, (feat, prob, _) = time_jax(
+        lambda: _occlusion_chunk(model, x, fill, corners, occlude, "conv5", 0, 0, PATCH), repeats)
     x01 = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None]))
     top = model.arch.top_index("conv5")
-    torch_s, _ = time_torch(lambda: torch_occlusion(tm, top, x01, rows, cols, PATCH, 0, 0, 32), repeats)
+    torch_s, (f, p, _, _, base) = time_torch(lambda: torch_occlusion(tm, top, x01, rows, cols, PATCH, 0, 0, 32),
+                                             repeats)  # fmt: skip
+    # the chunk's last image is the clean one (occlude False), torch's is its `base`
+    err = max(max_rel(feat[:-1], f), max_rel(prob[:-1], p), max_rel(feat[-1:], base[0:1]),
+              max_rel(prob[-1:], base[1:2]))  # fmt: skip
+    check = checked("feature/probability maps", err, 1e-4)
     convs = _conv_inputs(tm, torch.zeros(OCCLUSION_CHUNK, 3, 224, 224))
     return _row(f"profile: occlusion alexnet conv5, 1 chunk of {OCCLUSION_CHUNK} img", jax_s, torch_s,
-                _convs(convs, repeats, False), "forward")  # fmt: skip
+                _convs(convs, repeats, False), "forward", check)  # fmt: skip
 
 
 def run(quick: bool) -> list[Row]:

@@ -1,7 +1,11 @@
-"""The PyTorch reference script for the cold-start benchmark: what `deepvis visualize --weights random --layer 3`
-does, written the PyTorch way (torchvision AlexNet, per-channel DeconvNet backward passes, PNGs with Pillow).
+"""The PyTorch reference script for the cold-start benchmark: what `deepvis visualize --layer 3` does, written the
+PyTorch way (torchvision AlexNet, per-channel DeconvNet backward passes, PNGs with Pillow).
 
-    python -m benchmarks.torch_visualize OUT_DIR
+    python -m benchmarks.torch_visualize OUT_DIR [IMAGE [WEIGHTS.pt]]
+
+IMAGE defaults to the packaged astronaut photo (resized to 224 x 224), WEIGHTS (a state dict) to torchvision's
+random init with seed 0. It prints the top channels and their strongest activations (the lines
+`bench_coldstart` compares with deepvis's).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from benchmarks._deconv_torch import top_k_projections
 from converters import backward_features
 
 
-def main(out: str) -> None:
+def main(out: str, image: str | None = None, weights: str | None = None) -> None:
     torch.manual_seed(0)
     model = torchvision.models.alexnet(weights=None).eval()
-    src = Path(__file__).resolve().parents[1] / "deepvis_jax" / "data" / "astronaut.jpg"
+    if weights is not None:
+        model.load_state_dict(torch.load(weights, weights_only=True))
+    src = image or Path(__file__).resolve().parents[1] / "deepvis_jax" / "data" / "astronaut.jpg"
     img = np.asarray(Image.open(src).convert("RGB").resize((224, 224)), np.float32) / 255
     mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
     x = torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy())
@@ -38,7 +44,8 @@ def main(out: str) -> None:
     p = np.clip(p / (2 * np.abs(p).max() + 1e-12) + 0.5, 0, 1)
     Image.fromarray((255 * np.concatenate(list(p), axis=1)).astype(np.uint8)).save(out_dir / "projections.png")
     print("top channels:", channels.tolist())
+    print("scores:", act.amax(dim=(1, 2))[channels].tolist())
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:4])

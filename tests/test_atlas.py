@@ -292,6 +292,7 @@ def test_sharded_equals_single_device(model, conv_params, images, tmp_path):
                 assert_topk_winners(act, *got, here.values, here.image_index, here.position, err_msg=layer)
 
 
+TWO_PROCESS_IMAGES = {"n": 12, "hw": 32}  # test_two_processes_equal_one: small, and not a multiple of the step
 MULTI_PROCESS = r"""
 import sys
 sys.path[:0] = [sys.argv[3], sys.argv[3] + "/tests"]
@@ -301,20 +302,21 @@ jax.distributed.initialize(coordinator_address=f"127.0.0.1:{sys.argv[2]}", num_p
                            process_id=int(sys.argv[1]))
 import numpy as np
 import deepvis_jax as dv
-from test_atlas import _images, conv_model
+from test_atlas import TWO_PROCESS_IMAGES, _images, conv_model
 assert jax.device_count() == 4 and jax.local_device_count() == 2
 model = conv_model(sys.argv[5])
-rs = dv.atlas(model, _images(), layers=["conv1", "conv2"], top_k=5, batch_size=8, micro_batch=2, channels=[0, 3],
-              progress=False)
+rs = dv.atlas(model, _images(**TWO_PROCESS_IMAGES), layers=["conv1"], top_k=3, batch_size=8, micro_batch=2,
+              channels=[0, 3], progress=False)
 np.savez(sys.argv[4] + ".npz", **{f"{n}_{f}": getattr(r, f) for n, r in rs.items()
                                   for f in ("values", "image_index", "position", "projections", "patches")})
 """
 
 
-@pytest.mark.skipif(not os.environ.get("DEEPVIS_SLOW_TESTS"), reason="slow (about a minute on 2 cores): three "
-                    "JAX processes; set DEEPVIS_SLOW_TESTS=1 to run it")  # fmt: skip
 def test_two_processes_equal_one(conv_params, tmp_path):
-    """jax.distributed over 2 local processes x 2 CPU devices == 1 process x 4 devices, exactly (with projections)."""
+    """jax.distributed over 2 local processes x 2 CPU devices == 1 process x 4 devices: the same winners and
+    patches exactly, values and projections within float32 rounding (XLA:CPU rounds the two process layouts'
+    programs differently: 1-2 ulp measured). What the README claims for hosts, at the smallest size that still
+    shards: one layer, 12 small images (two steps of 8 over 4 devices, the second padded), so that it fits CI."""
     import socket
 
     with socket.socket() as s:
@@ -329,7 +331,8 @@ def test_two_processes_equal_one(conv_params, tmp_path):
     assert all(p.returncode == 0 for p in procs), logs
     env = with_xla_flags({**os.environ, "JAX_PLATFORMS": "cpu"}, "--xla_force_host_platform_device_count=4")
     one = SHARDED.split("runs = ")[0] + (
-        "rs = dv.atlas(model, imgs, layers=['conv1', 'conv2'], top_k=5, batch_size=8, micro_batch=2,"
+        "from test_atlas import TWO_PROCESS_IMAGES\n"
+        "rs = dv.atlas(model, _images(**TWO_PROCESS_IMAGES), layers=['conv1'], top_k=3, batch_size=8, micro_batch=2,"
         " channels=[0, 3], progress=False)\n"
         "np.savez(sys.argv[2], **{f'{n}_{f}': getattr(r, f) for n, r in rs.items()"
         " for f in ('values', 'image_index', 'position', 'projections', 'patches')})\n"
@@ -337,10 +340,13 @@ def test_two_processes_equal_one(conv_params, tmp_path):
     subprocess.run([sys.executable, "-c", one, str(ROOT), str(tmp_path / "one.npz"), str(conv_params)], check=True,
                    env=env, cwd=ROOT)  # fmt: skip
     with np.load(tmp_path / "one.npz") as want, np.load(tmp_path / "0.npz") as a, np.load(tmp_path / "1.npz") as b:
-        assert sorted(want.files) == sorted(a.files) == sorted(b.files) and len(want.files) == 10
+        assert sorted(want.files) == sorted(a.files) == sorted(b.files) and len(want.files) == 5
         for f in want.files:
-            np.testing.assert_array_equal(a[f], want[f], err_msg=f)
-            np.testing.assert_array_equal(b[f], want[f], err_msg=f)
+            np.testing.assert_array_equal(a[f], b[f], err_msg=f)  # the two processes gather the same result
+            if f.endswith(("image_index", "position", "patches")):
+                np.testing.assert_array_equal(a[f], want[f], err_msg=f)
+            else:  # float32 rounding differs between the process layouts (measured: 4.8e-7 relative, 1-2 ulp)
+                assert_close(a[f], want[f], 1e-5, elementwise=1e-5, err_msg=f)
 
 
 class Interrupted(Exception):

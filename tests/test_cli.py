@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import urllib.error
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -445,15 +446,32 @@ def test_the_model_comes_from_a_converted_weights_file_alone(capsys, tmp_path):
 # -------------------------------------------------------------------------------------------------------------- issue 33: rough edges
 
 
-def test_random_weights_are_recorded_in_the_file_and_print_no_classes(capsys, tmp_path):
+def test_random_weights_are_recorded_in_the_file_and_print_no_classes(capsys, tmp_path, monkeypatch):
     """A file converted from random weights records it: loading it says so in one warning and prints no classes
-    (the README: classes are printed for pretrained weights only); a file of trained weights still prints them."""
+    (the README: classes are printed for pretrained weights only); a file of trained weights still prints them.
+    And `convert --torchvision` says what it is doing while it works (GoogLeNet: ~15 s) and lets no FutureWarning
+    of torchvision's through (GoogLeNet's and Inception's default-init warning, imitated here on AlexNet: pytest
+    turns a warning that escapes into an error)."""
+    real = torchvision.models.get_model
+
+    def get_model(*args, **kwargs):
+        warnings.warn("The default weight initialization of GoogleNet will be changed in future releases of "
+                      "torchvision.", FutureWarning)  # fmt: skip
+        return real(*args, **kwargs)
+
     _png("in.png", (64, 64))
     code, _, err = run(capsys, "convert", "--from", "random", "--out", "r.msgpack")
     assert code == 0, err
-    code, _, err = run(capsys, "convert", "--torchvision", "alexnet", "--weights", "random", "--size", "64",
-                       "--out", "tv.msgpack")  # fmt: skip
+    with monkeypatch.context() as m:
+        m.setattr(torchvision.models, "get_model", get_model)
+        code, out, err = run(capsys, "convert", "--torchvision", "alexnet", "--weights", "random", "--size", "64",
+                             "--out", "tv.msgpack")  # fmt: skip
     assert code == 0, err
+    lines = [ln for ln in err.splitlines() if "warning: --weights random" not in ln]
+    assert len(lines) == 2 and "FutureWarning" not in err and "GoogleNet" not in err, err
+    assert lines[0].startswith("deepvis: alexnet built with random weights (") and "importing it" in lines[0]
+    assert lines[1].startswith("deepvis: imported (") and lines[1].endswith("writing tv.msgpack")
+    assert "wrote tv.msgpack" in out
     assert dv.load_model("alexnet", weights="tv.msgpack").random_weights
     code, out, err = run(capsys, "visualize", "--weights", "r.msgpack", "--layer", "1", "--top-k", "2",
                          "--image", "in.png", "--out", "o")  # fmt: skip
@@ -544,3 +562,4 @@ def test_atlas_says_once_that_it_enlarges_small_images(capsys, monkeypatch, tmp_
                         "enlarged to 48x48, e.g. a.png (40x30)"], err  # fmt: skip
     code, _, err = run(capsys, *argv, "--size", "30")
     assert code == 130 and "enlarged" not in err, err
+

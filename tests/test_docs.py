@@ -507,3 +507,49 @@ def test_notebook_runs(workdir):
     assert not errors
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 3, "the notebook shows the activation grid, the projections and a constructed image"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Placeholders: a doc is finished text
+# --------------------------------------------------------------------------------------------------------------
+
+# TODO-style words anywhere in prose, or an all-caps identifier with an underscore (FAMILY_MATRIX, a template's
+# slot) outside inline code that no source file names (an environment variable the code reads is a real name)
+_UNFINISHED = re.compile(r"\b(?:TODO|TBD|FIXME|XXX)\b")
+_CAPS_NAME = re.compile(r"(?<![\w$/.-])[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?![\w/.-])")
+
+
+@functools.lru_cache(maxsize=1)
+def _source_text() -> str:
+    files = [p for d in ("deepvis_jax", "converters", "benchmarks", "tests", "docs") for p in (REPO / d).rglob("*.py")]
+    files += [REPO / ".ci" / "run", REPO / "pyproject.toml"]
+    return "\n".join(p.read_text() for p in files if p.is_file() and p.name != "test_docs.py")
+
+
+def placeholders(text: str) -> list[tuple[int, str]]:
+    """(line, token) of each placeholder in markdown `text`, outside fenced blocks, inline code and link targets."""
+    out, fenced = [], False
+    for i, line in enumerate(text.splitlines(), 1):
+        if re.match(r"^ *```", line):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        words = re.sub(r"\]\([^)]*\)", "]", re.sub(r"`[^`]*`", "", line))
+        out += [(i, m.group()) for m in _UNFINISHED.finditer(words)]
+        out += [(i, m.group()) for m in _CAPS_NAME.finditer(words) if m.group() not in _source_text()]
+    return out
+
+
+@pytest.mark.parametrize("path", DOCS, ids=_name)
+def test_no_placeholders(path):
+    found = placeholders(path.read_text())
+    assert not found, f"{_name(path)} has placeholders (line, token): {found}"
+
+
+def test_placeholders_are_found():
+    """The placeholder finder on hand-made text: a slot, TODO and TBD are found; code, env variables are not."""
+    slot = "FAMILY" + "_MATRIX"  # spelled apart, so that this file does not name it
+    text = (f"## Families\n\n{slot}\n\nDone, TODO: more.\nResult TBD.\n`{slot}` in code\n```\n{slot}\n```\n"
+            "Set DEEPVIS_SLOW_TESTS=1 to run them; AVX2, CPU and README are words.\n")
+    assert placeholders(text) == [(3, slot), (5, "TODO"), (6, "TBD")]

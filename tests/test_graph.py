@@ -137,12 +137,14 @@ def test_visualize_and_construct(net):
         xt = nchw(x).requires_grad_(True)
         (g,) = torch.autograd.grad(tm64.stem(xt), xt, nchw(signal))
         assert_close(got, nhwc(g), 1e-10)
-    # construct: each filter's image excites its channel more than any other filter's image and than noise does;
-    # the channels this small random net can single out at all (3, 4, 8: measured) come first for their image
-    filters = [0, 3, 4, 8, 11]
+    # construct, every channel of the layer: each filter's image excites its channel more than any other filter's
+    # image and than noise does (measured on this net with seeds 0, 1, 2: 12, 11 and 12 of the 12 channels). Being
+    # the image's strongest channel is not asserted: this small random net's channels are correlated, and only 3, 2
+    # and 3 of 12 channels (seeds 0, 1, 2) come first for their own image.
+    filters = list(range(dv.layer_channels(model, "relu")))
     imgs = dv.construct(model, "relu", filters, steps=40, lr=0.05, image_size=24, param="pixel", transforms="none",
                         verbose=False)  # fmt: skip
-    assert imgs.shape == (5, 24, 24, 3) and 0 <= imgs.min() and imgs.max() <= 1
+    assert imgs.shape == (12, 24, 24, 3) and 0 <= imgs.min() and imgs.max() <= 1
     noise = np.random.default_rng(0).random((1, 24, 24, 3)).astype(np.float32)
 
     def means(images):
@@ -151,8 +153,6 @@ def test_visualize_and_construct(net):
     acts, base = means(imgs), means(noise)[0]
     for i, f in enumerate(filters):
         assert acts[i, f] > max(base[f], np.delete(acts[:, f], i).max()), (f, acts[:, f], base[f])
-        if f in (3, 4, 8):
-            assert np.argmax(acts[i]) == f, (f, acts[i])
 
 
 def test_atlas_and_occlusion_equal_torch(net):

@@ -1,11 +1,17 @@
 """torchvision's classification families imported as graph networks (`converters.from_torch`), against torch:
 logits in float32 (1e-4 relative) and float64 (1e-9), every layer against the forward hook's output, forward and
 projections running, `construct` on GoogLeNet inception4a and ConvNeXt, and a detection backbone (FPN's dict of
-maps).
+maps). Projections: the DeconvNet projection of a random signal at each family's visualized layer against torch
+autograd under `converters.projection_rules` (float64, 1e-9 peak-relative and elementwise), for the families
+test_graph_projections does not cover (GoogLeNet, MobileNet v3, DenseNet, ConvNeXt and ViT are there, at two
+layers and three methods), and at one layer of the detection backbone; CI runs SqueezeNet's and the backbone's,
+``--families`` the rest (ShuffleNet v2's in `test_family_projection`).
 
 Each family is one test with one capture (torch.export takes 5-60 s a model). CI runs the families in `CI`; the
 rest are marked ``families`` and run with ``pytest --families``.
 """
+
+import copy
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +24,8 @@ import converters
 import deepvis_jax as dv
 from deepvis_jax._src.nets import all_activations
 from reference import as_float64, assert_close, nchw, nhwc, torch_hooks
+from test_graph import _upto
+from test_graph_projections import _as_torch
 
 # family: (input size, the layers checked against torch hooks: "all" or None (logits only), a layer to visualize);
 # the transformers are captured at their one image size (dynamic=False: torch.export's dynamic capture of Swin
@@ -41,6 +49,26 @@ FAMILIES = {
     "maxvit_t": (224, None, "blocks.1"),
 }
 CI = ("squeezenet1_0", "googlenet", "mobilenet_v3_small", "shufflenet_v2_x0_5", "convnext_tiny")
+PROJECTED_ELSEWHERE = ("googlenet", "mobilenet_v3_small", "densenet121", "convnext_tiny", "vit_b_16")
+CI_PROJECTED = ("squeezenet1_0",)  # ShuffleNet v2's (41 s on 2 busy cores) is in test_family_projection
+
+
+def check_projection_float64(tm64, m64, layer: str, hw: tuple[int, int], what: str) -> None:
+    """`dv.project` (DeconvNet) of a random signal over `layer`'s map against torch autograd with the same rules
+    (`converters.projection_rules`), float64, 1e-9 peak-relative and elementwise. Call inside x64."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, *hw, 3))
+    act, sw = dv.forward(m64, jnp.asarray(x), layer)
+    signal = rng.standard_normal(act.shape)
+    got = dv.project(m64, sw, jnp.asarray(signal), layer, "deconv")
+    xt = nchw(x).requires_grad_(True)
+    with converters.projection_rules("deconv"):
+        out = _upto(tm64, layer, xt)
+        ref_act, cot = _as_torch(m64.arch.spec(layer), out, signal)
+        (ref,) = torch.autograd.grad(out, xt, cot)
+    assert_close(act, ref_act, 1e-9, err_msg=f"{what} {layer} float64 activation")
+    assert np.abs(nhwc(ref)).max() > 0
+    assert_close(got, nhwc(ref), 1e-9, elementwise=1e-9, err_msg=f"{what} {layer} float64 deconv projection")
 
 
 def torch_family(name: str, dtype=torch.float32) -> torch.nn.Module:
@@ -88,6 +116,8 @@ def check_family(name: str):
         with torch.no_grad():
             ref64 = tm64(nchw(x.astype(np.float64))).numpy()
         assert_close(dv.classify(m64, jnp.asarray(x, jnp.float64)), ref64, 1e-9, err_msg=f"{name} float64 logits")
+        if name not in PROJECTED_ELSEWHERE and (name not in CI or name in CI_PROJECTED):
+            check_projection_float64(tm64, m64, layer, (size, size), name)
     # float32: 1e-4 relative, or twice torch's own float32 error where that is larger (measured: EfficientNet-V2-S
     # at these random weights, whose logits reach 185, has torch float32 2.7e-4 from the exact logits, JAX 1.3e-4)
     ref32 = ref["logits"].numpy()
@@ -143,6 +173,17 @@ def test_family_more(name):
     check_family(name)
 
 
+@pytest.mark.families
+@pytest.mark.parametrize("name", [n for n in CI if n not in PROJECTED_ELSEWHERE + CI_PROJECTED])
+def test_family_projection(name):
+    """The projection check of the CI families that CI leaves out for its time (ShuffleNet v2)."""
+    size, _, layer = FAMILIES[name]
+    tm = torch_family(name)
+    model = converters.from_torch(tm, torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2)))
+    with jax.enable_x64(True):
+        check_projection_float64(torch_family(name, torch.float64), as_float64(model), layer, (size, size), name)
+
+
 def test_detection_backbone_with_several_outputs():
     """Faster R-CNN's ResNet-50 + FPN backbone: a dict of five maps; its layers visualize; classify refuses."""
     det = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
@@ -166,3 +207,5 @@ def test_detection_backbone_with_several_outputs():
     for layer in ("body.layer2", "fpn.layer_blocks.1"):
         r = dv.visualize(model, img, layer, top_k=2)
         assert np.abs(np.asarray(r.projections)).max() > 0
+    with jax.enable_x64(True):
+        check_projection_float64(copy.deepcopy(tm).double(), as_float64(model), "body.layer2", (64, 64), "FPN")

@@ -202,6 +202,10 @@ def test_objectives_compute_only_the_target_channel(models):
         assert_close(dv.objectives.neuron(layer, y=1, x=2)(model, x, t), pre[1, 2, 17], 1e-5, err_msg=layer)
     imgs = dv.construct(model, "layer2.1", [0, 5], steps=2, image_size=64, verbose=False)
     assert imgs.shape == (2, 64, 64, 3) and np.isfinite(imgs).all() and 0 <= imgs.min() and imgs.max() <= 1
+    # a rank criterion, not only a range: each filter's image excites its filter more than the other filter's
+    # image does (the mean pre-ReLU activation construct maximizes)
+    means = np.asarray(model.apply(dv.normalize(jnp.asarray(imgs)), upto="layer2.1", pre_relu=True)).mean((1, 2))
+    assert means[0, 0] > means[1, 0] and means[1, 5] > means[0, 5], means[:, [0, 5]]
 
 
 def test_occlusion_equals_a_naive_loop(models):

@@ -10,6 +10,9 @@ records its architecture). --preprocessing NAME says what input the network expe
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+import warnings
 from pathlib import Path
 
 import deepvis_jax as dv
@@ -73,6 +76,19 @@ def _convert_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(msg: str) -> None:
+    """A stage of `convert --torchvision` on stderr (the capture takes up to a minute; stdout keeps the result)."""
+    print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+
+def _get_model(torchvision, name: str, weights):
+    """torchvision's model, its FutureWarnings silenced (GoogLeNet's and Inception's about their default init:
+    torchvision's business, not the user's; the init is the one the weights file or the seed fixes)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        return torchvision.models.get_model(name, weights=weights)
+
+
 def _convert_torchvision(args: argparse.Namespace) -> int:
     converters, torch, torchvision = import_converters("convert")
     if args.model is not None or args.source != "imagenet":
@@ -88,23 +104,27 @@ def _convert_torchvision(args: argparse.Namespace) -> int:
     out = Path(args.out)
     planned([out], args.overwrite)
     weights = (args.weights or "imagenet").strip()
+    t0 = time.perf_counter()
     if weights.lower() == "random":
         warn("--weights random: an untrained network; its pictures are not meaningful")
         torch.manual_seed(args.seed)
-        module = torchvision.models.get_model(name, weights=None)
+        module = _get_model(torchvision, name, None)
     elif weights.lower() == "imagenet":
         from converters._torchvision import fetch_checkpoint
 
         fetch_checkpoint(torchvision.models.get_model_weights(name).DEFAULT, name)  # nothing printed when offline
-        module = torchvision.models.get_model(name, weights="DEFAULT")  # from the cache
+        module = _get_model(torchvision, name, "DEFAULT")  # from the cache
     else:
-        module = torchvision.models.get_model(name, weights=None)
+        module = _get_model(torchvision, name, None)
         state = converters.read_state_dict(weights)
         try:
             module.load_state_dict(state)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise dv.WeightsError(f"{weights} does not hold {name} weights ({first})") from None
+    _progress(f"{name} built with {weights} weights ({time.perf_counter() - t0:.1f} s); importing it "
+              "(torch.export and the graph network: 5-60 s) ...")  # fmt: skip
+    t0 = time.perf_counter()
     example = torch.randn(2, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed))
     if preprocessing != "imagenet":  # a graph network (AlexNet, VGG, ResNets too: the hand-written ones take
         model = converters.from_torch(module.eval(), example, preprocessing=preprocessing)  # ImageNet input only)
@@ -112,6 +132,7 @@ def _convert_torchvision(args: argparse.Namespace) -> int:
         model = converters.from_torchvision(module.eval(), example_input=example)
     if weights.lower() == "random":
         model = model.replace(random_weights=True)  # recorded in the file: loading it warns, prints no classes
+    _progress(f"imported ({time.perf_counter() - t0:.1f} s); writing {out}")
     converters.save(model, out)
     print(f"wrote {out} ({model!r}, {len(dv.layers(model))} layers, from torchvision's {name} with {weights} "
           "weights)")  # fmt: skip
