@@ -13,6 +13,15 @@ size and fills with grey) and draw different random numbers, so the images are c
 pixels: on each, its own channel must rank among the 10 strongest of the layer's 512 by mean pre-ReLU activation
 (the check; measured ranks are in the row).
 
+A second row runs Lucid's neuron-diversity recipe on the same network: four images of one channel (138) with the
+objective ``channel - 1e2 * diversity`` at conv4_3 (Lucent's ``objectives.channel(layer, n) - 1e2 *
+objectives.diversity(layer)``, its images optimized jointly), same steps and learning rate. Before timing, the two
+objectives are checked equal on the same activations (a fixed batch of four images through both networks); after,
+each side's images must keep the channel among the layer's 10 strongest, and the row reports their mean pairwise
+cosine of normalized Gram matrices (what `diversity` lowers).
+
+``DEEPVIS_BENCH_LUCENT_ROWS=diversity`` (or ``channel``) runs one row only.
+
 Reported: steps per second, first call (deepvis_jax: including compilation) and warm (a second call), and the
 ratio of warm times. Lucent is an optional, benchmark-only dependency: without it this benchmark skips with one
 line. Install it with ``pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 && pip install decorator ipython``
@@ -41,6 +50,8 @@ CHANNELS = (138, 261, 0, 12)
 SIZE, STEPS, LR = 224, 32, 0.05
 QUICK = dict(channels=CHANNELS[:1], steps=2)
 MAX_RANK = 10  # each image's own channel among the layer's 512 (measured: see the docstring)
+DIVERSE, N_DIVERSE, DIVERSITY = 138, 4, 1e2  # the diversity row: 4 images of channel 138, Lucid's weight
+QUICK_DIVERSE = dict(n=2, steps=2)
 
 
 def _missing() -> str | None:
@@ -105,6 +116,76 @@ def _ours(model, channels, steps: int) -> np.ndarray:
                         objective=dv.objectives.channel(LAYER), verbose=False)  # fmt: skip
 
 
+def _diversity_objectives():
+    from lucent.optvis import objectives
+
+    ours = dv.objectives.channel(LAYER) - DIVERSITY * dv.objectives.diversity(LAYER)
+    theirs = objectives.channel(TORCH_LAYER, DIVERSE) - DIVERSITY * objectives.diversity(TORCH_LAYER)
+    return ours, theirs
+
+
+def _check_diversity_objective(model, tm, n: int) -> float:
+    """Relative difference of deepvis_jax's value and minus Lucent's loss for ``channel - 1e2 * diversity`` on one
+    batch of `n` random 64 px images, each side reading its own network's conv4_3 (float32)."""
+    import torch
+
+    ours, theirs = _diversity_objectives()
+    x = np.random.default_rng(1).standard_normal((n, 64, 64, 3)).astype(np.float32)
+    value = float(dv.objectives.evaluate(ours, model, jnp.asarray(x), [DIVERSE] * n))
+    with torch.no_grad():
+        act = tm.features[:22](torch.from_numpy(x.transpose(0, 3, 1, 2)))
+        ref = -float(theirs(lambda name: act))
+    return abs(value - ref) / abs(ref)
+
+
+def _lucent_diverse(tm, n: int, steps: int, seed: int = 0) -> np.ndarray:
+    import torch
+    from lucent.optvis import param, render
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    _, objective = _diversity_objectives()
+    images = render.render_vis(tm, objective, lambda: param.image(SIZE, batch=n), thresholds=(steps,),
+                               show_image=False, progress=False)  # fmt: skip
+    return images[-1]
+
+
+def _ours_diverse(model, n: int, steps: int) -> np.ndarray:
+    ours, _ = _diversity_objectives()
+    return dv.construct(model, LAYER, [DIVERSE] * n, steps=steps, lr=LR, image_size=SIZE, objective=ours,
+                        verbose=False)  # fmt: skip
+
+
+def _gram_cosine(model, images) -> float:
+    """Mean pairwise cosine between the images' conv4_3 Gram matrices (diversity's value over N (N - 1))."""
+    x = dv.normalize(jnp.asarray(images, jnp.float32))
+    n = x.shape[0]
+    return float(dv.objectives.evaluate(dv.objectives.diversity(LAYER), model, x)) / (n - 1)
+
+
+def _diversity_row(model, tm, quick: bool) -> Row:
+    n, steps = (QUICK_DIVERSE["n"], QUICK_DIVERSE["steps"]) if quick else (N_DIVERSE, STEPS)
+    err = _check_diversity_objective(model, tm, n)
+    if not err < 1e-4:
+        raise AssertionError(f"channel - 1e2 * diversity: deepvis_jax and Lucent differ by {err:.1e} (relative)")
+    jax_first, _ = _timed(lambda: _ours_diverse(model, n, steps))
+    jax_warm, ours = _timed(lambda: _ours_diverse(model, n, steps))
+    torch_first, _ = _timed(lambda: _lucent_diverse(tm, n, steps))
+    torch_warm, theirs = _timed(lambda: _lucent_diverse(tm, n, steps))
+    r_ours, r_theirs = _ranks(model, ours, [DIVERSE] * n), _ranks(model, theirs, [DIVERSE] * n)
+    if not (quick or max(r_ours + r_theirs) <= MAX_RANK):
+        raise AssertionError(f"diversity: channel ranks deepvis_jax {r_ours}, Lucent {r_theirs} (want <= {MAX_RANK})")
+    check = (f"objective rel {err:.0e}; channel ranks deepvis_jax {r_ours}, Lucent {r_theirs}; Gram cosine "
+             f"deepvis_jax {_gram_cosine(model, ours):.2f}, Lucent {_gram_cosine(model, theirs):.2f}")  # fmt: skip
+    extra = {
+        "steps/s deepvis_jax (first call incl. compile / warm)": f"{steps / jax_first:.2f} / {steps / jax_warm:.2f}",
+        "steps/s Lucent (first call / warm)": f"{steps / torch_first:.2f} / {steps / torch_warm:.2f}",
+        "first call, Lucent / deepvis_jax": f"{torch_first / jax_first:.2f}x",
+    }
+    name = f"lucent: diversity, vgg16 {LAYER} channel {DIVERSE} x{n} images, {steps} steps {SIZE}px"
+    return Row(name, jax_warm, torch_warm, jax_first - jax_warm, check, extra)
+
+
 def _ranks(model, images, channels) -> list[int]:
     """Rank (1 = strongest) of each image's own channel among the layer's 512, by mean pre-ReLU activation over
     the image as returned (the quantity both objectives maximize)."""
@@ -131,6 +212,9 @@ def run(quick: bool) -> list[Row]:
     weights = _check_weights(model, tm)
     if not weights < 1e-4:
         raise AssertionError(f"the torch VGG16's conv4_3 differs from the JAX model's by {weights:.1e}")
+    which = os.environ.get("DEEPVIS_BENCH_LUCENT_ROWS", "all")  # "all", "channel" or "diversity"
+    if which == "diversity":
+        return [_diversity_row(model, tm, quick)]
     jax_first, _ = _timed(lambda: _ours(model, channels, steps))
     jax_warm, ours = _timed(lambda: _ours(model, channels, steps))
     torch_first, _ = _timed(lambda: _lucent(tm, channels, steps))
@@ -154,4 +238,7 @@ def run(quick: bool) -> list[Row]:
         "torch threads": str(torch.get_num_threads()),
     }
     name = f"lucent: render_vis vs construct, vgg16 {LAYER} {len(channels)}x{steps} steps {SIZE}px"
-    return [Row(name, jax_warm, torch_warm, jax_first - jax_warm, check, extra)]
+    rows = [Row(name, jax_warm, torch_warm, jax_first - jax_warm, check, extra)]
+    if which == "all":
+        rows.append(_diversity_row(model, tm, quick))
+    return rows

@@ -26,7 +26,7 @@ from ..compile import jit
 from ..nets import Model, denormalize, layer_hw, layer_name, normalize
 from .objectives import Objective
 from .memory import MEMORY_BUDGET, default_batch_size
-from .param import Parameterization
+from .param import BatchParameterization, Parameterization, _hw
 from .recipe import CONTRAST, LR, grow_stage, box_blur, resolve_recipe, seed_sizes
 from .transforms import Transform, apply_transforms, transformed_hw
 
@@ -60,10 +60,10 @@ class _Spec(NamedTuple):
     """Everything static about one run (hashable): changing any of it compiles a new program."""
 
     objective: Objective
-    param: Parameterization
+    param: Parameterization | BatchParameterization
     transforms: tuple
     optimizer: optax.GradientTransformation
-    size: int
+    size: Any  # an int (square) or (H, W): what the parameterization's init takes
     l2: float
     tv: float
     blur_every: int
@@ -101,14 +101,21 @@ def image_key(seed, target, repeat) -> Array:
 @functools.partial(jit, static_argnames=("spec", "dtype"))
 def _init(spec: _Spec, dtype, seed: Array, filters: Array, repeats: Array, start: Any = None) -> _State:
     _TRACES["init"] += 1
+    h, w = _hw(spec.size)
+    keys = jax.vmap(lambda f, r: jax.random.split(image_key(seed, f, r)))(filters, repeats)
+    if isinstance(spec.param, BatchParameterization):  # one set of parameters for the batch, one optimizer state
+        params = spec.param.init(keys[:, 0], spec.size, dtype)
+        n = filters.shape[0]
+        img = jnp.zeros((n, h, w, 3), dtype) if spec.keep_best else jnp.zeros((n,), dtype)
+        return _State(params, spec.optimizer.init(params), keys[:, 1], img, jnp.full((n,), -jnp.inf, dtype))
 
-    def one(f, r, p0):
-        k_init, k_run = jax.random.split(image_key(seed, f, r))
+    def one(k, p0):
+        k_init, k_run = k[0], k[1]
         params = spec.param.init(k_init, spec.size, dtype) if p0 is None else p0
-        img = jnp.zeros((spec.size, spec.size, 3), dtype) if spec.keep_best else jnp.zeros((), dtype)
+        img = jnp.zeros((h, w, 3), dtype) if spec.keep_best else jnp.zeros((), dtype)
         return _State(params, spec.optimizer.init(params), k_run, img, jnp.asarray(-jnp.inf, dtype))
 
-    return jax.vmap(one)(filters, repeats, start)
+    return jax.vmap(one)(keys, start)
 
 
 def _to_input(spec: _Spec, img: Array) -> Array:
@@ -146,7 +153,7 @@ def _run_chunk(spec: _Spec, model: Model, state: _State, filters: Array, step0: 
     """`spec.chunk` optimization steps (steps numbered >= `steps` are skipped), vmapped over filters; a batch
     objective's images are optimized jointly (`_run_chunk_joint`)."""
     _TRACES["chunk"] += 1
-    if spec.objective.is_batch:
+    if spec.objective.is_batch or isinstance(spec.param, BatchParameterization):
         return _run_chunk_joint(spec, model, state, filters, step0, steps)
 
     def step(f, t, s: _State) -> _State:
@@ -184,22 +191,29 @@ def _run_chunk(spec: _Spec, model: Model, state: _State, filters: Array, step0: 
 def _run_chunk_joint(spec: _Spec, model: Model, state: _State, filters: Array, step0: Array, steps: Array) -> _State:
     """`_run_chunk` for a batch objective: one loss over the whole batch (the objective's batch value minus the
     mean of the images' regularizers), each image's own key, transforms and optimizer state (vmapped), one
-    best value shared by the batch (`keep_best` keeps the best batch)."""
+    best value shared by the batch (`keep_best` keeps the best batch). A `BatchParameterization` is one pytree for
+    the batch, updated by one optimizer (Lucid's way), and has no blur."""
+    shared = isinstance(spec.param, BatchParameterization)
+    to_images = spec.param.to_images if shared else jax.vmap(spec.param.to_image)
 
     def step(t, s: _State) -> _State:
         keys = jax.vmap(jax.random.split)(s.key)
         key, sub = keys[:, 0], keys[:, 1]
 
         def loss(params):
-            img = jax.vmap(spec.param.to_image)(params)
+            img = to_images(params)
             x = jax.vmap(lambda k, im: _to_input(spec, apply_transforms(spec.transforms, k, im)))(sub, img)
             value = spec.objective.batch_value(model, x, _image01(spec, img), filters)
             reg = jnp.mean(jax.vmap(lambda im: _regularizers(spec, im))(img)) if spec.l2 or spec.tv else 0.0
             return reg - value, (value, img)
 
         grads, (value, img) = jax.grad(loss, has_aux=True)(s.params)
-        updates, opt_state = jax.vmap(spec.optimizer.update)(grads, s.opt_state, s.params)
-        params = jax.vmap(lambda p: _blur(spec, t, p))(optax.apply_updates(s.params, updates))
+        if shared:
+            updates, opt_state = spec.optimizer.update(grads, s.opt_state, s.params)
+            params = optax.apply_updates(s.params, updates)
+        else:
+            updates, opt_state = jax.vmap(spec.optimizer.update)(grads, s.opt_state, s.params)
+            params = jax.vmap(lambda p: _blur(spec, t, p))(optax.apply_updates(s.params, updates))
         best_image, best_value = s.best_image, s.best_value
         if spec.keep_best:
             better = value > best_value[0]
@@ -218,6 +232,8 @@ def _run_chunk_joint(spec: _Spec, model: Model, state: _State, filters: Array, s
 def _images(spec: _Spec, state: _State) -> Array:
     if spec.keep_best:
         return state.best_image
+    if isinstance(spec.param, BatchParameterization):
+        return spec.param.to_images(state.params)
     return jax.vmap(spec.param.to_image)(state.params)
 
 
@@ -279,13 +295,27 @@ def _parse_thresholds(thresholds, steps: int, preset) -> tuple[int, ...]:
     return tuple(int(t) for t in arr)
 
 
-def _check_size(model: Model, name: str, transforms: tuple, size: int, dtype) -> None:
+def _parse_size(image_size, seed_recipe: bool):
+    """`image_size` as construct's parameterizations take it: an int S (square) or (H, W) with H != W."""
+    if isinstance(image_size, (tuple, list)):
+        if len(image_size) != 2:
+            raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
+        h, w = (check_int("image_size", v) for v in image_size)
+        if h == w:
+            return h
+        if seed_recipe:
+            raise ValueError(f"preset='seed' grows square images: give image_size an int, got {image_size!r}")
+        return (h, w)
+    return check_int("image_size", image_size)
+
+
+def _check_size(model: Model, name: str, transforms: tuple, size, dtype) -> None:
     """Raise ValueError when the transformed image is too small to reach layer `name`."""
-    hw = transformed_hw(transforms, (size, size))
+    hw = transformed_hw(transforms, _hw(size))
     try:
         layer_hw(model, name, hw)
     except ValueError as e:
-        raise ValueError(f"image_size={size} (transformed: {hw[0]} px) is too small to reach {name} "
+        raise ValueError(f"image_size={size} (transformed: {hw[0]}x{hw[1]} px) is too small to reach {name} "
                          f"of {model.arch.name}") from e  # fmt: skip
 
 
@@ -296,9 +326,9 @@ def construct(
     *,
     steps: int | None = None,
     lr: float | None = None,
-    image_size: int | None = None,
+    image_size: int | tuple[int, int] | None = None,
     seed: int = 0,
-    param: str | Parameterization | None = None,
+    param: str | Parameterization | BatchParameterization | None = None,
     decorrelate: bool | None = None,
     transforms: str | Sequence[Transform] | None = None,
     objective: Objective | None = None,
@@ -315,7 +345,8 @@ def construct(
     batch_size: int | None = None,
     thresholds: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Synthesize, for each of `filters`, an image that maximizes it: ``(len(filters), S, S, 3)`` in [0, 1].
+    """Synthesize, for each of `filters`, an image that maximizes it: ``(len(filters), S, S, 3)`` in [0, 1]
+    (``(len(filters), H, W, 3)`` for ``image_size=(H, W)``).
 
     The result is a numpy array of the model's dtype (float32, or float64 for a float64 model under x64).
 
@@ -335,6 +366,11 @@ def construct(
     spectrum, so it is periodic (wraps around the edges) and blurs the logits of the image, not the image itself
     as Yosinski et al. (2015) did; the objective `dv.objectives.blur_input_each_step` is Lucid's blur of the image.
 
+    `image_size` is an int S (square images) or (H, W) (the FFT image then takes Lucid's frequencies for H x W;
+    the CPPN and ``preset="seed"`` are square only). `param` may also be a `dv.param.BatchParameterization`
+    (`dv.param.aligned`: images sharing Lucid's low-resolution tensors), optimized jointly like a batch objective,
+    with one optimizer over its parameters.
+
     A batch objective (`dv.objectives.diversity`, `alignment`, `channel_interpolate`, or a sum containing one)
     optimizes all of `filters`' images jointly, as one batch (so `batch_size` must not split them): the loss is
     the objective's value on the batch (Lucid's: per-image terms such as `channel` averaged over the images) minus
@@ -348,8 +384,8 @@ def construct(
     ``preset="seed"`` is the original PyTorch class's recipe: a 56 px pixel image (uniform noise 150..179/255)
     optimized for `steps` = 20 Adam steps (lr 0.1, weight decay 1e-6, no transforms), then resized by 1.2x
     (bicubic) and box-blurred (`blur_size`), stage after stage up to `image_size`; one compiled program per size.
-    `image_size` defaults to 224, or to the side of a network that takes one square size (``model.input_size``);
-    for such a network a final `transforms.resize` to that size is appended when the transforms end elsewhere.
+    `image_size` defaults to 224, or to the one size of a network that takes one (``model.input_size``; its side
+    when square, for the seed recipe's square images); for such a network a final `transforms.resize` to that size is appended when the transforms end elsewhere.
 
     Filter ``f`` takes its randomness from ``jax.random.fold_in(jax.random.key(seed), f)``, so an image does not
     depend on which other filters are computed with it; a filter asked for again in the same call takes, for its
@@ -380,10 +416,11 @@ def construct(
     seed_recipe, steps, objective, param_, transforms_, optimizer, normalized = (
         r.seed_stages, r.steps, r.objective, r.param, r.transforms, r.optimizer, r.normalized)
     fixed = getattr(model.arch, "fixed_hw", None)  # a network that takes one size (model.input_size)
-    if image_size is None:  # 224, or that size's side when it is square
-        image_size = int(fixed[0]) if fixed is not None and fixed[0] == fixed[1] else 224
-    image_size = check_int("image_size", image_size)
-    if fixed is not None and transformed_hw(transforms_, (image_size, image_size)) != tuple(fixed):
+    if image_size is None:  # 224, or that one size (its square side for the seed recipe's square images)
+        square = fixed is not None and fixed[0] == fixed[1]
+        image_size = tuple(fixed) if fixed is not None and (square or not seed_recipe) else 224
+    image_size = _parse_size(image_size, seed_recipe)
+    if fixed is not None and transformed_hw(transforms_, _hw(image_size)) != tuple(fixed):
         from .transforms import resize  # what Lucent's fixed_image_size does: the network sees its one size
 
         transforms_ = (*transforms_, resize(tuple(fixed)))
@@ -394,6 +431,9 @@ def construct(
     batch_size = check_int("batch_size", batch_size, optional=True)
     if blur_every and not blur_sigma > 0:
         raise ValueError("blur_every needs blur_sigma > 0")
+    shared_param = isinstance(param_, BatchParameterization)
+    if shared_param and blur_every:
+        raise ValueError("a BatchParameterization (dv.param.aligned) has no blur: leave blur_every unset")
     snapshots = _parse_thresholds(thresholds, steps, preset)
     ids = _parse_filters(filters, objective.targets(model))
     dtype = np.dtype(model.dtype)
@@ -401,13 +441,14 @@ def construct(
 
     def spec_for(size):
         _check_size(model, name, transforms_, size, dtype)
-        return _Spec(objective, param_, transforms_, optimizer, int(size), float(l2), float(tv), int(blur_every),
+        return _Spec(objective, param_, transforms_, optimizer, size, float(l2), float(tv), int(blur_every),
                      float(blur_sigma), bool(keep_best), int(min(chunk, steps)), normalized)  # fmt: skip
 
     spec_for(image_size)  # a size too small for the layer fails before any computing
-    if objective.is_batch:
+    if objective.is_batch or shared_param:
+        what = "a batch objective" if objective.is_batch else "a BatchParameterization"
         if batch_size is not None and batch_size < len(ids):
-            raise ValueError(f"a batch objective optimizes its {len(ids)} images jointly: batch_size={batch_size} "
+            raise ValueError(f"{what} optimizes its {len(ids)} images jointly: batch_size={batch_size} "
                              "would split them; leave batch_size unset")  # fmt: skip
         batch_size = len(ids)
     if batch_size is None:
@@ -415,7 +456,7 @@ def construct(
     k, width = batches(len(ids), int(batch_size))
     padded = pad_batch(ids, k * width)
     repeats = np.asarray([np.count_nonzero(padded[:i] == f) for i, f in enumerate(padded)], np.int32)
-    sizes = seed_sizes(int(image_size)) if seed_recipe else [int(image_size)]
+    sizes = seed_sizes(int(image_size)) if seed_recipe else [image_size]
     per_batch = len(sizes) if seed_recipe else -(-steps // int(min(chunk, steps)))
     bar = None
     if verbose and k * per_batch > 1:

@@ -45,5 +45,6 @@ def default_batch_size(model: Model, layer, image_size: int = 224, transforms: S
     name = layer_name(model, layer)
     dtype = np.dtype(model.dtype)
     transforms = standard_transforms() if transforms is None else tuple(transforms)
-    per_filter = _forward_bytes(model, name, transformed_hw(transforms, (image_size, image_size)), dtype)
+    hw = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)  # an int or (H, W)
+    per_filter = _forward_bytes(model, name, transformed_hw(transforms, hw), dtype)
     return max(1, int(budget // max(per_filter, 1)))

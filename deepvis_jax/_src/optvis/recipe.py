@@ -23,7 +23,7 @@ from ..checks import check_int, check_number
 from ..compile import jit
 from ..nets import denormalize, normalize
 from .objectives import Objective, channel
-from .param import Parameterization, periodic_blur, fft, pixel
+from .param import BatchParameterization, Parameterization, periodic_blur, fft, pixel
 from .transforms import standard_transforms
 
 Array = jax.Array
@@ -124,8 +124,8 @@ def resolve_recipe(name: str, *, preset: str | None = None, steps: int | None = 
         param = fft(decorrelate=decorrelate)
     elif param == "pixel":
         param = pixel(decorrelate=decorrelate)
-    elif not isinstance(param, Parameterization):
-        raise ValueError(f"unknown param {param!r}; use 'fft', 'pixel' or a Parameterization")
+    elif not isinstance(param, (Parameterization, BatchParameterization)):
+        raise ValueError(f"unknown param {param!r}; use 'fft', 'pixel', a Parameterization or a BatchParameterization")
     if transforms is None or (isinstance(transforms, str) and transforms == "standard"):
         transforms = standard_transforms()
     elif isinstance(transforms, str) and transforms == "none":
