@@ -1,0 +1,250 @@
+"""converters.from_onnx on any ONNX graph (converters/_onnx_graph.py): every operator against onnxruntime on random
+inputs (graphs written with onnx.helper), torchvision families exported by torch.onnx.export against onnxruntime
+and against `converters.from_torch` of the same module, and PaddleOCR's trained text detector and direction
+classifier (shipped by rapidocr-onnxruntime) against onnxruntime, their layers and the detector's output
+projected."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import jax
+import numpy as np
+import pytest
+
+import converters
+import deepvis_jax as dv
+
+onnx = pytest.importorskip("onnx", reason="needs onnx (the [onnx] extra)")
+ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime (the dev extra)")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def _ort(proto, x_nchw) -> list[np.ndarray]:
+    s = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: np.asarray(x_nchw, np.float32)})
+
+
+def _graph(nodes, inits=(), hw=(8, 8), opset=17, n_out=1):
+    """A graph x (1, 3, h, w) -> nodes -> y (the last node's first output)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, *hw])
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in nodes[-1].output[:n_out]]
+    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in inits]
+    g = helper.make_graph(nodes, "g", [x], outs, initializer=inits)
+    p = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    p.ir_version = 8
+
+    return p
+
+
+def _w(*shape):
+    return RNG.normal(size=shape).astype(np.float32)
+
+
+_COUNT = iter(range(10**6))
+
+
+def _n(op, ins, out="y", **attrs):
+    return helper.make_node(op, ins, [out], name=f"{op.lower()}_node" + (f"_{next(_COUNT)}" if op not in ("Resize",)
+                                                                          else ""), **attrs)  # fmt: skip
+
+
+def _i64(*v):
+    return np.asarray(v, np.int64)
+
+
+def _f32(*v):
+    return np.asarray(v, np.float32)
+
+
+# (id, nodes, initializers, opset, input hw)
+CASES = [
+    ("Conv pads strides group dilations", [_n("Conv", ["x", "w", "b"], pads=[1, 0, 2, 1], strides=[2, 1], group=3,
+                                              dilations=[1, 2])], [("w", _w(6, 1, 3, 3)), ("b", _w(6))], 17, (9, 10)),
+    ("Conv auto_pad SAME_UPPER", [_n("Conv", ["x", "w"], auto_pad="SAME_UPPER", strides=[2, 2])],
+     [("w", _w(4, 3, 3, 3))], 11, (9, 8)),
+    ("Conv auto_pad SAME_LOWER", [_n("Conv", ["x", "w"], auto_pad="SAME_LOWER", strides=[2, 2], kernel_shape=[2, 2])],
+     [("w", _w(4, 3, 2, 2))], 13, (9, 8)),
+    ("ConvTranspose stride pads output_padding group", [_n("ConvTranspose", ["x", "w", "b"], strides=[2, 2],
+                                                           pads=[1, 0, 1, 1], output_padding=[1, 0], group=3)],
+     [("w", _w(3, 2, 3, 3)), ("b", _w(6))], 17, (5, 6)),
+    ("ConvTranspose dilations", [_n("ConvTranspose", ["x", "w"], strides=[2, 1], dilations=[2, 1])],
+     [("w", _w(3, 4, 2, 3))], 11, (5, 6)),
+    ("BatchNormalization", [_n("BatchNormalization", ["x", "s", "b", "m", "v"], epsilon=1e-3)],
+     [("s", _w(3)), ("b", _w(3)), ("m", _w(3)), ("v", np.abs(_w(3)) + 0.1)], 15, (5, 5)),
+    ("Gemm alpha beta transA transB", [_n("Flatten", ["x"], "f"), _n("Gemm", ["f", "w", "c"], alpha=0.5, beta=2.0,
+                                                                         transB=1)],
+     [("w", _w(5, 48)), ("c", _w(5))], 13, (4, 4)),
+    ("Gemm transA", [_n("Flatten", ["x"], "f"), _n("Transpose", ["f"], "t", perm=[1, 0]),
+                     _n("Gemm", ["t", "w"], transA=1)], [("w", _w(48, 5))], 11, (4, 4)),
+    ("MatMul", [_n("MatMul", ["x", "w"])], [("w", _w(6, 4))], 13, (5, 6)),
+    ("Add Sub Mul Div broadcast", [_n("Add", ["x", "a"], "t1"), _n("Mul", ["t1", "b"], "t2"),
+                                   _n("Sub", ["c", "t2"], "t3"), _n("Div", ["t3", "d"])],
+     [("a", _w(3, 1, 1)), ("b", _w(1, 1, 5)), ("c", _f32(0.5)), ("d", np.abs(_w(1, 3, 1, 1)) + 1)], 14, (4, 5)),
+    ("Pow Sqrt", [_n("Mul", ["x", "x"], "sq"), _n("Add", ["sq", "one"], "p"), _n("Sqrt", ["p"], "r"),
+                  _n("Pow", ["r", "three"])],
+     [("one", _f32(1.0)), ("three", _f32(3.0))], 15, (4, 4)),
+    ("Pow non-integer", [_n("Mul", ["x", "x"], "sq"), _n("Add", ["sq", "one"], "p"), _n("Pow", ["p", "e"])],
+     [("one", _f32(1.0)), ("e", _f32(0.7))], 13, (4, 4)),
+    ("Relu", [_n("Relu", ["x"])], [], 14, (4, 4)),
+    ("Clip inputs (ReLU6)", [_n("Clip", ["x", "lo", "hi"])], [("lo", _f32(0.0)), ("hi", _f32(6.0))], 13, (4, 4)),
+    ("Clip min only", [_n("Clip", ["x", "lo"])], [("lo", _f32(-0.3))], 12, (4, 4)),
+    ("LeakyRelu", [_n("LeakyRelu", ["x"], alpha=0.1)], [], 16, (4, 4)),
+    ("HardSigmoid", [_n("HardSigmoid", ["x"], alpha=0.3, beta=0.4)], [], 13, (4, 4)),
+    ("HardSwish", [_n("HardSwish", ["x"])], [], 14, (4, 4)),
+    ("hardswish as x*Clip(x+3,0,6)/6", [_n("Add", ["x", "three"], "a"), _n("Clip", ["a", "zero", "six"], "c"),
+                                        _n("Mul", ["x", "c"], "m"), _n("Div", ["m", "six"])],
+     [("three", _f32(3.0)), ("zero", _f32(0.0)), ("six", _f32(6.0))], 13, (4, 4)),
+    ("Sigmoid gate", [_n("Sigmoid", ["x"], "s"), _n("Mul", ["x", "s"])], [], 13, (4, 4)),
+    ("Softmax", [_n("Softmax", ["x"], axis=1)], [], 13, (4, 4)),
+    ("Softmax opset 11", [_n("Flatten", ["x"], "f"), _n("Softmax", ["f"])], [], 11, (4, 4)),
+    ("MaxPool pads strides", [_n("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])], [],
+     12, (9, 8)),
+    ("MaxPool ceil_mode", [_n("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)], [], 12, (8, 8)),
+    ("AveragePool count_include_pad=0", [_n("AveragePool", ["x"], kernel_shape=[3, 3], strides=[2, 2],
+                                            pads=[1, 1, 1, 1])], [], 11, (7, 8)),
+    ("AveragePool count_include_pad=1", [_n("AveragePool", ["x"], kernel_shape=[3, 2], strides=[2, 1],
+                                            pads=[1, 0, 1, 1], count_include_pad=1)], [], 11, (7, 8)),
+    ("GlobalAveragePool", [_n("GlobalAveragePool", ["x"])], [], 13, (5, 6)),
+    ("Concat Reshape Flatten Transpose", [_n("Concat", ["x", "x"], "c", axis=1), _n("Transpose", ["c"], "t",
+                                                                                        perm=[0, 2, 3, 1]),
+                                          _n("Reshape", ["t", "s"], "r"), _n("Flatten", ["r"], axis=2)],
+     [("s", _i64(0, -1, 3, 2))], 14, (4, 6)),
+    ("Slice steps negative", [_n("Slice", ["x", "st", "en", "ax", "sp"])],
+     [("st", _i64(1, -1)), ("en", _i64(7, -100)), ("ax", _i64(2, 3)), ("sp", _i64(2, -2))], 13, (8, 8)),
+    ("Squeeze Unsqueeze ReduceMean", [_n("ReduceMean", ["x"], "m", axes=[2, 3], keepdims=1),
+                                      _n("Squeeze", ["m", "ax"], "s"), _n("Unsqueeze", ["s", "ax1"])],
+     [("ax", _i64(2, 3)), ("ax1", _i64(1))], 13, (4, 4)),
+    ("ReduceMean opset 18 axes input", [_n("ReduceMean", ["x", "ax"], keepdims=0)], [("ax", _i64(1, 3))], 18, (4, 5)),
+    ("Pad constant", [_n("Pad", ["x", "p", "v"])], [("p", _i64(0, 0, 1, 2, 0, 0, 2, 1)), ("v", _f32(0.5))], 13,
+     (4, 4)),
+    ("Pad reflect", [_n("Pad", ["x", "p"], mode="reflect")], [("p", _i64(0, 0, 1, 2, 0, 0, 2, 1))], 13, (4, 4)),
+    ("Pad edge", [_n("Pad", ["x", "p"], mode="edge")], [("p", _i64(0, 0, 1, 2, 0, 0, 2, 1))], 13, (4, 4)),
+    ("Shape Gather Concat Unsqueeze Cast folded", [
+        _n("Shape", ["x"], "sh"), _n("Gather", ["sh", "i0"], "n", axis=0), _n("Unsqueeze", ["n", "a0"], "nn"),
+        _n("Concat", ["nn", "m1"], "shape", axis=0), _n("Cast", ["shape"], "shape2", to=TensorProto.INT64),
+        _n("Reshape", ["x", "shape2"], "flat"), _n("Cast", ["flat"], "y", to=TensorProto.FLOAT)],
+     [("i0", np.asarray(0, np.int64)), ("a0", _i64(0)), ("m1", _i64(-1))], 13, (4, 4)),
+    ("Gather on data", [_n("Gather", ["x", "idx"], axis=1)], [("idx", _i64(2, 0))], 13, (4, 4)),
+    ("Constant Identity", [helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(_w(1, 3, 1, 1))),
+                           _n("Identity", ["k"], "k2"), _n("Mul", ["x", "k2"])], [], 13, (4, 4)),
+]
+
+RESIZE = []
+for ctm in ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"):
+    RESIZE.append((f"Resize linear {ctm} scales", "linear", ctm, "round_prefer_floor", "scales"))
+for nm in ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"):
+    RESIZE.append((f"Resize nearest asymmetric {nm}", "nearest", "asymmetric", nm, "scales"))
+RESIZE.append(("Resize nearest half_pixel sizes", "nearest", "half_pixel", "round_prefer_floor", "sizes"))
+RESIZE.append(("Resize linear align_corners sizes", "linear", "align_corners", "round_prefer_floor", "sizes"))
+for name, mode, ctm, nm, how in RESIZE:
+    if how == "scales":
+        ins, inits = ["x", "", "sc"], [("sc", _f32(1, 1, 2, 3))]
+    else:
+        ins, inits = ["x", "", "", "sz"], [("sz", _i64(1, 3, 7, 11))]
+    CASES.append((name, [_n("Resize", ins, mode=mode, coordinate_transformation_mode=ctm, nearest_mode=nm)], inits,
+                  13, (4, 5)))
+
+
+def _renamed(case, k):
+    """The case's nodes and initializers with every name but the input's prefixed (so that cases share a graph)."""
+    _, nodes, inits, _, _ = case
+    r = lambda n: n if n in ("x", "") else f"c{k}_{n}"  # noqa: E731
+    out = []
+    for nd in nodes:
+        m = onnx.NodeProto()
+        m.CopyFrom(nd)
+        m.name = f"c{k}_{nd.name}"
+        m.input[:] = [r(n) for n in nd.input]
+        m.output[:] = [r(n) for n in nd.output]
+        out.append(m)
+    return out, [(r(n), v) for n, v in inits]
+
+
+def test_every_operator_equals_onnxruntime():
+    """Every case of CASES in one graph per (input size, opset), one output per case: each output equal to
+    onnxruntime's (float32, 1e-5). The same cases one graph each: pytest --families."""
+    groups: dict = {}
+    for k, case in enumerate(CASES):
+        groups.setdefault((case[4], case[3]), []).append((k, case))
+    for (hw, opset), cases in groups.items():
+        nodes, inits, outs = [], [], []
+        for k, case in cases:
+            n, i = _renamed(case, k)
+            nodes += n
+            inits += i
+            outs.append(n[-1].output[0])
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, *hw])
+        g = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                                                 for o in outs],
+                              initializer=[numpy_helper.from_array(np.asarray(v), n) for n, v in inits])  # fmt: skip
+        proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        proto.ir_version = 8
+        x01 = RNG.uniform(0, 1, size=(1, *hw, 3)).astype(np.float32)
+        xn = np.asarray(dv.normalize(x01))
+        refs = _ort(proto, xn.transpose(0, 3, 1, 2))
+        got = converters.from_onnx(proto).apply(xn)
+        got = got if isinstance(got, tuple) else (got,)
+        for (k, case), a, ref in zip(cases, got, refs):
+            a = np.asarray(a)
+            assert a.shape == ref.shape, case[0]
+            np.testing.assert_allclose(a, ref, rtol=1e-5, atol=1e-5, err_msg=case[0])
+
+
+@pytest.mark.families
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_operator_equals_onnxruntime(case):
+    _, nodes, inits, opset, hw = case
+    proto = _graph(nodes, inits, hw, opset)
+    x01 = RNG.uniform(0, 1, size=(1, *hw, 3)).astype(np.float32)
+    model = converters.from_onnx(proto)  # ImageNet preprocessing: the graph sees dv.normalize(x01)
+    xn = np.asarray(dv.normalize(x01))
+    (ref,) = _ort(proto, xn.transpose(0, 3, 1, 2))
+    got = np.asarray(model.apply(xn))
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_rules_follow_the_onnx_activations():
+    """ONNX Relu -> relu; Clip(0, 6) -> hardtanh (ReLU6); LeakyRelu; HardSwish and x*Clip(x+3,0,6)/6 ->
+    hardswish; MaxPool -> the pool rule (switches); x * Sigmoid(x) -> silu; Softmax -> its true vjp."""
+    w = [("w", _w(4, 3, 3, 3)), ("three", _f32(3.0)), ("zero", _f32(0.0)), ("six", _f32(6.0))]
+    nodes = [_n("Conv", ["x", "w"], "c", pads=[1, 1, 1, 1]), _n("Relu", ["c"], "r"),
+             _n("Clip", ["r", "zero", "six"], "r6"), _n("LeakyRelu", ["r6"], "l", alpha=0.2),
+             _n("HardSwish", ["l"], "h"), _n("Add", ["h", "three"], "a"), _n("Clip", ["a", "zero", "six"], "cl"),
+             _n("Mul", ["h", "cl"], "m"), _n("Div", ["m", "six"], "hs"),
+             _n("MaxPool", ["hs"], "p", kernel_shape=[2, 2], strides=[2, 2]), _n("Sigmoid", ["p"], "s"),
+             _n("Mul", ["p", "s"], "g"), _n("Softmax", ["g"], axis=1)]  # fmt: skip
+    model = converters.from_onnx(_graph(nodes, w, (8, 8), 13))
+    kinds = [(e.rule, dict(e.params).get("kind")) for e in model.arch.program.eqns if e.rule != "const"]
+    assert ("relu", None) in kinds
+    acts = [k for r, k in kinds if r == "activation"]
+    assert acts == ["hardtanh", "leaky_relu", "hardswish", "hardswish", "silu"], acts  # x * sigmoid(x): silu
+    assert sum(r == "pool" for r, _ in kinds) == 1
+    report = model.arch.rules_report()
+    assert "exp (true vjp)" in report
+
+
+def test_unsupported_operator_and_bad_graphs_are_refused_in_one_line():
+    p = _graph([_n("Conv", ["x", "w"], "c"), helper.make_node("LpNormalization", ["c"], ["y"], name="norm1")],
+               [("w", _w(2, 3, 1, 1))])
+    with pytest.raises(ValueError) as e:
+        converters.from_onnx(p)
+    msg = str(e.value)
+    assert "operator LpNormalization (node 'norm1') is not supported" in msg and "\n" not in msg, msg
+    p = _graph([_n("Resize", ["x", "", "sc"], mode="cubic")], [("sc", _f32(1, 1, 2, 2))])
+    with pytest.raises(ValueError, match="Resize mode 'cubic' is not supported .* at node 'resize_node'"):
+        converters.from_onnx(p)
+
+
+def test_layers_follow_module_paths_and_paddle_names():
+    from converters._onnx_graph import module_path, node_scope
+
+    assert module_path("/layer2/layer2.0/downsample/downsample.0/Conv") == "layer2.0.downsample.0"
+    assert module_path("/features/features.0/Conv") == "features.0"
+    assert module_path("/Flatten") is None and module_path("Conv_3") is None
+    assert node_scope(helper.make_node("Conv", ["a"], ["conv2d_3.tmp_0"], name="p2o.Conv.0")) == ("conv2d_3", False)
+    assert node_scope(helper.make_node("Add", ["a", "b"], ["p2o.Add.1"], name="p2o.Add.0")) == ("", False)
+    assert node_scope(helper.make_node("Relu", ["a"], ["r"], name="Relu@2")) == ("Relu_2", False)
