@@ -22,6 +22,11 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 RNG = np.random.default_rng(0)
 
 
+def _apply(model, x):
+    """model.apply compiled once (eagerly, every equation would compile on its own)."""
+    return jax.jit(lambda m, x: m.apply(x))(model, np.asarray(x))
+
+
 def _ort(proto, x_nchw) -> list[np.ndarray]:
     s = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     return s.run(None, {s.get_inputs()[0].name: np.asarray(x_nchw, np.float32)})
@@ -185,7 +190,7 @@ def test_every_operator_equals_onnxruntime():
         x01 = RNG.uniform(0, 1, size=(1, *hw, 3)).astype(np.float32)
         xn = np.asarray(dv.normalize(x01))
         refs = _ort(proto, xn.transpose(0, 3, 1, 2))
-        got = converters.from_onnx(proto).apply(xn)
+        got = _apply(converters.from_onnx(proto), xn)
         got = got if isinstance(got, tuple) else (got,)
         for (k, case), a, ref in zip(cases, got, refs):
             a = np.asarray(a)
@@ -202,7 +207,7 @@ def test_operator_equals_onnxruntime(case):
     model = converters.from_onnx(proto)  # ImageNet preprocessing: the graph sees dv.normalize(x01)
     xn = np.asarray(dv.normalize(x01))
     (ref,) = _ort(proto, xn.transpose(0, 3, 1, 2))
-    got = np.asarray(model.apply(xn))
+    got = np.asarray(_apply(model, xn))
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
@@ -248,3 +253,129 @@ def test_layers_follow_module_paths_and_paddle_names():
     assert node_scope(helper.make_node("Conv", ["a"], ["conv2d_3.tmp_0"], name="p2o.Conv.0")) == ("conv2d_3", False)
     assert node_scope(helper.make_node("Add", ["a", "b"], ["p2o.Add.1"], name="p2o.Add.0")) == ("", False)
     assert node_scope(helper.make_node("Relu", ["a"], ["r"], name="Relu@2")) == ("Relu_2", False)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# PaddleOCR's trained text detector and direction classifier (rapidocr-onnxruntime ships them)
+# --------------------------------------------------------------------------------------------------------------
+
+# rapidocr reads images with OpenCV (BGR) and feeds both networks (x / 255 - 0.5) / 0.5 (its config.yaml)
+RAPIDOCR_PREPROCESSING = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": 1, "channels": "BGR"}
+
+
+def rapidocr_model(name: str):
+    """A model file of rapidocr_onnxruntime, found without importing the package (it imports cv2)."""
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None:
+        pytest.skip("needs rapidocr-onnxruntime (the dev extra, Python < 3.13), which ships PP-OCR's ONNX models")
+    from importlib import resources
+
+    return resources.files("rapidocr_onnxruntime") / "models" / name
+
+
+def text_photo(h=128, w=128, seed=0) -> np.ndarray:
+    """A (1, h, w, 3) image in [0, 1]: dark words on a noisy light background."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    bg = np.clip(0.8 + 0.08 * rng.normal(size=(h, w, 3)), 0, 1)
+    img = Image.fromarray((bg * 255).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=18)
+    d.text((8, 20), "HELLO", fill=(20, 20, 30), font=font)
+    d.text((10, 70), "deepvis 42", fill=(40, 10, 10), font=font)
+    return np.asarray(img, np.float32)[None] / 255.0
+
+
+@pytest.fixture(scope="module")
+def detector():
+    path = rapidocr_model("ch_PP-OCRv4_det_infer.onnx")
+    return str(path), converters.from_onnx(str(path), preprocessing=RAPIDOCR_PREPROCESSING, input_size=(128, 128))
+
+
+def test_text_detector_map_equals_onnxruntime_and_finds_the_text(detector):
+    path, model = detector
+    x01 = text_photo()
+    xn = np.asarray(dv.normalize(x01))
+    got = np.asarray(_apply(model, xn))
+    proto = onnx.load(path)
+    (ref,) = _ort(proto, ((x01[..., ::-1] - 0.5) / 0.5).transpose(0, 3, 1, 2))  # rapidocr's own preprocessing
+    assert got.shape == ref.shape == (1, 1, 128, 128)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
+    assert ref.max() > 0.5 and ref[0, 0, :10].max() < 0.3  # the detector sees the text, not the blank top rows
+    assert "output" in dv.layers(model) and model.arch.fixed_hw == (128, 128)
+
+
+def test_text_direction_classifier_logits_equal_onnxruntime():
+    path = str(rapidocr_model("ch_ppocr_mobile_v2.0_cls_infer.onnx"))
+    model = converters.from_onnx(path, preprocessing=RAPIDOCR_PREPROCESSING, input_size=(48, 192))
+    x01 = np.concatenate([text_photo(48, 192, 1), text_photo(48, 192, 2)[:, ::-1, ::-1]])
+    got = np.asarray(_apply(model, np.asarray(dv.normalize(x01))))
+    (ref,) = _ort(onnx.load(path), ((x01[..., ::-1] - 0.5) / 0.5).transpose(0, 3, 1, 2))
+    assert got.shape == ref.shape == (2, 2)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
+
+
+def test_text_detector_layers_visualize(detector):
+    _, model = detector
+    x01 = text_photo()
+    for layer in ("hardswish_60", "conv2d_460"):
+        if layer not in dv.layers(model):
+            layer = dv.layers(model)[len(dv.layers(model)) // 3]
+        r = dv.visualize(model, x01[0], layer, top_k=2)
+        p = np.asarray(r.projections)
+        assert np.all(np.isfinite(p)) and np.abs(p).max() > 0, layer
+
+
+def _unit_projection_checks(model, xn, layer, method, pick):
+    """project_units of the unit `pick(act)` chooses equals project of its one-hot signal on the whole image; it is
+    nonzero and zero outside the unit's receptive field. Returns (projection, unit)."""
+    act, sw = dv.forward(model, xn, layer)
+    act = np.asarray(act)
+    n, y, x, c = pick(act)
+    one = np.asarray(dv.project_units(model, xn, np.asarray([[n, y, x, c]]), act[n, y, x, c][None], layer, method))
+    signal = np.zeros_like(act)
+    signal[n, y, x, c] = act[n, y, x, c]
+    whole = np.asarray(dv.project(model, sw, signal, layer, method))
+    assert one.shape == (1, *xn.shape[1:]) and np.abs(one).max() > 0
+    np.testing.assert_allclose(one, whole[n : n + 1], rtol=0, atol=1e-12 * np.abs(whole).max())
+    hw = xn.shape[1:3]
+    f = dv.receptive_field(model, layer, hw)
+    lo_y, lo_x = y * f.stride + f.offset, x * f.stride + f.offset
+    inside = np.zeros(hw, bool)
+    inside[max(lo_y, 0) : max(lo_y + f.size, 0), max(lo_x, 0) : max(lo_x + f.size, 0)] = True
+    assert np.abs(one[0][~inside]).max(initial=0) == 0
+    return one, (n, y, x, c)
+
+
+def test_output_map_is_a_layer_whose_units_project():
+    """A graph whose output is a map: the layer "output", its strongest unit projected by each method inside its
+    (local) receptive field, equal to the whole-image projection (float64, 1e-12), and through visualize."""
+    w = [("w1", _w(4, 3, 3, 3)), ("w2", _w(2, 4, 3, 3))]
+    nodes = [_n("Conv", ["x", "w1"], "c1", pads=[1, 1, 1, 1]), _n("Relu", ["c1"], "r"),
+             _n("MaxPool", ["r"], "p", kernel_shape=[2, 2], strides=[2, 2]), _n("Conv", ["p", "w2"], "c2")]
+    proto = _graph(nodes, w, (16, 16), 13)
+    with jax.enable_x64(True):
+        model = converters.from_onnx(proto)
+        assert dv.layers(model)[-1] == "output"
+        xn = np.asarray(dv.normalize(RNG.uniform(0, 1, (1, 16, 16, 3))), np.float64)
+        f = dv.receptive_field(model, "output")
+        assert (f.size, f.stride) == (8, 2)
+        for method in ("deconv", "guided", "gradient"):
+            _unit_projection_checks(model, xn, "output", method, lambda a: np.unravel_index(np.argmax(a), a.shape))
+        r = dv.visualize(model, xn[0], "output", top_k=1, method="deconv")
+        assert np.all(np.isfinite(np.asarray(r.projections))) and np.abs(np.asarray(r.projections)).max() > 0
+
+
+@pytest.mark.families
+@pytest.mark.parametrize("method", ["deconv", "guided", "gradient"])
+def test_text_detector_strongest_output_unit_projects(method):
+    """The text map's strongest unit that is not saturated (p < 0.99: at p = 1 the sigmoid passes nothing back)
+    by each method: nonzero, inside its receptive field (global: the SE blocks average the whole map), equal to the
+    whole-image projection (float64, 1e-12). About 90 s per method on 2 cores."""
+    path = str(rapidocr_model("ch_PP-OCRv4_det_infer.onnx"))
+    with jax.enable_x64(True):
+        model = converters.from_onnx(path, preprocessing=RAPIDOCR_PREPROCESSING, input_size=(64, 96))
+        xn = np.asarray(dv.normalize(text_photo(64, 96)), np.float64)
+        _unit_projection_checks(model, xn, "output", method,
+                                lambda a: np.unravel_index(np.argmax(np.where(a < 0.99, a, -1)), a.shape))
