@@ -379,3 +379,78 @@ def test_text_detector_strongest_output_unit_projects(method):
         xn = np.asarray(dv.normalize(text_photo(64, 96)), np.float64)
         _unit_projection_checks(model, xn, "output", method,
                                 lambda a: np.unravel_index(np.argmax(np.where(a < 0.99, a, -1)), a.shape))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# torchvision families exported by torch.onnx.export
+# --------------------------------------------------------------------------------------------------------------
+
+# family: (input size, a layer both imports name alike); the CI runs ONNX_CI, the rest with pytest --families
+ONNX_FAMILIES = {
+    "resnet18": (64, "layer2"),
+    "squeezenet1_0": (64, "features.7"),
+    "mobilenet_v3_small": (64, "features.4"),
+    "efficientnet_b0": (64, "features.4"),
+    "regnet_y_400mf": (64, "trunk_output.block2"),
+}
+ONNX_CI = ("resnet18",)
+
+
+def export_family(name: str, size: int, path) -> tuple:
+    """(module, path): test_graph_families' seeded module exported with the TorchScript exporter, BatchNorm kept
+    as nodes (training=PRESERVE on an eval module, no constant folding), so that both imports hold the same
+    float32 weights. (dynamo=True folds each BatchNorm into its convolution.)"""
+    import torch
+    from test_graph_families import FAMILIES, torch_family
+
+    FAMILIES.setdefault(name, (size, None, None))
+    tm = torch_family(name)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(2))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(tm, (x,), str(path), dynamo=False, opset_version=17, do_constant_folding=False,
+                          training=torch.onnx.TrainingMode.PRESERVE)  # fmt: skip
+    return tm, path
+
+
+def check_onnx_family(name: str, tmp_path, projections: bool = True):
+    import torch
+    from reference import as_float64, assert_close
+
+    size, layer = ONNX_FAMILIES[name]
+    tm, path = export_family(name, size, tmp_path / f"{name}.onnx")
+    model = converters.from_onnx(str(path))
+    x01 = RNG.uniform(0, 1, (1, size, size, 3)).astype(np.float32)
+    xn = np.asarray(dv.normalize(x01))
+    (ref,) = _ort(onnx.load(str(path)), xn.transpose(0, 3, 1, 2))
+    assert_close(_apply(model, xn), ref, 1e-4, err_msg=f"{name} logits against onnxruntime")
+    assert layer in dv.layers(model), dv.layers(model)[:20]
+    if not projections:
+        return
+    graph = converters.from_torch(tm, torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3)))
+    with jax.enable_x64(True):
+        m64, g64 = as_float64(model), as_float64(graph)
+        x64 = np.asarray(xn, np.float64)
+        for method in ("deconv", "guided", "gradient"):
+            a = dv.visualize(m64, x64[0], layer, top_k=2, method=method)
+            b = dv.visualize(g64, x64[0], layer, top_k=2, method=method)
+            np.testing.assert_array_equal(np.asarray(a.channels), np.asarray(b.channels))
+            assert_close(a.projections, b.projections, 1e-9, err_msg=f"{name} {layer} {method}")
+            assert np.abs(np.asarray(a.projections)).max() > 0
+
+
+@pytest.mark.parametrize("name", ONNX_CI)
+def test_onnx_family_logits_equal_onnxruntime(name, tmp_path):
+    """Logits equal onnxruntime's (float32, 1e-4 of the peak); the layers are the module paths."""
+    check_onnx_family(name, tmp_path, projections=False)
+
+
+@pytest.mark.families
+@pytest.mark.parametrize("name", list(ONNX_FAMILIES))
+def test_onnx_family_equals_onnxruntime_and_from_torch(name, tmp_path):
+    """Logits equal onnxruntime's (float32, 1e-4 of the peak) and the three methods' projections at a layer equal
+    those of `converters.from_torch` of the same module (float64, 1e-9 of the peak). About 3 min a family on 2
+    shared cores: pytest tests/test_onnx_graph.py --families."""
+    check_onnx_family(name, tmp_path)
