@@ -6,7 +6,8 @@ parameters (a pytree: one dict, by tensor name); every other constant (integer t
 value, and shape arithmetic (``Shape``, ``Gather``, ``Concat``, ``Unsqueeze``, ``Slice``, ``Cast``, arithmetic on
 shapes) is folded to Python ints (or JAX's symbolic sizes when the image size is symbolic) while the function is
 traced. Each node runs inside a ``jax.named_scope``: its module path when the node's name is one (``torch.onnx``:
-``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``), its output's group when the output is named the Paddle way
+``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``) or its metadata records one (the dynamo exporter's
+``pkg.torch.onnx.name_scopes``), its output's group when the output is named the Paddle way
 (``conv2d_0.tmp_0`` -> ``conv2d_0``), else its own name for a convolution or an activation; the named scopes whose
 output is one feature map are the model's layers. An operator not listed in `OPS` is refused with one line naming
 it and its node.
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-_MODULE_PART = re.compile(r"^[A-Za-z_][\w.]*$")
+_MODULE_PART = re.compile(r"^\w[\w.]*$")
 _PADDLE = re.compile(r"^([A-Za-z_]\w*?)\.tmp_\d+$")
 _LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid",
                         "Softmax", "MaxPool", "Elu", "Selu", "PRelu", "Tanh", "Gemm"})  # fmt: skip
@@ -58,9 +59,25 @@ def module_path(node_name: str) -> str | None:
     return ".".join(_sanitize(q) for q in full.split("."))
 
 
+def _dynamo_path(node) -> str | None:
+    """The module path that torch.onnx's dynamo exporter records in a node's metadata (``pkg.torch.onnx.name_scopes``:
+    ``['', 'layer1', 'layer1.0', 'layer1.0.relu', 'relu_1']`` -> ``layer1.0.relu``), or None."""
+    import ast
+
+    for p in getattr(node, "metadata_props", ()):
+        if p.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(p.value)
+            except (ValueError, SyntaxError):
+                return None
+            mods = [s for s in scopes[:-1] if isinstance(s, str) and s and _MODULE_PART.match(s)]
+            return ".".join(_sanitize(q) for q in mods[-1].split(".")) if mods else None
+    return None
+
+
 def node_scope(node) -> tuple[str, bool]:
     """(scope, is_path): the named scope a node runs in ("" for none); is_path: a module path ('.'-separated)."""
-    path = module_path(node.name)
+    path = module_path(node.name) or _dynamo_path(node)
     if path:
         return path, True
     out = node.output[0] if node.output else ""

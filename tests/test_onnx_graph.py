@@ -454,3 +454,28 @@ def test_onnx_family_equals_onnxruntime_and_from_torch(name, tmp_path):
     those of `converters.from_torch` of the same module (float64, 1e-9 of the peak). About 3 min a family on 2
     shared cores: pytest tests/test_onnx_graph.py --families."""
     check_onnx_family(name, tmp_path)
+
+
+@pytest.mark.families
+def test_dynamo_export_layers_are_module_paths(tmp_path):
+    """torch.onnx.export(dynamo=True) names nodes node_Conv_3 and records module paths in metadata: the layers are
+    the module paths, the output equals onnxruntime's. (About 30 s: the dynamo exporter; --families.)"""
+    import torch
+
+    pytest.importorskip("onnxscript", reason="torch.onnx.export(dynamo=True) needs onnxscript (the dev extra)")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3), torch.nn.Hardswish())).eval()  # fmt: skip
+    path = tmp_path / "net.onnx"
+    import contextlib
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, 16, 16),), str(path), dynamo=True, opset_version=18)
+    model = converters.from_onnx(str(path))
+    assert dv.layers(model) == ["0", "1", "2.0", "2.1", "2", "output"]
+    xn = np.asarray(dv.normalize(RNG.uniform(0, 1, (1, 16, 16, 3))), np.float32)
+    (ref,) = _ort(onnx.load(str(path)), xn.transpose(0, 3, 1, 2))
+    np.testing.assert_allclose(np.asarray(_apply(model, xn)), ref, rtol=1e-5, atol=1e-5)

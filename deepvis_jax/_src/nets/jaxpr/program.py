@@ -638,10 +638,11 @@ def find_layers(eqns: list, outputs: tuple, shapes: list, data: tuple, layout: s
             found.append((name, vars_[0]))
     # the model's outputs are layers too where they are maps: "output", or "output_k" for several
     out_vars = [o for o in outputs if isinstance(o, int)]
+    out_names = {"output" if len(outputs) == 1 else f"output_{k}" for k in range(len(out_vars))}
     for k, o in enumerate(out_vars):
         found.append(("output" if len(outputs) == 1 else f"output_{k}", o))
     layers, names = [], set()
-    for name, v in sorted(found, key=lambda nv: (nv[1], -len(nv[0]))):
+    for name, v in sorted(found, key=lambda nv: (nv[1], nv[0] in out_names, -len(nv[0]))):
         shape = shapes[v]
         if name in names or not data[v] or len(shape) != 4:
             continue
