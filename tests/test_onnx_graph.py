@@ -348,7 +348,7 @@ def _unit_projection_checks(model, xn, layer, method, pick):
     return one, (n, y, x, c)
 
 
-def test_output_map_is_a_layer_whose_units_project():
+def test_output_map_is_a_layer_whose_units_project(tmp_path):
     """A graph whose output is a map: the layer "output", its strongest unit projected by each method inside its
     (local) receptive field, equal to the whole-image projection (float64, 1e-12), and through visualize."""
     w = [("w1", _w(4, 3, 3, 3)), ("w2", _w(2, 4, 3, 3))]
@@ -365,6 +365,13 @@ def test_output_map_is_a_layer_whose_units_project():
             _unit_projection_checks(model, xn, "output", method, lambda a: np.unravel_index(np.argmax(a), a.shape))
         r = dv.visualize(model, xn[0], "output", top_k=1, method="deconv")
         assert np.all(np.isfinite(np.asarray(r.projections))) and np.abs(np.asarray(r.projections)).max() > 0
+    # saved, it reloads without onnx: the same layers and outputs
+    model = converters.from_onnx(proto)
+    converters.save(model, tmp_path / "net.msgpack")
+    again = dv.load_model(tmp_path / "net.msgpack")
+    assert dv.layers(again) == dv.layers(model)
+    x32 = np.asarray(xn, np.float32)
+    np.testing.assert_array_equal(np.asarray(_apply(again, x32)), np.asarray(_apply(model, x32)))
 
 
 @pytest.mark.families
