@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-_MODULE_PART = re.compile(r"^\w[\w.]*$")
+_MODULE_PART = re.compile(r"^[\w-][\w.-]*$")
 _PADDLE = re.compile(r"^([A-Za-z_]\w*?)\.tmp_\d+$")
 _LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid",
                         "Softmax", "MaxPool", "Elu", "Selu", "PRelu", "Tanh", "Gemm"})  # fmt: skip
@@ -125,12 +125,25 @@ class _Ctx:
             v = v.decode()
         return v
 
+    def f(self, name: str, default: float) -> float:
+        """A float attribute as the value the exporter meant: ONNX stores float32, so 0.001 arrives as 0.0010000000475;
+        the shortest decimal that rounds to it (1/6 for a hardsigmoid's alpha) gives float64 models the exact constant."""
+        v = self.attrs.get(name)
+        return _intended(v) if v is not None else float(default)
+
     def static(self, v, what: str):
         if v is None:
             return None
         if not _is_static(v):
             self.fail(f"{what} depends on the image (it must be a constant or computed from shapes)")
         return v
+
+
+def _intended(v: float) -> float:
+    f32 = np.float32(v)
+    if f32 == np.float32(1 / 6):
+        return 1 / 6
+    return float(str(f32))
 
 
 def _jnp():
@@ -287,7 +300,7 @@ def _batchnorm(c: _Ctx, ins):
     x, scale, bias, mean, var = ins[:5]
     if c.attr("training_mode", 0):
         c.fail("training_mode=1 is not supported (export the model in eval mode)")
-    eps = float(c.attr("epsilon", 1e-5))
+    eps = c.f("epsilon", 1e-5)
     a = _channel(scale, x) / jnp.sqrt(_channel(var, x) + eps)
     return [x * a + (_channel(bias, x) - _channel(mean, x) * a)]
 
@@ -300,7 +313,7 @@ def _gemm(c: _Ctx, ins):
     if c.attr("transB", 0):
         b = b.T
     y = a @ b
-    alpha, beta = float(c.attr("alpha", 1.0)), float(c.attr("beta", 1.0))
+    alpha, beta = c.f("alpha", 1.0), c.f("beta", 1.0)
     if alpha != 1.0:
         y = y * alpha
     if len(ins) > 2 and ins[2] is not None:
@@ -347,10 +360,14 @@ def _unary(fn_name: str):
         if fn_name == "relu":
             return [jax.nn.relu(x)]
         if fn_name == "leaky_relu":
-            return [jax.nn.leaky_relu(x, float(c.attr("alpha", 0.01)))]
+            return [jax.nn.leaky_relu(x, c.f("alpha", 0.01))]
         if fn_name == "hard_sigmoid":
-            alpha, beta = float(c.attr("alpha", 0.2)), float(c.attr("beta", 0.5))
-            return [_jnp().clip(x * alpha + beta, 0.0, 1.0)]
+            alpha, beta = c.f("alpha", 0.2), c.f("beta", 0.5)
+            # clip(y, 0, 1) as (|y| - |y - 1| + 1) / 2: a gate, which passes its true vjp as torch's hardsigmoid
+            # does in the graph front end (a clip would be recognized as a hardtanh and get the rectifier rule)
+            y = x * alpha + beta
+            jnp = _jnp()
+            return [(jnp.abs(y) - jnp.abs(y - 1.0) + 1.0) * 0.5]
         if fn_name == "hard_swish":
             return [jax.nn.hard_swish(x)]
         if fn_name == "sigmoid":
@@ -358,7 +375,7 @@ def _unary(fn_name: str):
         if fn_name == "tanh":
             return [_jnp().tanh(x)]
         if fn_name == "elu":
-            return [jax.nn.elu(x, float(c.attr("alpha", 1.0)))]
+            return [jax.nn.elu(x, c.f("alpha", 1.0))]
         if fn_name == "sqrt":
             return [np.sqrt(x) if _is_static(x) else _jnp().sqrt(x)]
         if fn_name == "neg":

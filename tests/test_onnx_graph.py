@@ -230,6 +230,9 @@ def test_rules_follow_the_onnx_activations():
     assert sum(r == "pool" for r, _ in kinds) == 1
     report = model.arch.rules_report()
     assert "exp (true vjp)" in report
+    # HardSigmoid is a gate (true vjp, as torch's hardsigmoid in the graph front end), not a hardtanh
+    gate = converters.from_onnx(_graph([_n("HardSigmoid", ["x"], "h"), _n("Mul", ["x", "h"], "y")], [], (4, 4), 13))
+    assert [e.rule for e in gate.arch.program.eqns if e.rule in ("activation", "relu")] == []
 
 
 def test_unsupported_operator_and_bad_graphs_are_refused_in_one_line():
@@ -432,13 +435,17 @@ def check_onnx_family(name: str, tmp_path, projections: bool = True):
     x01 = RNG.uniform(0, 1, (1, size, size, 3)).astype(np.float32)
     xn = np.asarray(dv.normalize(x01))
     (ref,) = _ort(onnx.load(str(path)), xn.transpose(0, 3, 1, 2))
-    assert_close(_apply(model, xn), ref, 1e-4, err_msg=f"{name} logits against onnxruntime")
+    with torch.no_grad():  # float32 conditioning: how far torch itself is from onnxruntime (as test_graph_families)
+        t32 = tm(torch.from_numpy(xn.transpose(0, 3, 1, 2))).numpy()
+    torch_error = float(np.abs(t32 - ref).max() / np.abs(ref).max())
+    assert_close(_apply(model, xn), ref, max(1e-4, 2 * torch_error), err_msg=f"{name} logits against onnxruntime")
     assert layer in dv.layers(model), dv.layers(model)[:20]
     if not projections:
         return
     graph = converters.from_torch(tm, torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3)))
     with jax.enable_x64(True):
-        m64, g64 = as_float64(model), as_float64(graph)
+        # imported again under x64: traced in float64, its literals (a BatchNorm's eps) are float64 too
+        m64, g64 = converters.from_onnx(str(path)), as_float64(graph)
         x64 = np.asarray(xn, np.float64)
         for method in ("deconv", "guided", "gradient"):
             a = dv.visualize(m64, x64[0], layer, top_k=2, method=method)
@@ -457,9 +464,10 @@ def test_onnx_family_logits_equal_onnxruntime(name, tmp_path):
 @pytest.mark.families
 @pytest.mark.parametrize("name", list(ONNX_FAMILIES))
 def test_onnx_family_equals_onnxruntime_and_from_torch(name, tmp_path):
-    """Logits equal onnxruntime's (float32, 1e-4 of the peak) and the three methods' projections at a layer equal
-    those of `converters.from_torch` of the same module (float64, 1e-9 of the peak). About 3 min a family on 2
-    shared cores: pytest tests/test_onnx_graph.py --families."""
+    """Logits equal onnxruntime's (float32, 1e-4 of the peak, or twice torch's own distance from onnxruntime where
+    that is larger) and the three methods' projections at a layer equal those of `converters.from_torch` of the same
+    module (float64, 1e-9 of the peak). About 3 min a family on 2 shared cores: pytest tests/test_onnx_graph.py
+    --families."""
     check_onnx_family(name, tmp_path)
 
 
