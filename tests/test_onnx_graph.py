@@ -436,7 +436,7 @@ def check_onnx_family(name: str, tmp_path, projections: bool = True):
     xn = np.asarray(dv.normalize(x01))
     (ref,) = _ort(onnx.load(str(path)), xn.transpose(0, 3, 1, 2))
     with torch.no_grad():  # float32 conditioning: how far torch itself is from onnxruntime (as test_graph_families)
-        t32 = tm(torch.from_numpy(xn.transpose(0, 3, 1, 2))).numpy()
+        t32 = tm(torch.from_numpy(np.ascontiguousarray(xn.transpose(0, 3, 1, 2)))).numpy()
     torch_error = float(np.abs(t32 - ref).max() / np.abs(ref).max())
     assert_close(_apply(model, xn), ref, max(1e-4, 2 * torch_error), err_msg=f"{name} logits against onnxruntime")
     assert layer in dv.layers(model), dv.layers(model)[:20]
