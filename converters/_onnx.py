@@ -344,7 +344,8 @@ _VGG_PREPROCESSING = {"caffe": "caffe", "imagenet": "torchvision", "torchvision"
 
 
 def from_onnx(source: str | os.PathLike | Any, preprocessing: Any = "imagenet", seed: int = 0, *,
-              name: str | None = None, input_size: tuple[int, int] | None = None, strict: bool = False) -> Model:  # fmt: skip
+              name: str | None = None, input_size: tuple[int, int] | None = None,
+              strict: bool = False) -> Model:  # fmt: skip
     """Import an ONNX image network (opsets 11-18) as a deepvis_jax Model.
 
     source: a ``.onnx`` file or an ``onnx.ModelProto``. preprocessing: what the graph's input is, as for every

@@ -126,8 +126,9 @@ class _Ctx:
         return v
 
     def f(self, name: str, default: float) -> float:
-        """A float attribute as the value the exporter meant: ONNX stores float32, so 0.001 arrives as 0.0010000000475;
-        the shortest decimal that rounds to it (1/6 for a hardsigmoid's alpha) gives float64 models the exact constant."""
+        """A float attribute as the value the exporter meant: ONNX stores float32, so 0.001 arrives as
+        0.0010000000475; the shortest decimal that rounds to it (1/6 for a hardsigmoid's alpha) gives float64 models
+        the exact constant."""
         v = self.attrs.get(name)
         return _intended(v) if v is not None else float(default)
 

@@ -238,7 +238,9 @@ def _bind(e, vals: list, sizes: dict, dtype) -> list:
     if e.prim in ("relu", "activation"):  # one that no image reaches (a clip of constant indices): its plain value
         from ...activations import ACTIVATIONS
 
-        return [jax.nn.relu(vals[0]) if e.prim == "relu" else ACTIVATIONS[params["kind"]](vals[0], **dict(params["params"]))]
+        if e.prim == "relu":
+            return [jax.nn.relu(vals[0])]
+        return [ACTIVATIONS[params["kind"]](vals[0], **dict(params["params"]))]
     p = primitive(e.prim)
     out = p.bind(*vals, **params)
     return list(out) if p.multiple_results else [out]
