@@ -766,15 +766,28 @@ def _resize(c: _Ctx, ins):
     return [y]
 
 
+def _size_value(n, dt):
+    """A size (an int, or a symbolic size: its value when the program runs) as a scalar of dtype dt."""
+    import jax
+
+    if isinstance(n, int):
+        return _jnp().asarray(n, dt)
+    return jax.core.dimension_as_value(n).astype(dt)
+
+
 def _resize_axis(x, axis, n, m, scale, mode, ctm, nearest_mode, jnp):
     """Resample axis `axis` from size n to m: source coordinates from an iota (constants of the program), then a
     gather (nearest) or two gathers mixed by constant weights (linear): affine in x."""
     if isinstance(n, int) and isinstance(m, int) and n == m and scale in (None, 1.0):
         return x
-    dt = x.dtype
+    take = jnp.take
+    if isinstance(n, int) and isinstance(m, int):  # fixed sizes: the indices and weights as NumPy constants
+        jnp, dt = np, (np.float32 if mode == "nearest" else np.float64)  # nearest: ties as onnxruntime's float32
+        nf, mf = dt(n), dt(m)
+    else:
+        dt = x.dtype
+        nf, mf = _size_value(n, dt), _size_value(m, dt)
     i = jnp.arange(m, dtype=dt)
-    nf = jnp.asarray(n, dt) if isinstance(n, int) else jnp.arange(n, dtype=dt)[-1] + 1
-    mf = jnp.asarray(m, dt) if isinstance(m, int) else i[-1] + 1
     s = jnp.asarray(scale, dt) if scale is not None else mf / nf
     if ctm == "half_pixel":
         src = (i + 0.5) / s - 0.5
@@ -796,17 +809,19 @@ def _resize_axis(x, axis, n, m, scale, mode, ctm, nearest_mode, jnp):
             k = jnp.ceil(src)
         else:
             raise OnnxImportError(f"nearest_mode {nearest_mode!r} is not supported")
-        k = jnp.clip(k, 0, last).astype(jnp.int32)
-        return jnp.take(x, k, axis=axis)
+        k = jnp.clip(k, 0, last).astype(np.int32)
+        return take(x, k, axis=axis)
     src = jnp.clip(src, 0, last)
     lo = jnp.floor(src)
     f = src - lo
-    lo_i = lo.astype(jnp.int32)
-    hi_i = jnp.minimum(lo + 1, last).astype(jnp.int32)
+    lo_i = lo.astype(np.int32)
+    hi_i = jnp.minimum(lo + 1, last).astype(np.int32)
     shape = [1] * x.ndim
     shape[axis] = -1
     f = f.reshape(shape)
-    return jnp.take(x, lo_i, axis=axis) * (1 - f) + jnp.take(x, hi_i, axis=axis) * f
+    if isinstance(f, np.ndarray):
+        f = f.astype(x.dtype)
+    return take(x, lo_i, axis=axis) * (1 - f) + take(x, hi_i, axis=axis) * f
 
 
 def _binary_op(name):
