@@ -4,6 +4,7 @@
     model = converters.from_torchvision(torchvision.models.vgg16())   # needs the [torch] extra
     model = converters.from_torch(module, example_input)  # any module torch.export captures (a graph network)
     model = converters.from_onnx("vgg16.onnx", preprocessing="caffe")  # needs the [onnx] extra (no torch)
+    model = converters.from_onnx("any.onnx", preprocessing="minus_one_one")  # any ONNX CNN graph (docs/onnx.md)
     converters.save(model, "vgg16.msgpack")        # loads later with dv.load_model("vgg16", weights=...)
     converters.save(graph_model, "net.msgpack")    # a graph network: dv.load_model("net.msgpack"), no torch
     converters.compare(torch_module, model, x)      # per-layer max abs / rel differences

@@ -240,7 +240,7 @@ def _describe(keys: list[tuple]) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def from_onnx(source: str | os.PathLike | Any, preprocessing: str = "caffe", seed: int = 0) -> Model:
+def from_onnx_vgg(source: str | os.PathLike | Any, preprocessing: str = "caffe", seed: int = 0) -> Model:
     """Import an ONNX AlexNet / VGG (any of the nine architectures) as a deepvis_jax Model.
 
     source: a ``.onnx`` file or an ``onnx.ModelProto``. preprocessing: what the graph's input is --
@@ -258,19 +258,7 @@ def from_onnx(source: str | os.PathLike | Any, preprocessing: str = "caffe", see
     """
     if preprocessing not in PREPROCESSINGS:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; use one of: {', '.join(PREPROCESSINGS)}")
-    onnx, _ = _import_onnx()
-    if isinstance(source, onnx.ModelProto):
-        proto, name = source, "ONNX model"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX file {str(path)!r} does not exist")
-        try:
-            proto = onnx.load(str(path))
-        except Exception as e:  # protobuf's DecodeError and friends
-            raise WeightsError(f"{path} is not a readable ONNX file ({type(e).__name__}); it may be truncated "
-                               "or corrupt") from None  # fmt: skip
-        name = str(path)
+    proto, name = _read(source)
     g = _Graph(proto, name)
     if not g.chain:
         raise WeightsError(f"{name}: the graph does nothing with its input")
@@ -334,3 +322,55 @@ def from_onnx(source: str | os.PathLike | Any, preprocessing: str = "caffe", see
         head = random_classifier(arch, seed, dtype)
     flat.update(head)
     return model_from_arrays(arch, flat, name, "trained" if _why == "" else "untrained")
+
+
+def _read(source) -> tuple[Any, str]:
+    """(ModelProto, a name for messages) of a path or a proto."""
+    onnx, _ = _import_onnx()
+    if isinstance(source, onnx.ModelProto):
+        return source, "ONNX model"
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file {str(path)!r} does not exist")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise WeightsError(f"{path} is not a readable ONNX file ({type(e).__name__}); it may be truncated "
+                           "or corrupt") from None  # fmt: skip
+    return proto, str(path)
+
+
+_VGG_PREPROCESSING = {"caffe": "caffe", "imagenet": "torchvision", "torchvision": "torchvision", "unit": "unit"}
+
+
+def from_onnx(source: str | os.PathLike | Any, preprocessing: Any = "imagenet", seed: int = 0, *,
+              name: str | None = None, input_size: tuple[int, int] | None = None,
+              strict: bool = False) -> Model:  # fmt: skip
+    """Import an ONNX image network (opsets 11-18) as a deepvis_jax Model.
+
+    source: a ``.onnx`` file or an ``onnx.ModelProto``. preprocessing: what the graph's input is, as for every
+    import: ``"imagenet"`` (RGB normalized with ImageNet's mean/std; ``"torchvision"`` is the same), ``"caffe"``
+    (BGR, 0..255, minus the BGR mean: Keras's VGG16 weights), ``"unit"``, ``"minus_one_one"`` or a dict
+    ``{"mean", "std", "scale", "channels"}``; the model itself takes ImageNet-normalized RGB like every other.
+
+    An AlexNet / VGG graph (one of the nine architectures, Keras's or torchvision's, with a preset preprocessing)
+    becomes the library's own VGG network (`from_onnx_vgg`: crops, the compiled family, its classifier record).
+    Any other graph is lowered to a JAX function (`converters._onnx_graph`, operators in its ``OPS``) and imported
+    with `dv.from_jax` (layout NCHW): the rules apply per primitive, layers are the nodes' module paths (torch.onnx),
+    their Paddle output groups, else each convolution and activation node, and the preprocessing is exact at the
+    border. `input_size`: the (h, w) the graph is traced at (default: the graph's own input size, else 64 x 64); a
+    graph whose shapes only agree at some sizes (an FPN adding upsampled maps) keeps that size. An operator
+    outside the supported set raises ValueError naming it and its node. `name`: the model's name.
+    """
+    from ._onnx_graph import from_onnx_graph
+
+    proto, where = _read(source)
+    vgg = _VGG_PREPROCESSING.get(preprocessing) if isinstance(preprocessing, str) else None
+    if vgg is not None and input_size is None and not strict:
+        try:
+            return from_onnx_vgg(proto, vgg, seed)
+        except WeightsError:  # not one of the nine architectures: the general path
+            pass
+    pre = "imagenet" if preprocessing == "torchvision" else preprocessing
+    return from_onnx_graph(proto, preprocessing=pre, name=name or (Path(where).stem if where != "ONNX model" else None),
+                           where=where, example_hw=input_size, strict=strict)  # fmt: skip

@@ -324,7 +324,7 @@ def test_errors_are_one_line(linen):
     with pytest.raises(ValueError, match="strict: tanh at the top level") as e:
         dv.from_jax(tanh_net, {"s": np.float32(2.0)}, np.zeros((1, 8, 8, 3), np.float32), strict=True)
     assert "\n" not in str(e.value)
-    assert dv.from_jax(tanh_net, {"s": np.float32(2.0)}, np.zeros((1, 8, 8, 3), np.float32)).arch.layers == ("t",)
+    assert dv.from_jax(tanh_net, {"s": np.float32(2.0)}, np.zeros((1, 8, 8, 3), np.float32)).arch.layers == ("t", "output")
 
 
 def test_scan_is_unrolled_and_keeps_its_rules():

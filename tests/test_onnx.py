@@ -228,8 +228,9 @@ ALEX_CONVS = [(64, 3, 11, 4, 2), (192, 64, 5, 1, 2)]
     ],
 )
 def test_graphs_that_cannot_be_mapped(proto_fn, fragment):
+    """The VGG recognizer's refusals (converters.from_onnx then takes the general path: tests/test_onnx_graph.py)."""
     with pytest.raises(dv.WeightsError) as e:
-        converters.from_onnx(proto_fn(), preprocessing="torchvision")
+        converters._onnx.from_onnx_vgg(proto_fn(), preprocessing="torchvision")
     msg = str(e.value)
     assert fragment in msg and "\n" not in msg, msg
 
@@ -253,6 +254,8 @@ def _forked():
 
 def test_bad_arguments_and_files(tmp_path):
     with pytest.raises(ValueError, match="unknown preprocessing 'bgr'; use one of: caffe, torchvision, unit"):
+        converters._onnx.from_onnx_vgg(conv_relu_graph(ALEX_CONVS), preprocessing="bgr")
+    with pytest.raises(ValueError, match="unknown preprocessing 'bgr'; use one of imagenet, caffe"):
         converters.from_onnx(conv_relu_graph(ALEX_CONVS), preprocessing="bgr")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         converters.from_onnx(tmp_path / "missing.onnx")

@@ -66,7 +66,7 @@ def preprocess_fn(preprocessing: Any):
         return lambda x: x
 
     def pre(x):
-        c = lambda v: jnp.asarray(v, x.dtype)  # noqa: E731
+        c = lambda v: jnp.asarray(v, x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))  # noqa: E731 - explicit ranks
         x01 = x * c(IMAGENET_STD) + c(IMAGENET_MEAN)
         y = x01 * c(d["scale"]) if d["scale"] != 1 else x01
         if d["channels"] == "BGR":

@@ -235,6 +235,12 @@ def _bind(e, vals: list, sizes: dict, dtype) -> list:
     params = {k: _retype(thaw(v, sizes), dtype) for k, v in e.params}
     if e.prim == "dim_as_value":
         return [jnp.asarray(params["dim"], jnp.int32 if not jax.config.jax_enable_x64 else jnp.int64)]
+    if e.prim in ("relu", "activation"):  # one that no image reaches (a clip of constant indices): its plain value
+        from ...activations import ACTIVATIONS
+
+        if e.prim == "relu":
+            return [jax.nn.relu(vals[0])]
+        return [ACTIVATIONS[params["kind"]](vals[0], **dict(params["params"]))]
     p = primitive(e.prim)
     out = p.bind(*vals, **params)
     return list(out) if p.multiple_results else [out]
