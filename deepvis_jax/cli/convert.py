@@ -17,6 +17,7 @@ from pathlib import Path
 
 import deepvis_jax as dv
 
+from .._src.nets import IMPORTED
 from ._common import (MODELS, PROG, OnnxMissingError, add_command, at_least, hidden_seed_arg, import_converters,
                       planned, warn)
 
@@ -68,8 +69,8 @@ def _convert_onnx(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.source} holds a {model.arch.name}, not a {dv.get_architecture(args.model).name}; "
                          f"pick --model {model.arch.name} or leave --model out")  # fmt: skip
     converters.save(model, out)
-    print(f"wrote {out} ({model!r} from {args.source}, {args.preprocessing or 'caffe'} preprocessing folded "
-          "into conv1)")  # fmt: skip
+    how = "applied as its first step" if isinstance(model.arch, IMPORTED) else "folded into conv1"
+    print(f"wrote {out} ({model!r} from {args.source}, {args.preprocessing or 'caffe'} preprocessing {how})")
     if not model.classifier_trained:
         warn(f"{args.source}: the classifier is not torchvision's {model.arch.name} head, so random weights stand "
              "in for it (recorded in the file): its conv layers are real, its class predictions are not")  # fmt: skip

@@ -600,7 +600,7 @@ def pool_axes(e: Eqn) -> tuple[int, int] | None:
 def find_layers(eqns: list, outputs: tuple, shapes: list, data: tuple, layout: str,
                 modules: set | None = None) -> tuple:  # fmt: skip
     """The scopes whose output is one 4-D map that depends on the image, bottom to top (`JaxLayer`s); a
-    `tag`'s output is the layer it names; a 4-D output of the function is the layer ``"output"`` (``"output_k"``:
+    `tag`'s output is the layer it names; a 4-D output of the function is the layer ``"output"`` (``"output.k"``:
     its k-th of several outputs). `modules`: the module paths where an adapter named the scopes (a list
     attribute holding modules is a scope level but no module, so no layer)."""
     defined_in: dict[str, list[int]] = {}
@@ -636,11 +636,12 @@ def find_layers(eqns: list, outputs: tuple, shapes: list, data: tuple, layout: s
     for name, vars_ in tags.items():
         if len(vars_) == 1:
             found.append((name, vars_[0]))
-    # the model's outputs are layers too where they are maps: "output", or "output_k" for several
+    # the model's outputs are layers too where they are maps: "output", or "output.k" for several (as a torch
+    # graph network's "output.KEY")
     out_vars = [o for o in outputs if isinstance(o, int)]
-    out_names = {"output" if len(outputs) == 1 else f"output_{k}" for k in range(len(out_vars))}
+    out_names = {"output" if len(outputs) == 1 else f"output.{k}" for k in range(len(out_vars))}
     for k, o in enumerate(out_vars):
-        found.append(("output" if len(outputs) == 1 else f"output_{k}", o))
+        found.append(("output" if len(outputs) == 1 else f"output.{k}", o))
     layers, names = [], set()
     for name, v in sorted(found, key=lambda nv: (nv[1], nv[0] in out_names, -len(nv[0]))):
         shape = shapes[v]
