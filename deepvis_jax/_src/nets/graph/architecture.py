@@ -245,25 +245,34 @@ class GraphArchitecture:
 
     # ---------------------------------------------------------------------------------------------- input sizes
 
-    def input_error(self, hw) -> str | None:
-        """Why an (H, W) input does not fit this graph (one line), or None."""
+    def input_error(self, hw, upto: str | None = None) -> str | None:
+        """Why an (H, W) input does not fit this graph (one line), or None. With `upto` (a layer name), only the
+        graph up to that layer has to fit: a low layer takes images smaller than torch's guarantee for the whole
+        graph (`min_hw`) as long as its own maps do not vanish (`min_size`)."""
         h, w = int(hw[0]), int(hw[1])
         if self.fixed_hw is not None and (h, w) != tuple(self.fixed_hw):
             fh, fw = self.fixed_hw
             return (f"{self.name} was captured for {fh}x{fw} inputs only (model.input_size; e.g. a flatten + linear "
                     f"head); got {h}x{w}: resize the image to {fh}x{fw}")  # fmt: skip
+        if upto is not None:
+            n = self.min_size(upto)
+            if min(h, w) < n:
+                return (f"an input of {h}x{w} pixels is too small for layer {upto} of {self.name}: its feature map "
+                        f"vanishes; use at least {n}x{n} pixels")  # fmt: skip
+            return None
         mh, mw = self.min_hw
         if h < mh or w < mw:
             return f"an input of {h}x{w} pixels is too small for {self.name}; use at least {mh}x{mw} pixels"
         return None
 
-    def check_input_hw(self, hw) -> None:
-        err = self.input_error(hw)
+    def check_input_hw(self, hw, upto: str | None = None) -> None:
+        err = self.input_error(hw, upto)
         if err:
             raise ValueError(err)
 
-    def shapes(self, hw) -> dict[int, tuple]:
-        """Every node's value at an (H, W) input (batch 1), as (is-Img, logical shape) or None for non-tensors."""
+    def shapes(self, hw, targets: tuple | None = None) -> dict[int, tuple]:
+        """Every node's value at an (H, W) input (batch 1), as (is-Img, logical shape) or None for non-tensors;
+        with `targets` (node indices), only the nodes they need (a low layer at a size the whole graph refuses)."""
         hw = (int(hw[0]), int(hw[1]))
 
         from .interpreter import abstract_variables, run
@@ -271,24 +280,20 @@ class GraphArchitecture:
         def make():
             seen: dict[int, tuple] = {}
             x = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
-            jax.eval_shape(lambda v, x: run(self, v, x, range(len(self.nodes)), PLAIN, shapes=seen),
-                           abstract_variables(self), x)  # fmt: skip
+            nodes = range(len(self.nodes)) if targets is None else self.needed(targets)
+            jax.eval_shape(lambda v, x: run(self, v, x, nodes, PLAIN, shapes=seen), abstract_variables(self), x)
             return seen
 
-        return self._cached(("shapes", hw), make)
+        return self._cached(("shapes", hw, targets), make)
 
     def layer_hw(self, name: str, hw) -> tuple[int, int]:
         """(h, w) of a layer's map for an (H, W) input; ValueError (one line) for a size the graph does not take."""
         hw = (int(hw[0]), int(hw[1]))
-        self.check_input_hw(hw)
-        lo = self.min_size(name)
-        if min(hw) < lo:
-            raise ValueError(f"an input of {hw[0]}x{hw[1]} pixels is too small for layer {name} of {self.name}: its "
-                             f"feature map vanishes; use at least {lo}x{lo} pixels")  # fmt: skip
+        self.check_input_hw(hw, name)
 
         def make():
             spec = self.spec(name)
-            shapes = self.shapes(hw)
+            shapes = self.shapes(hw, (spec.node,) + ((spec.grid,) if spec.grid >= 0 else ()))
             if spec.kind == "tokens":
                 return map_hw(shapes[spec.grid])
             return map_hw(shapes[spec.node], channels_last=spec.kind == "nhwc")
@@ -297,13 +302,15 @@ class GraphArchitecture:
 
     def min_size(self, name: str | None = None) -> int:
         """Smallest side (pixels) an input needs for layer `name` (None: the whole graph) to have a feature map:
-        the smallest square input whose every map on the way is at least 1x1, and never below `min_hw`."""
+        the smallest square input whose every map on the way is at least 1x1; for the whole graph never below
+        `min_hw` (what torch guarantees it for), for a layer its own (GoogLeNet's conv1.conv takes 12 px)."""
         if self.fixed_hw is not None:
             return max(self.fixed_hw)
         target = tuple(r.node for r in self.outputs) if name is None else (self.spec(name).node,)
 
         def make():
-            lo, hi = max(self.min_hw), max(max(self.example_hw), max(self.min_hw))
+            lo = max(self.min_hw) if name is None else 1
+            hi = max(max(self.example_hw), max(self.min_hw))
             if not self._valid_at(hi, target):
                 return hi  # pragma: no cover - the example size always works
             while lo < hi:  # the smallest size at which every node up to the target has a map
@@ -314,7 +321,7 @@ class GraphArchitecture:
                     lo = mid + 1
             return lo
 
-        return self._cached(("min_size", target), make)
+        return self._cached(("min_size", target, name is None), make)
 
     def _valid_at(self, n: int, targets: tuple[int, ...]) -> bool:
         """Whether an n x n input gives every node up to `targets` a value (no empty map, no error)."""

@@ -33,8 +33,8 @@ class Crop:
     zeroes every map outside the whole image's map (there the whole network has padding), and pooling divisors
     are the whole map's."""
 
-    def __init__(self, arch: GraphArchitecture, tops: Array, hw):
-        self.arch, self.tops, self.full = arch, tops, arch.shapes(hw)
+    def __init__(self, arch: GraphArchitecture, tops: Array, hw, targets: tuple):
+        self.arch, self.tops, self.full = arch, tops, arch.shapes(hw, tuple(targets))
         self.node = -1
 
     def start(self, i: int) -> Array:
@@ -176,11 +176,10 @@ class GraphModule:
               pre_relu: bool = False, collect: bool = False, ops=PLAIN, crop=None):  # fmt: skip
         arch = self.arch
         if crop is None:  # a crop (project_units) is smaller than the images the graph takes
-            arch.check_input_hw(x.shape[1:3])
+            arch.check_input_hw(x.shape[1:3], upto)
         if upto is not None:
             spec = arch.spec(upto)
             plan = arch.plan(upto, pre_relu)
-            c = None if crop is None else Crop(arch, crop[0], crop[1])
             targets = _plan_nodes(plan) + ((spec.grid,) if spec.grid >= 0 else ())
             below = ()
             if collect:  # every layer up to `upto` (below it with pre_relu), in the same pass
@@ -188,6 +187,7 @@ class GraphModule:
                 k = arch.layers.index(upto) + (0 if pre_relu else 1) if upto in arch.layers else len(arch.layers)
                 below = arch.layer_specs[:k]
                 targets += tuple(s.node for s in below) + tuple(s.grid for s in below if s.grid >= 0)
+            c = None if crop is None else Crop(arch, crop[0], crop[1], targets)
             env = run(arch, variables, x, arch.needed(targets), ops, c)
             y = layer_array(arch, spec, _plan_value(plan, env), env)
             y = y if channels is None else y[..., channels]
