@@ -541,6 +541,7 @@ def test_interrupted_atlas_says_resume_continues(capsys, monkeypatch, tmp_path):
     code, out, err = run(capsys, *argv, "--resume")
     assert code == 0, err
     assert Path("site/index.html").is_file()
+    assert Path("site/conv1/sheets/channel_0000.png").is_file()  # the channel's sheet (issue 33 item 21)
 
 
 def test_atlas_says_once_that_it_enlarges_small_images(capsys, monkeypatch, tmp_path):

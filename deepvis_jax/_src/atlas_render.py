@@ -16,7 +16,7 @@ import numpy as np
 from .atlas import Atlas
 from .images import to_uint8
 from .pages import write_page
-from .render import display_normalize
+from .render import LABEL_H, display_normalize, fit_label
 
 GAP = 4  # pixels between tiles
 MIN_TILE = 64  # small receptive fields (conv1: 11 px) are enlarged by an integer factor to at least this
@@ -42,8 +42,20 @@ def _grid(tiles: list[np.ndarray], cols: int, tile: int) -> np.ndarray:
     return out
 
 
-def channel_sheet(result: Atlas, i: int) -> np.ndarray:
-    """The sheet of ``result.channels[i]``: a grid of its k projections, a gap, and the grid of its k patches."""
+def _labelled(grid: np.ndarray, label: str) -> np.ndarray:
+    """`grid` under a strip naming what it shows (fitted to its width by `render.fit_label`)."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (grid.shape[1], LABEL_H), (BACKGROUND,) * 3)
+    draw = ImageDraw.Draw(strip)
+    lines, font = fit_label(draw, label, grid.shape[1])
+    draw.multiline_text((0, 0), "\n".join(lines), fill=(0, 0, 0), font=font, spacing=0)
+    return np.concatenate([np.asarray(strip), grid], axis=0)
+
+
+def channel_sheet(result: Atlas, i: int, method: str = "DeconvNet") -> np.ndarray:
+    """The sheet of ``result.channels[i]``: a grid of its k projections, a gap, and the grid of its k patches,
+    strongest first, each grid under a label ("<method> projections", "image patches")."""
     if result.projections is None or result.patches is None:
         raise ValueError("this atlas has no projections; run dv.atlas with project=True or dv.atlas_project")
     c = int(result.channels[i])
@@ -59,13 +71,15 @@ def channel_sheet(result: Atlas, i: int) -> np.ndarray:
     found = result.image_index[c] >= 0
     proj = [up(projection_to_uint8(result.projections[i, j])) if found[j] else blank for j in range(k)]
     patch = [up(result.patches[i, j]) if found[j] else blank for j in range(k)]
-    left, right = _grid(proj, cols, tile), _grid(patch, cols, tile)
+    left = _labelled(_grid(proj, cols, tile), f"{method} projections")
+    right = _labelled(_grid(patch, cols, tile), "image patches")
     spacer = np.full((left.shape[0], 4 * GAP, 3), BACKGROUND, np.uint8)
     return np.concatenate([left, spacer, right], axis=1)
 
 
-def write_sheets(result: Atlas, out_dir: str | os.PathLike) -> list[Path]:
-    """Write the sheet of every channel in ``result.channels`` as ``channel_NNNN.png``; returns the paths."""
+def write_sheets(result: Atlas, out_dir: str | os.PathLike, method: str = "DeconvNet") -> list[Path]:
+    """Write the sheet of every channel in ``result.channels`` as ``channel_NNNN.png`` (`channel_sheet`; `method`
+    names the projections' method in its label); returns the paths."""
     from PIL import Image
 
     out = Path(out_dir)
@@ -73,7 +87,7 @@ def write_sheets(result: Atlas, out_dir: str | os.PathLike) -> list[Path]:
     paths = []
     for i, c in enumerate(result.channels):
         p = out / sheet_name(c)
-        Image.fromarray(channel_sheet(result, i)).save(p)
+        Image.fromarray(channel_sheet(result, i, method)).save(p)
         paths.append(p)
     return paths
 

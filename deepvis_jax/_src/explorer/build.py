@@ -18,12 +18,14 @@ import jax
 import numpy as np
 
 from ..atlas import Atlas, atlas, atlas_project
+from ..atlas_render import write_sheets
 from ..images import list_images
 from ..nets import Model, layer_channels
 from .features import construct_features, weights_digest
 from .site import FEATURES, LayerSummary, SiteInfo, write_channel_pages, write_layer_page
 
 STATE_FILE = "atlas_state.npz"  # in the site's folder: every layer's running top-k
+SHEETS = "sheets"  # in a layer's folder: channel_NNNN.png, the channel's projections beside its patches
 CHUNK = 32  # channels projected and rendered at a time (bounds the memory of the projections)
 
 
@@ -60,7 +62,7 @@ def parse_channels(specs: Sequence[str] | None, n: int, layer: str) -> list[int]
 
 def clear_layer(layer_dir: Path) -> None:
     """Remove what an earlier run wrote for this layer (never the feature cache, which checks its own key)."""
-    for sub in ("tiles", "thumbs"):
+    for sub in ("tiles", "thumbs", SHEETS):
         shutil.rmtree(layer_dir / sub, ignore_errors=True)
     for p in [*layer_dir.glob("channel_*.html"), layer_dir / "index.html"]:
         p.unlink(missing_ok=True)
@@ -124,6 +126,7 @@ def build_layer(
         if writer:
             write_channel_pages(deconv, np.asarray(guided.projections), layer_dir, selected=channels, info=info,
                                 names=names)  # fmt: skip
+            write_sheets(deconv, layer_dir / SHEETS)  # one PNG per channel: projections beside patches, labelled
     if writer:
         write_layer_page(result, layer_dir, selected=channels, info=info)
     return LayerSummary(name, layer_channels(model, name), tuple(channels), result.receptive_field.size,
