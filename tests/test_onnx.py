@@ -313,7 +313,8 @@ def test_cli_convert_onnx_errors(alexnet_small_head_onnx, tmp_path, capsys, monk
     assert code == 2 and err.startswith("deepvis: error: ") and "holds a alexnet, not a vgg16" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "x.msgpack").exists()
     code, _, err = _run(capsys, "convert", "--from", "random", "--preprocessing", "caffe", "--out", "y.msgpack")
-    assert code == 2 and "--preprocessing applies to ONNX files only" in err and len(err.splitlines()) == 1
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--preprocessing applies to ONNX files (--from FILE.onnx) and to --torchvision NAME" in err
     code, _, err = _run(capsys, "convert", "--from", tmp_path / "nope.onnx", "--out", "z.msgpack")
     assert code == 2 and "does not exist" in err and len(err.splitlines()) == 1
 

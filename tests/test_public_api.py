@@ -49,7 +49,8 @@ def test_namespaces_hold_the_agreed_names():
                                        "deepdream", "direction", "direction_neuron", "diversity", "evaluate",
                                        "input_diff", "l1", "l2", "l2_penalty", "localgroup_weight", "neuron_weight",
                                        "tv_penalty"}  # fmt: skip
-    assert set(param.__all__) == {"Parameterization", "pixel", "fft", "cppn"}
+    assert set(param.__all__) == {"Parameterization", "pixel", "fft", "cppn", "BatchParameterization", "LowRes",
+                                  "aligned", "fft_tensor", "interpolation_lowres", "lowres", "resize_bilinear_nd"}
     assert set(transforms.__all__) == {"jitter", "pad", "random_scale", "random_rotate", "standard_transforms",
                                        "apply_transforms", "resize"}  # fmt: skip
     assert dv.objectives is objectives and dv.param is param and dv.transforms is transforms
