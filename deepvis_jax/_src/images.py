@@ -168,15 +168,22 @@ def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
 def square(im: Any, size: int) -> np.ndarray:
     """A PIL image (or RGB uint8 array): shorter side resized to `size` (bicubic), center-cropped to
     ``size x size``; RGB uint8."""
+    return cover_crop(im, (size, size))
+
+
+def cover_crop(im: Any, hw: tuple[int, int]) -> np.ndarray:
+    """A PIL image (or RGB uint8 array) scaled so that it covers ``h x w`` (the side that needs the larger scale
+    fits exactly; bicubic), then center-cropped to it; RGB uint8. `square` is its square case."""
     if not isinstance(im, Image.Image):
         im = Image.fromarray(np.asarray(im, np.uint8))
-    w, h = im.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
+    h, w = int(hw[0]), int(hw[1])
+    iw, ih = im.size
+    scale = max(h / ih, w / iw)
+    nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
+    if (nw, nh) != (iw, ih):
         im = im.resize((nw, nh), Image.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    left, top = (nw - w) // 2, (nh - h) // 2
+    return np.asarray(im.crop((left, top, left + w, top + h)), dtype=np.uint8)
 
 
 def load_square(path: str | os.PathLike, size: int) -> np.ndarray:

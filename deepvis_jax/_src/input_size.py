@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .images import cover_crop
+
 
 def input_size(model) -> tuple[int, int] | None:
     """``model.input_size`` for a Model, an architecture or a name (None where it has none)."""
@@ -27,13 +29,12 @@ def fit(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     ih, iw = image.shape[:2]
     if (ih, iw) == (h, w):
         return image
+    if image.dtype == np.uint8:
+        return cover_crop(np.ascontiguousarray(image), (h, w))
     scale = max(h / ih, w / iw)
     nh, nw = max(h, round(ih * scale)), max(w, round(iw * scale))
     top, left = (nh - h) // 2, (nw - w) // 2
     box = (left, top, left + w, top + h)
-    if image.dtype == np.uint8:
-        im = Image.fromarray(np.ascontiguousarray(image))
-        return np.asarray(im.resize((nw, nh), Image.BICUBIC).crop(box), dtype=np.uint8)
     chans = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32))
                         .resize((nw, nh), Image.BICUBIC).crop(box)) for c in range(image.shape[-1])]  # fmt: skip
     return np.clip(np.stack(chans, -1), 0.0, 1.0).astype(image.dtype)

@@ -99,8 +99,9 @@ class Model:
         linear head, or captured at one size), else None (any size the network accepts). The high-level calls
         (`visualize`, occlusion, the atlas, `construct`, the CLI, the explorer) resize images to it; `forward`,
         `project` and `classify` refuse another size in one line."""
-        fixed = getattr(self.arch, "fixed_hw", None)
-        return None if fixed is None else (int(fixed[0]), int(fixed[1]))
+        from ..input_size import input_size
+
+        return input_size(self)
 
     @property
     def preprocessing(self) -> str:
