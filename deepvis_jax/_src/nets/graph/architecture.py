@@ -227,13 +227,7 @@ class GraphArchitecture:
         from ..preprocessing import preprocess_fn
 
         p = self.preprocessing
-        f = preprocess_fn(p if isinstance(p, str) else dict(p))
-
-        def pre(x):  # per-channel constants (3,) against (N, H, W, 3): allowed here whatever the global setting
-            with jax.numpy_rank_promotion("allow"):
-                return f(x)
-
-        return pre
+        return preprocess_fn(p if isinstance(p, str) else dict(p))  # its constants broadcast with explicit ranks
 
     @property
     def preprocessing_name(self) -> str:
