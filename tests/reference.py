@@ -361,7 +361,9 @@ def check_float32_projections(tm, model, tm64, model64, x64, layer, method: str 
 
     The activation (continuous) is compared elementwise with torch's float32 one; the float32 switches and ReLU
     masks with float64's where float64 has a margin; the projections are computed in float32 from float64's
-    switches, masks and signals (the decisions) and compared elementwise with torch's float64 projections."""
+    switches, masks and signals (the decisions) and compared elementwise with torch's float64 projections. The
+    float32 projection is checked to be the production program (XLA's convolutions; float64 runs `matmul_conv`
+    on CPU), so this is the path users run, per layer, at a float32 tolerance."""
     x32 = np.asarray(x64, np.float32)
     with jax.enable_x64(True):
         act64, sw64 = dv.forward(model64, jnp.asarray(x64), layer)
@@ -372,8 +374,15 @@ def check_float32_projections(tm, model, tm64, model64, x64, layer, method: str 
     assert_close(act, torch_backward(tm, None, x32, layer, [], method)[0], rtol, err_msg=f"{layer} activation")
     assert_close(act, model.apply(jnp.asarray(x32), upto=layer), rtol, err_msg=f"{layer} forward vs apply")
     assert_decisions_agree(sw, sw64, decision_margins(tm64, x64, layer), err_msg=f"{layer} float32 decisions")
-    proj = jax.vmap(dv.project, in_axes=(None, None, 0, None, None))(
-        model, sw64, jnp.asarray(signals, jnp.float32), layer, method)
+    project = jax.vmap(lambda m, s, g: dv.project(m, s, g, layer, method), in_axes=(None, None, 0))
+    # the program users run in float32: XLA's convolutions, not the float64 path's `matmul_conv` (chosen per
+    # platform through `platform_index`), which float32 uses only where a kernel exceeds its map: not while the
+    # layer's own map (the smallest on the way) is at least 3 x 3
+    program = str(jax.make_jaxpr(project)(model, sw64, jnp.asarray(signals, jnp.float32)))
+    assert "conv_general_dilated" in program, f"{layer}: the float32 program has no XLA convolution"
+    if min(act.shape[1:3]) >= 3:
+        assert "platform_index" not in program, f"{layer}: the float32 program runs matmul_conv"
+    proj = project(model, sw64, jnp.asarray(signals, jnp.float32))
     assert proj.dtype == jnp.float32 and proj.shape == (len(signals), *x32.shape)
     for k, what in enumerate(["max", "all", "random"]):
         assert np.abs(ref[k]).max() > 0
