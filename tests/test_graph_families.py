@@ -81,6 +81,9 @@ def torch_family(name: str, dtype=torch.float32) -> torch.nn.Module:
     # init_weights=False: torch's default init; torchvision's (std 0.01) leaves deep layers nearly blind to the input
     kwargs = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
     m = torchvision.models.get_model(name, weights=None, **kwargs)
+    for lin in m.modules():  # ViT's head starts at zero: its logits would all be 0, and equal whatever the import
+        if isinstance(lin, torch.nn.Linear) and not lin.weight.any():
+            torch.nn.init.normal_(lin.weight, std=0.02)
     size = FAMILIES[name][0]
     bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)]
     for bn in bns:

@@ -195,3 +195,40 @@ def test_matrix_products_read_a_swapped_weight_through_dimension_numbers():
         assert "transpose" not in str(jaxpr)
         np.testing.assert_allclose(OPS["addmm"](ctx, b, x, wt), np.asarray(x) @ np.asarray(w).T + np.asarray(b),
                                    rtol=1e-12)  # fmt: skip
+
+
+def test_a_weight_expanded_for_bmm_is_read_once():
+    """torch's matmul of a transposed 3-D input by a weight is ``bmm(x, view(expand(w)))`` (sequence-first
+    attention, as ViT's): the expanded weight stays lazy (`Bcast`), so the program holds no (L, K, N) copy of it
+    (ViT-B/16 in float64 ran out of memory on those copies: 2.8 GB a layer); values and input gradient equal torch's
+    (float64, 1e-12)."""
+    import converters
+    from reference import as_float64
+
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.attn, self.fc = torch.nn.Conv2d(3, 8, 4, 4), torch.nn.MultiheadAttention(8, 2), torch.nn.Linear(8, 5)
+
+        def forward(self, x):
+            tokens = self.conv(x).flatten(2).permute(2, 0, 1)  # (L, N, C), sequence first
+            return self.fc(self.attn(tokens, tokens, tokens, need_weights=False)[0].mean(0))
+
+    torch.manual_seed(0)
+    tm = Attention().eval()
+    ops = [str(n.target) for n in torch.export.export(tm, (torch.randn(2, 3, 16, 16),)).run_decompositions().graph.nodes]
+    assert "aten.expand.default" in ops and "aten.bmm.default" in ops  # the pattern this test is about
+    model = converters.from_torch(tm, torch.randn(2, 3, 16, 16))
+    x = np.random.default_rng(0).standard_normal((2, 16, 16, 3))
+    with jax.enable_x64(True):
+        m64 = as_float64(model)
+        program = str(jax.make_jaxpr(lambda v: m64.apply(v))(jnp.asarray(x)))
+        assert "[16,8,24]" not in program  # L = 16 tokens, the in-projection weight (8, 24)
+        got = np.asarray(m64.apply(jnp.asarray(x)))
+        grad = np.asarray(jax.grad(lambda v: jnp.sum(m64.apply(v) ** 2))(jnp.asarray(x)))
+    tm64 = tm.double()
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2)).requires_grad_(True)
+    ref = tm64(xt)
+    (ref_grad,) = torch.autograd.grad((ref**2).sum(), xt)
+    np.testing.assert_allclose(got, ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad.numpy().transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-12)

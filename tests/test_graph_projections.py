@@ -67,6 +67,8 @@ def _as_torch(spec, out: torch.Tensor, signal: np.ndarray):
         cot = torch.zeros_like(out)
         cot[:, spec.skip :] = torch.from_numpy(signal.reshape(n, -1, d))
         return out[:, spec.skip :].detach().numpy().reshape(signal.shape), cot
+    if spec.kind == "nhwc":  # torch holds the map channels last already (Swin's stages)
+        return out.detach().numpy(), torch.from_numpy(np.ascontiguousarray(signal))
     return nhwc(out), nchw(signal)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ...rules import PLAIN
 from ...windows import slice_window, window_inside
 from .architecture import GraphArchitecture, LayerSpec, Ref, map_hw, resolve_args
-from .values import OPS, Ctx, Hwio, Img, Perm, as_img, logical, logical_shape
+from .values import OPS, Bcast, Ctx, Hwio, Img, Perm, as_img, logical, logical_shape
 
 Array = jax.Array
 
@@ -91,7 +91,7 @@ def run(arch: GraphArchitecture, variables: dict, x: Array, nodes, ops=PLAIN, cr
 
 
 def _shape_of(v):
-    if isinstance(v, (Img, Hwio, Perm)) or hasattr(v, "shape"):
+    if isinstance(v, (Img, Hwio, Perm, Bcast)) or hasattr(v, "shape"):
         return (isinstance(v, Img), logical_shape(v))
     if type(v) in (tuple, list):  # several outputs (not one of the tensor wrappers, which are tuples too)
         return type(v)(_shape_of(e) for e in v)

@@ -12,7 +12,7 @@ from jax import lax
 
 from ...pooling import pool_padding
 from ..layers import adaptive_avg_pool, conv2d, conv_general
-from .values import NHWC_AXIS, Hwio, Img, Perm, as_img, axis_of, elementwise, logical, op, pairs, rank_of
+from .values import NHWC_AXIS, Bcast, Hwio, Img, Perm, as_img, axis_of, elementwise, logical, op, pairs, rank_of
 
 Array = jax.Array
 
@@ -290,6 +290,10 @@ def _softmax(ctx, x, dim, half_to_float=False):
     return ctx.nonlinear(lambda v: fn(logical(v), axis=dim), x)
 
 
+def _swap_last(n: int) -> tuple:
+    return tuple(range(n - 2)) + (n - 1, n - 2)
+
+
 def _swapped(v) -> tuple[Array, bool]:
     """(array, whether the logical tensor is that array with its last two axes swapped)."""
     if isinstance(v, Perm):
@@ -300,7 +304,15 @@ def _swapped(v) -> tuple[Array, bool]:
 
 
 def matmul(a, b) -> Array:
-    """torch's mm / bmm of (..., M, K) and (..., K, N), reading a swapped operand through the dimension numbers."""
+    """torch's mm / bmm of (..., M, K) and (..., K, N), reading a swapped operand through the dimension numbers and
+    an expanded constant matrix (`Bcast`, either side) once, without its copies."""
+    if isinstance(b, Bcast) and rank_of(b.a) == 2:
+        (x, tx), (y, ty) = _swapped(a), _swapped(b.a)  # (..., M, K) by (K, N): the batch axes stay x's, in front
+        nb = x.ndim - 2
+        return lax.dot_general(x, y, (((nb if tx else nb + 1,), (1 if ty else 0,)), ((), ())))
+    if isinstance(a, Bcast) and rank_of(a.a) == 2:  # (M, K) by (..., K, N): as (b^T a^T)^T
+        b = logical(b)
+        return jnp.swapaxes(matmul(Perm(b, _swap_last(b.ndim)), Bcast(Perm(logical(a.a), (1, 0)), a.lead)), -1, -2)
     (x, tx), (y, ty) = _swapped(a), _swapped(b)
     nb = x.ndim - 2
     batch = tuple(range(nb))

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .values import (NHWC_AXIS, OPS, DType, Hwio, Img, Perm, axis_of, elementwise, logical, logical_shape, op, pairs,
+from .values import (NHWC_AXIS, OPS, Bcast, DType, Hwio, Img, Perm, axis_of, elementwise, logical, logical_shape, op, pairs,
                      rank_of)
 
 Array = jax.Array
@@ -25,7 +25,10 @@ Array = jax.Array
 
 @op("view", "_unsafe_view", "reshape")
 def _view(ctx, x, shape):
-    return jnp.reshape(logical(x), tuple(int(d) for d in shape))
+    shape = tuple(int(d) for d in shape)
+    if isinstance(x, Bcast) and shape == logical_shape(x):  # torch's matmul views its expanded operand as it is
+        return x
+    return jnp.reshape(logical(x), shape)
 
 
 @op("permute")
@@ -33,19 +36,22 @@ def _permute(ctx, x, dims):
     dims = tuple(axis_of(d, rank_of(x)) for d in dims)
     if isinstance(x, Img) and dims == (0, 2, 3, 1):  # NCHW -> NHWC: the storage itself
         return x.a
-    if not isinstance(x, (Img, Hwio, Perm)) and dims == (0, 3, 1, 2):  # NHWC -> NCHW: an Img of it
+    if not isinstance(x, (Img, Hwio, Perm, Bcast)) and dims == (0, 3, 1, 2):  # NHWC -> NCHW: an Img of it
         return Img(x)
     n = len(dims)
-    if n >= 2 and not isinstance(x, (Img, Hwio, Perm)) and dims == tuple(range(n - 2)) + (n - 1, n - 2):
+    if n >= 2 and not isinstance(x, (Img, Hwio, Perm, Bcast)) and dims == tuple(range(n - 2)) + (n - 1, n - 2):
         return Perm(x, dims)  # a matrix product reads it as it is
     return jnp.transpose(logical(x), dims)
 
 
 @op("expand")
 def _expand(ctx, x, size, implicit=False):
+    inner = x
     x = logical(x)
     lead = len(size) - x.ndim
     shape = [int(s) if s != -1 else x.shape[i - lead] for i, s in enumerate(size)]
+    if lead > 0 and x.ndim == 2 and tuple(shape[lead:]) == x.shape and not ctx.is_data(0):
+        return Bcast(inner if isinstance(inner, Perm) else x, tuple(shape[:lead]))  # read by `matmul` once
     return jnp.broadcast_to(x, shape)
 
 
