@@ -43,7 +43,7 @@ import numpy as np
 
 import deepvis_jax as dv
 
-from ._harness import Row
+from ._harness import Row, time_jax, time_torch
 
 LAYER, TORCH_LAYER = "conv4_3", "features_21"  # torchvision's VGG16: features.21 is conv4_3
 CHANNELS = (138, 261, 0, 12)
@@ -85,6 +85,9 @@ def trained_vgg16():
                 tm.features[i].bias.copy_(torch.from_numpy(np.asarray(p["bias"])))
     for p in tm.parameters():
         p.requires_grad_(False)
+    for mod in tm.modules():  # torchvision's in-place ReLUs would rectify the conv4_3 output Lucent's hook holds:
+        if isinstance(mod, torch.nn.ReLU):  # its objective would read the channel after the ReLU, not before
+            mod.inplace = False
     return model, tm
 
 
@@ -186,6 +189,74 @@ def _diversity_row(model, tm, quick: bool) -> Row:
     return Row(name, jax_warm, torch_warm, jax_first - jax_warm, check, extra)
 
 
+def _conv_macs(tm, size: int, channels: int) -> int:
+    """Multiply-adds of one image through torchvision VGG16's convolutions up to conv4_3, which computes `channels`
+    output channels (1: `construct`'s target channel alone; 512: the whole layer)."""
+    import torch
+
+    macs, hw, last = 0, size, 21
+    for i, mod in enumerate(tm.features[: last + 1]):
+        if isinstance(mod, torch.nn.MaxPool2d):
+            hw //= 2
+        elif isinstance(mod, torch.nn.Conv2d):
+            out = channels if i == last else mod.out_channels
+            macs += hw * hw * out * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]
+    return macs
+
+
+def _network_breakdown(model, tm, channels, size: int) -> tuple[dict, str, tuple[float, float]]:
+    """Where a step's time goes: each side's network work alone, as its render does it -- deepvis_jax the forward to
+    conv4_3's target channel and the input gradient (vmapped over the images, as `construct`), Lucent's model the
+    whole VGG16 forward and the input gradient from its conv4_3 hook -- timed warm on the same random images, with
+    the input gradients compared (float32, relative L2 below 1e-2). Also this machine's float32 matrix-product rate (JAX,
+    3072^2), the ceiling any convolution approaches."""
+    import jax
+    import torch
+
+    n = len(channels)
+    x = np.random.default_rng(2).standard_normal((n, size, size, 3)).astype(np.float32)
+    ch = jnp.asarray(channels)
+
+    def one(m, v, c):
+        return jnp.mean(m.apply(v[None], upto=LAYER, channels=c[None], pre_relu=True))
+
+    grad = jax.jit(jax.vmap(jax.grad(one, argnums=1), in_axes=(None, 0, 0)))
+    _, jax_s, ours = time_jax(lambda: grad(model, jnp.asarray(x), ch), repeats=3)
+
+    def torch_step():
+        v = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+        acts = {}
+        hook = tm.features[21].register_forward_hook(lambda mod, i, o: acts.__setitem__("a", o))
+        try:
+            tm(v)
+        finally:
+            hook.remove()
+        a = acts["a"]
+        loss = sum(a[k, c].mean() for k, c in enumerate(channels))
+        (g,) = torch.autograd.grad(loss, v)
+        return g.numpy().transpose(0, 2, 3, 1)
+
+    torch_s, theirs = time_torch(torch_step, repeats=3)
+    # relative L2: float32 rounding flips a few ReLU and max-pool decisions at 224 px (measured peak-relative 1.7e-2
+    # where they flip); a wrong rule or layer gives errors of order 1 (tests/reference.py's FLIP_BOUND)
+    ours = np.asarray(ours, np.float64)
+    err = float(np.linalg.norm(ours - theirs) / np.linalg.norm(theirs))
+    if not err < 1e-2:
+        raise AssertionError(f"network step: deepvis_jax's input gradient differs from torch's by {err:.1e} (L2)")
+    a = jnp.asarray(np.random.default_rng(3).standard_normal((3072, 3072)).astype(np.float32))
+    matmul = jax.jit(lambda a: a @ a)
+    _, mm_s, _ = time_jax(lambda: matmul(a), repeats=3)
+    # forward and input gradient: twice the forward's multiply-adds, two flops each
+    gflops = 4 * n * _conv_macs(tm, size, 1) / jax_s / 1e9
+    extra = {
+        "network step alone, deepvis_jax / Lucent's model (ms)": f"{jax_s * 1e3:.0f} / {torch_s * 1e3:.0f}",
+        "deepvis_jax conv GFLOP/s (this machine's JAX matmul GFLOP/s)": f"{gflops:.0f} ({2 * 3072**3 / mm_s / 1e9:.0f})",
+        "conv work, Lucent / deepvis_jax": f"{_conv_macs(tm, size, 512) / _conv_macs(tm, size, 1) * 1.0:.2f}x forward "
+                                           "to conv4_3 (plus the rest of VGG16's forward)",
+    }
+    return extra, f"network input gradients rel L2 {err:.0e}", (jax_s, torch_s)
+
+
 def _ranks(model, images, channels) -> list[int]:
     """Rank (1 = strongest) of each image's own channel among the layer's 512, by mean pre-ReLU activation over
     the image as returned (the quantity both objectives maximize)."""
@@ -229,13 +300,17 @@ def run(quick: bool) -> list[Row]:
     r_ours, r_theirs = _ranks(model, ours, channels), _ranks(model, theirs, channels)
     if not (quick or max(r_ours + r_theirs) <= MAX_RANK):
         raise AssertionError(f"channel ranks: deepvis_jax {r_ours}, Lucent {r_theirs} (want <= {MAX_RANK})")
-    check = f"conv weights rel {weights:.0e}; channel ranks deepvis_jax {r_ours}, Lucent {r_theirs}"
+    breakdown, network_check, (net_jax, net_torch) = _network_breakdown(model, tm, channels, SIZE if not quick else 64)
+    check = f"conv weights rel {weights:.0e}; channel ranks deepvis_jax {r_ours}, Lucent {r_theirs}; {network_check}"
     per_step = lambda s: f"{steps / s:.2f}"  # noqa: E731
     extra = {
         "steps/s deepvis_jax (first call incl. compile / warm)": f"{per_step(jax_first)} / {per_step(jax_warm)}",
         "steps/s Lucent (first call / warm)": f"{per_step(torch_first)} / {per_step(torch_warm)}",
         "first call, Lucent / deepvis_jax": f"{torch_first / jax_first:.2f}x",
         "torch threads": str(torch.get_num_threads()),
+        **breakdown,
+        "network's share of a step, deepvis_jax / Lucent": f"{net_jax / (jax_warm / steps):.0%} / "
+                                                           f"{net_torch / (torch_warm / steps):.0%}",
     }
     name = f"lucent: render_vis vs construct, vgg16 {LAYER} {len(channels)}x{steps} steps {SIZE}px"
     rows = [Row(name, jax_warm, torch_warm, jax_first - jax_warm, check, extra)]

@@ -197,6 +197,23 @@ def test_matrix_products_read_a_swapped_weight_through_dimension_numbers():
                                    rtol=1e-12)  # fmt: skip
 
 
+def test_bmm_with_an_expanded_constant_on_either_side_equals_torch():
+    """``bmm(x, view(expand(w)))`` and ``bmm(view(expand(w)), z)``, ``w`` plain or a transposed weight (`Perm`),
+    against torch's bmm of the expanded tensors (float64, 1e-12); ``expand`` of the image's data stays an array."""
+    with jax.enable_x64(True):
+        ctx = Ctx(PLAIN, jnp.float64)
+        x, z, w, w2 = t(6, 3, 4), t(6, 5, 2), t(4, 5), t(5, 4)
+        for tw, jw in ((w, _jax(w)), (w2.T, OPS["permute"](ctx, _jax(w2), (1, 0)))):  # both logically (4, 5)
+            lazy = OPS["view"](ctx, OPS["expand"](ctx, jw, (6, 4, 5)), (6, 4, 5))
+            assert not hasattr(lazy, "shape")  # not materialized
+            np.testing.assert_allclose(OPS["bmm"](ctx, _jax(x), lazy), torch.bmm(x, tw.expand(6, 4, 5)).numpy(),
+                                       rtol=1e-12, atol=1e-12)  # fmt: skip
+            np.testing.assert_allclose(OPS["bmm"](ctx, lazy, _jax(z)), torch.bmm(tw.expand(6, 4, 5), z).numpy(),
+                                       rtol=1e-12, atol=1e-12)  # fmt: skip
+        ctx.data = (True,)
+        assert hasattr(OPS["expand"](ctx, _jax(w), (6, 4, 5)), "shape")  # the image's data: materialized
+
+
 def test_a_weight_expanded_for_bmm_is_read_once():
     """torch's matmul of a transposed 3-D input by a weight is ``bmm(x, view(expand(w)))`` (sequence-first
     attention, as ViT's): the expanded weight stays lazy (`Bcast`), so the program holds no (L, K, N) copy of it

@@ -190,6 +190,33 @@ def test_batch_objectives_equal_their_definitions(fixed):
     assert_close(_eval(mixed, model, x, t), pre[..., 3].mean() - 1e2 * np_diversity(pre), RTOL)
 
 
+def test_a_batch_objectives_terms_share_the_network(fixed):
+    """``channel(l) - 1e2 * diversity(l)`` runs the network once (as many convolutions as `diversity` alone; it
+    ran twice, once per term, and Lucid's diversity recipe took twice a plain step), and its value and gradient
+    equal the terms computed apart (float64, 1e-12). A per-image term that applies the network to something
+    other than the batch's own image (here: the image flipped) is not served from the batch's activations."""
+    model, x, _, _ = fixed
+    t = jnp.asarray([3, 3, 3, 1, 0], jnp.int32)
+    mixed = O.channel("conv2") - 1e2 * O.diversity("conv2")
+
+    def convs(objective):
+        program = jax.make_jaxpr(jax.grad(lambda v: objective.batch_value(model, v, v, t)))(x)
+        return str(program).count("conv_general_dilated") + str(program).count("dot_general")
+
+    with jax.enable_x64(True):
+        assert convs(mixed) == convs(O.diversity("conv2"))
+        apart = lambda v: (O.channel("conv2").batch_value(model, v, v, t)  # noqa: E731
+                           - 1e2 * O.diversity("conv2").batch_value(model, v, v, t))  # fmt: skip
+        assert_close(mixed.batch_value(model, x, x, t), apart(x), RTOL)
+        assert_close(jax.grad(lambda v: mixed.batch_value(model, v, v, t))(x), jax.grad(apart)(x), RTOL)
+        flip = O.channel("conv2")  # read through a per-image term on the flipped image, not the batch's own
+        flipped = O.Objective(lambda m, v, k: flip.value(m, v[:, ::-1], v, k), O.channel("conv2").targets, "flipped")
+        got = (flipped - O.diversity("conv2")).batch_value(model, x, x, jnp.full((5,), 3, jnp.int32))
+        ref = (jnp.mean(model.apply(x[:, :, ::-1], upto="conv2", pre_relu=True)[..., 3])
+               - O.diversity("conv2").batch_value(model, x, x, t))  # fmt: skip
+        assert_close(got, ref, RTOL)
+
+
 # ------------------------------------------------------------------------------------------ the algebra
 
 

@@ -18,6 +18,7 @@ computes a value outside `construct`.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import hashlib
@@ -80,10 +81,30 @@ class Objective:
         return self.fn(model, x, image, target)
 
     def batch_value(self, model: Model, xs: Array, images: Array, targets: Array) -> Array:
-        """The value on a batch: what `construct` maximizes for a batch objective (Lucid's objective on the batch)."""
+        """The value on a batch: what `construct` maximizes for a batch objective (Lucid's objective on the batch).
+
+        A batch objective's terms share the network: each layer's activations on `xs` are computed once
+        (`_Shared`), so ``channel(l) - 1e2 * diversity(l)`` runs the network once, not once per term."""
+        shared = _SHARED.get()
+        if self.is_batch and (shared is None or not shared.holds(model, xs)):
+            token = _SHARED.set(_Shared(model, xs))
+            try:
+                return self.batch_value(model, xs, images, targets)
+            finally:
+                _SHARED.reset(token)
         if self.batch_fn is not None:
             return self.batch_fn(model, xs, images, targets)
-        values = jax.vmap(lambda x, im, t: self.value(model, x, im, t))(xs, images, targets)
+        if shared is not None and shared.holds(model, xs):  # a per-image term of a batch objective: image k reads
+            def one(k, x, im, t):  # its activations from the batch's
+                token = _IMAGE.set((k, x))
+                try:
+                    return self.value(model, x, im, t)
+                finally:
+                    _IMAGE.reset(token)
+
+            values = jax.vmap(one)(jnp.arange(xs.shape[0]), xs, images, targets)
+        else:
+            values = jax.vmap(lambda x, im, t: self.value(model, x, im, t))(xs, images, targets)
         return jnp.sum(values) if self.reduce == "sum" else jnp.mean(values)
 
     def _id(self):
@@ -198,8 +219,43 @@ def combine(weights: Sequence[float], objectives: Sequence[Objective]) -> Object
 # --------------------------------------------------------------------------------------------------------------
 
 
+class _Shared:
+    """The activations one evaluation of a batch objective computes on its batch `xs`, one per (layer, pre_relu),
+    read by all its terms: the batch terms whole (`_batch_acts`), the per-image terms image by image (`_acts`,
+    `_layer_activation`, through `_IMAGE`)."""
+
+    def __init__(self, model: Model, xs: Array):
+        self.model, self.xs, self.acts = model, xs, {}
+
+    def holds(self, model: Model, xs: Array) -> bool:
+        return model is self.model and xs is self.xs
+
+    def batch(self, layer, pre_relu: bool) -> Array:
+        key = (layer_name(self.model, layer), bool(pre_relu))
+        if key not in self.acts:
+            self.acts[key] = self.model.apply(self.xs, upto=key[0], pre_relu=key[1])
+        return self.acts[key]
+
+
+_SHARED: contextvars.ContextVar[_Shared | None] = contextvars.ContextVar("deepvis_shared", default=None)
+# inside a per-image term of a batch objective: (the image's index in the batch, the image as the term sees it)
+_IMAGE: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("deepvis_image", default=None)
+
+
+def _shared_image(model: Model, x: Array, layer, pre_relu: bool) -> Array | None:
+    """`x`'s activations (h, w, C) from the batch's shared ones, when `x` is image k of the batch being evaluated."""
+    shared, image = _SHARED.get(), _IMAGE.get()
+    if shared is None or image is None or shared.model is not model or image[1] is not x:
+        return None
+    return shared.batch(layer, pre_relu)[image[0]]
+
+
 def _layer_activation(model: Model, x: Array, layer, target: Array, pre_relu: bool) -> Array:
-    """(h, w) map of channel `target` of `layer` for one image; the layer's conv computes only that channel."""
+    """(h, w) map of channel `target` of `layer` for one image; the layer's conv computes only that channel (or,
+    in a batch objective, it is read from the batch's shared activations)."""
+    a = _shared_image(model, x, layer, pre_relu)
+    if a is not None:
+        return a[:, :, target]
     name = layer_name(model, layer)
     channels = jnp.reshape(target, (1,)).astype(jnp.int32)
     return model.apply(x[None], upto=name, channels=channels, pre_relu=pre_relu)[0, :, :, 0]
@@ -207,11 +263,18 @@ def _layer_activation(model: Model, x: Array, layer, target: Array, pre_relu: bo
 
 def _acts(model: Model, x: Array, layer, pre_relu: bool) -> Array:
     """(h, w, C): every channel of `layer` for one normalized image."""
+    a = _shared_image(model, x, layer, pre_relu)
+    if a is not None:
+        return a
     return model.apply(x[None], upto=layer_name(model, layer), pre_relu=pre_relu)[0]
 
 
 def _batch_acts(model: Model, xs: Array, layer, pre_relu: bool) -> Array:
-    """(N, h, w, C): every channel of `layer` for a batch of normalized images."""
+    """(N, h, w, C): every channel of `layer` for a batch of normalized images (shared by a batch objective's
+    terms)."""
+    shared = _SHARED.get()
+    if shared is not None and shared.holds(model, xs):
+        return shared.batch(layer, pre_relu)
     return model.apply(xs, upto=layer_name(model, layer), pre_relu=pre_relu)
 
 
