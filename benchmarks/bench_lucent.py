@@ -208,8 +208,8 @@ def _network_breakdown(model, tm, channels, size: int) -> tuple[dict, str, tuple
     """Where a step's time goes: each side's network work alone, as its render does it -- deepvis_jax the forward to
     conv4_3's target channel and the input gradient (vmapped over the images, as `construct`), Lucent's model the
     whole VGG16 forward and the input gradient from its conv4_3 hook -- timed warm on the same random images, with
-    the input gradients compared (float32, relative L2 below 1e-2). Also this machine's float32 matrix-product rate (JAX,
-    3072^2), the ceiling any convolution approaches."""
+    the input gradients compared (float32, relative L2 below 1e-2). Also this machine's float32 matrix-product rate
+    (JAX, 3072^2), the ceiling any convolution approaches."""
     import jax
     import torch
 
@@ -250,7 +250,8 @@ def _network_breakdown(model, tm, channels, size: int) -> tuple[dict, str, tuple
     gflops = 4 * n * _conv_macs(tm, size, 1) / jax_s / 1e9
     extra = {
         "network step alone, deepvis_jax / Lucent's model (ms)": f"{jax_s * 1e3:.0f} / {torch_s * 1e3:.0f}",
-        "deepvis_jax conv GFLOP/s (this machine's JAX matmul GFLOP/s)": f"{gflops:.0f} ({2 * 3072**3 / mm_s / 1e9:.0f})",
+        "deepvis_jax conv GFLOP/s (this machine's JAX matmul GFLOP/s)": f"{gflops:.0f} "
+                                                                         f"({2 * 3072**3 / mm_s / 1e9:.0f})",
         "conv work, Lucent / deepvis_jax": f"{_conv_macs(tm, size, 512) / _conv_macs(tm, size, 1) * 1.0:.2f}x forward "
                                            "to conv4_3 (plus the rest of VGG16's forward)",
     }

@@ -225,7 +225,8 @@ def test_a_weight_expanded_for_bmm_is_read_once():
     class Attention(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv, self.attn, self.fc = torch.nn.Conv2d(3, 8, 4, 4), torch.nn.MultiheadAttention(8, 2), torch.nn.Linear(8, 5)
+            self.conv, self.attn = torch.nn.Conv2d(3, 8, 4, 4), torch.nn.MultiheadAttention(8, 2)
+            self.fc = torch.nn.Linear(8, 5)
 
         def forward(self, x):
             tokens = self.conv(x).flatten(2).permute(2, 0, 1)  # (L, N, C), sequence first
@@ -233,7 +234,8 @@ def test_a_weight_expanded_for_bmm_is_read_once():
 
     torch.manual_seed(0)
     tm = Attention().eval()
-    ops = [str(n.target) for n in torch.export.export(tm, (torch.randn(2, 3, 16, 16),)).run_decompositions().graph.nodes]
+    exported = torch.export.export(tm, (torch.randn(2, 3, 16, 16),)).run_decompositions()
+    ops = [str(n.target) for n in exported.graph.nodes]
     assert "aten.expand.default" in ops and "aten.bmm.default" in ops  # the pattern this test is about
     model = converters.from_torch(tm, torch.randn(2, 3, 16, 16))
     x = np.random.default_rng(0).standard_normal((2, 16, 16, 3))

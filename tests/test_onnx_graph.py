@@ -474,9 +474,9 @@ def test_onnx_family_logits_equal_onnxruntime(name, tmp_path):
 @pytest.mark.parametrize("name", list(ONNX_FAMILIES))
 def test_onnx_family_equals_onnxruntime_and_from_torch(name, tmp_path):
     """Logits as close to the exact (float64) ones as torch's and onnxruntime's float32 are (twice the farther's
-    distance, at least 1e-4 of the peak), and to onnxruntime's, and the three methods' projections at a layer equal those of `converters.from_torch` of the same
-    module (float64, 1e-9 of the peak). About 3 min a family on 2 shared cores: pytest tests/test_onnx_graph.py
-    --families."""
+    distance, at least 1e-4 of the peak), and to onnxruntime's, and the three methods' projections at a layer equal
+    those of `converters.from_torch` of the same module (float64, 1e-9 of the peak). About 3 min a family on 2
+    shared cores: pytest tests/test_onnx_graph.py --families."""
     check_onnx_family(name, tmp_path)
 
 

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .values import (NHWC_AXIS, OPS, Bcast, DType, Hwio, Img, Perm, axis_of, elementwise, logical, logical_shape, op, pairs,
-                     rank_of)
+from .values import (NHWC_AXIS, OPS, Bcast, DType, Hwio, Img, Perm, axis_of, elementwise, logical, logical_shape, op,
+                     pairs, rank_of)
 
 Array = jax.Array
 
