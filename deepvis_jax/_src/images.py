@@ -171,19 +171,26 @@ def square(im: Any, size: int) -> np.ndarray:
     return cover_crop(im, (size, size))
 
 
-def cover_crop(im: Any, hw: tuple[int, int]) -> np.ndarray:
-    """A PIL image (or RGB uint8 array) scaled so that it covers ``h x w`` (the side that needs the larger scale
-    fits exactly; bicubic), then center-cropped to it; RGB uint8. `square` is its square case."""
-    if not isinstance(im, Image.Image):
-        im = Image.fromarray(np.asarray(im, np.uint8))
+def cover_box(ih: int, iw: int, hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """For an ``ih x iw`` image and a target ``h x w``: the PIL size ``(nw, nh)`` that covers the target (the side
+    that needs the larger scale fits exactly) and the centered crop box ``(left, top, right, bottom)`` in it."""
     h, w = int(hw[0]), int(hw[1])
-    iw, ih = im.size
     scale = max(h / ih, w / iw)
     nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
-    if (nw, nh) != (iw, ih):
-        im = im.resize((nw, nh), Image.BICUBIC)
     left, top = (nw - w) // 2, (nh - h) // 2
-    return np.asarray(im.crop((left, top, left + w, top + h)), dtype=np.uint8)
+    return (nw, nh), (left, top, left + w, top + h)
+
+
+def cover_crop(im: Any, hw: tuple[int, int]) -> np.ndarray:
+    """A PIL image (or RGB uint8 array) scaled so that it covers ``h x w`` (`cover_box`; bicubic), then
+    center-cropped to it; RGB uint8. `square` is its square case."""
+    if not isinstance(im, Image.Image):
+        im = Image.fromarray(np.asarray(im, np.uint8))
+    iw, ih = im.size
+    size, box = cover_box(ih, iw, hw)
+    if size != (iw, ih):
+        im = im.resize(size, Image.BICUBIC)
+    return np.asarray(im.crop(box), dtype=np.uint8)
 
 
 def load_square(path: str | os.PathLike, size: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .images import cover_crop
+from .images import cover_box, cover_crop
 
 
 def input_size(model) -> tuple[int, int] | None:
@@ -31,12 +31,9 @@ def fit(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
         return image
     if image.dtype == np.uint8:
         return cover_crop(np.ascontiguousarray(image), (h, w))
-    scale = max(h / ih, w / iw)
-    nh, nw = max(h, round(ih * scale)), max(w, round(iw * scale))
-    top, left = (nh - h) // 2, (nw - w) // 2
-    box = (left, top, left + w, top + h)
+    size, box = cover_box(ih, iw, (h, w))
     chans = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32))
-                        .resize((nw, nh), Image.BICUBIC).crop(box)) for c in range(image.shape[-1])]  # fmt: skip
+                        .resize(size, Image.BICUBIC).crop(box)) for c in range(image.shape[-1])]  # fmt: skip
     return np.clip(np.stack(chans, -1), 0.0, 1.0).astype(image.dtype)
 
 

@@ -12,7 +12,8 @@ from jax import lax
 
 from ...pooling import pool_padding
 from ..layers import adaptive_avg_pool, conv2d, conv_general
-from .values import NHWC_AXIS, Bcast, Hwio, Img, Perm, as_img, axis_of, elementwise, logical, op, pairs, rank_of
+from .values import (NHWC_AXIS, Bcast, Hwio, Img, Perm, as_img, axis_of, elementwise, logical, op, pairs, rank_of,
+                     swap_last)
 
 Array = jax.Array
 
@@ -290,15 +291,11 @@ def _softmax(ctx, x, dim, half_to_float=False):
     return ctx.nonlinear(lambda v: fn(logical(v), axis=dim), x)
 
 
-def _swap_last(n: int) -> tuple:
-    return tuple(range(n - 2)) + (n - 1, n - 2)
-
-
 def _swapped(v) -> tuple[Array, bool]:
     """(array, whether the logical tensor is that array with its last two axes swapped)."""
     if isinstance(v, Perm):
         n = v.a.ndim
-        if tuple(v.dims) == tuple(range(n - 2)) + (n - 1, n - 2):
+        if tuple(v.dims) == swap_last(n):
             return v.a, True
     return logical(v), False
 
@@ -312,7 +309,7 @@ def matmul(a, b) -> Array:
         return lax.dot_general(x, y, (((nb if tx else nb + 1,), (1 if ty else 0,)), ((), ())))
     if isinstance(a, Bcast) and rank_of(a.a) == 2:  # (M, K) by (..., K, N): as (b^T a^T)^T
         b = logical(b)
-        return jnp.swapaxes(matmul(Perm(b, _swap_last(b.ndim)), Bcast(Perm(logical(a.a), (1, 0)), a.lead)), -1, -2)
+        return jnp.swapaxes(matmul(Perm(b, swap_last(b.ndim)), Bcast(Perm(logical(a.a), (1, 0)), a.lead)), -1, -2)
     (x, tx), (y, ty) = _swapped(a), _swapped(b)
     nb = x.ndim - 2
     batch = tuple(range(nb))

@@ -13,7 +13,7 @@ import numpy as np
 from jax import lax
 
 from .values import (NHWC_AXIS, OPS, Bcast, DType, Hwio, Img, Perm, axis_of, elementwise, logical, logical_shape, op,
-                     pairs, rank_of)
+                     pairs, rank_of, swap_last)
 
 Array = jax.Array
 
@@ -39,7 +39,7 @@ def _permute(ctx, x, dims):
     if not isinstance(x, (Img, Hwio, Perm, Bcast)) and dims == (0, 3, 1, 2):  # NHWC -> NCHW: an Img of it
         return Img(x)
     n = len(dims)
-    if n >= 2 and not isinstance(x, (Img, Hwio, Perm, Bcast)) and dims == tuple(range(n - 2)) + (n - 1, n - 2):
+    if n >= 2 and not isinstance(x, (Img, Hwio, Perm, Bcast)) and dims == swap_last(n):
         return Perm(x, dims)  # a matrix product reads it as it is
     return jnp.transpose(logical(x), dims)
 

@@ -52,6 +52,11 @@ class Perm(NamedTuple):
     dims: tuple
 
 
+def swap_last(n: int) -> tuple:
+    """The permutation of `n` axes that swaps the last two (what a `Perm` records for a matrix's transpose)."""
+    return tuple(range(n - 2)) + (n - 1, n - 2)
+
+
 class Bcast(NamedTuple):
     """A constant that torch expanded over new leading axes (a view in torch): logically ``broadcast_to(a, lead +
     shape(a))``. Kept lazy so that a batched matrix product reads it once (torch's matmul of a transposed 3-D input
